@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs the Debian packages berth needs. Idempotent: quiet and quick when all are present.
+# Shared by the set-up command, the test command and CI.
+set -euo pipefail
+
+# Runtime parts (see docs/architecture.md "Carefully chosen parts").
+PKGS=(
+  crun runc conmon catatonit          # OCI runtimes, per-container monitor, --init
+  busybox-static debootstrap          # base images made locally (berth image seed)
+  iproute2 iptables procps            # network namespaces, NAT, `top`
+  netavark aardvark-dns               # container networking and DNS
+  skopeo                              # registry interoperability tests
+  build-essential python3 ca-certificates git
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  # Update the lists only when they are absent or older than a day.
+  if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mmin -1440 2>/dev/null | head -n1)" ]; then
+    apt-get update -qq >/dev/null
+  fi
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# npm dependencies (better-sqlite3 compiles from source here: a few minutes the first time).
+cd "$(dirname "$0")/.."
+if [ ! -d node_modules ] || [ package.json -nt node_modules/.package-lock.json ] || \
+   { [ -f package-lock.json ] && [ package-lock.json -nt node_modules/.package-lock.json ]; }; then
+  echo "install-deps: installing npm dependencies" >&2
+  if [ -f package-lock.json ]; then npm ci --no-audit --no-fund >/dev/null; else npm install --no-audit --no-fund >/dev/null; fi
+fi

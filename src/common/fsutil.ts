@@ -1,0 +1,49 @@
+// File-system helpers shared by the stores: atomic writes (temp file, fsync, rename, fsync of the
+// directory) so that a crash at any moment leaves either the old or the new file, never half.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+
+export function tempNameBeside(file: string): string {
+  return path.join(path.dirname(file), `.tmp-${path.basename(file)}-${randomBytes(6).toString('hex')}`);
+}
+
+export function fsyncDir(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try { fs.fsyncSync(fd); } finally { fs.closeSync(fd); }
+}
+
+/** Writes data to file atomically and durably. */
+export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o644): void {
+  const tmp = tempNameBeside(file);
+  const fd = fs.openSync(tmp, 'wx', mode);
+  try {
+    fs.writeFileSync(fd, data);
+    fs.fsyncSync(fd);
+  } catch (err) {
+    fs.closeSync(fd);
+    fs.rmSync(tmp, { force: true });
+    throw err;
+  }
+  fs.closeSync(fd);
+  try {
+    fs.renameSync(tmp, file);
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    throw err;
+  }
+  fsyncDir(path.dirname(file));
+}
+
+export function readJsonIfExists<T>(file: string): T | undefined {
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as T;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+export function mkdirp(dir: string, mode = 0o755): void {
+  fs.mkdirSync(dir, { recursive: true, mode });
+}

@@ -1,0 +1,177 @@
+// The composition root: berthd's subsystems are created and wired together here, and nowhere
+// else. Each subsystem gets only the small interfaces it needs from the others.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { mkdirp, writeFileAtomic } from '../common/fsutil';
+import type { Logger } from '../common/logger';
+import { MetadataDB } from '../metadata/db';
+import { ApiServer, type Listener } from '../api/server';
+import { Router, API_VERSION, MIN_API_VERSION } from '../api/router';
+import { systemRoutes, type SystemBackend } from '../api/routes/system';
+import type { DaemonConfig } from './config';
+import { DataRootLock } from './lock';
+import { readHostInfo, type HostInfo } from './hostinfo';
+
+export const BERTH_VERSION = '0.1.0';
+
+export class Daemon implements SystemBackend {
+  readonly experimental = false;
+  private lock?: DataRootLock;
+  private meta?: MetadataDB;
+  private server?: ApiServer;
+  private listeners: Listener[] = [];
+  private host!: HostInfo;
+  private daemonID = '';
+
+  constructor(readonly cfg: DaemonConfig, readonly log: Logger) {}
+
+  async start(): Promise<void> {
+    const { cfg, log } = this;
+    mkdirp(cfg.dataRoot, 0o711);
+    mkdirp(cfg.execRoot, 0o700);
+    this.lock = await DataRootLock.acquire(cfg.dataRoot);
+    this.host = readHostInfo(cfg.dataRoot);
+    this.daemonID = this.loadDaemonID();
+    this.meta = new MetadataDB(path.join(cfg.dataRoot, 'metadata.db'));
+
+    const router = new Router(log).add(systemRoutes(this));
+    this.server = new ApiServer(router, log);
+    for (const h of cfg.hosts) this.listeners.push(await this.server.listen(h));
+    writeFileAtomic(cfg.pidfile, `${process.pid}`);
+    log.info('Daemon has completed initialization', { version: BERTH_VERSION, dataRoot: cfg.dataRoot });
+  }
+
+  async stop(): Promise<void> {
+    await this.server?.close();
+    this.listeners = [];
+    this.meta?.close();
+    this.meta = undefined;
+    try {
+      if (fs.readFileSync(this.cfg.pidfile, 'utf8').trim() === String(process.pid)) fs.rmSync(this.cfg.pidfile, { force: true });
+    } catch {}
+    this.lock?.release();
+    this.log.info('Daemon shutdown complete');
+  }
+
+  /** A stable identity for this data root, as dockerd's engine ID. */
+  private loadDaemonID(): string {
+    const file = path.join(this.cfg.dataRoot, 'engine-id');
+    try {
+      return fs.readFileSync(file, 'utf8').trim();
+    } catch {
+      const id = randomUUID();
+      writeFileAtomic(file, id);
+      return id;
+    }
+  }
+
+  version(): Record<string, unknown> {
+    const h = this.host;
+    return {
+      Platform: { Name: 'berth' },
+      Components: [
+        {
+          Name: 'Engine',
+          Version: BERTH_VERSION,
+          Details: { ApiVersion: API_VERSION, MinAPIVersion: MIN_API_VERSION, Os: 'linux', Arch: goArchName(), KernelVersion: h.kernelVersion, GitCommit: '', GoVersion: `node${process.versions.node}`, BuildTime: '', Experimental: 'false' },
+        },
+      ],
+      Version: BERTH_VERSION,
+      ApiVersion: API_VERSION,
+      MinAPIVersion: MIN_API_VERSION,
+      GitCommit: '',
+      GoVersion: `node${process.versions.node}`,
+      Os: 'linux',
+      Arch: goArchName(),
+      KernelVersion: h.kernelVersion,
+      BuildTime: '',
+    };
+  }
+
+  async info(): Promise<Record<string, unknown>> {
+    const h = this.host;
+    const cfg = this.cfg;
+    return {
+      ID: this.daemonID,
+      Containers: 0,
+      ContainersRunning: 0,
+      ContainersPaused: 0,
+      ContainersStopped: 0,
+      Images: 0,
+      Driver: 'overlay2',
+      DriverStatus: [['Backing Filesystem', h.backingFs], ['Supports d_type', 'true'], ['Using metacopy', 'false'], ['Native Overlay Diff', 'true'], ['userxattr', 'false']],
+      DockerRootDir: cfg.dataRoot,
+      Plugins: { Volume: ['local'], Network: ['bridge', 'host', 'null'], Authorization: null, Log: ['json-file', 'local', 'none'] },
+      MemoryLimit: true,
+      SwapLimit: true,
+      CpuCfsPeriod: true,
+      CpuCfsQuota: true,
+      CPUShares: true,
+      CPUSet: true,
+      PidsLimit: true,
+      OomKillDisable: h.cgroupVersion === '1',
+      IPv4Forwarding: true,
+      BridgeNfIptables: false,
+      BridgeNfIp6tables: false,
+      Debug: cfg.logLevel === 'debug',
+      NFd: countDir('/proc/self/fd'),
+      NGoroutines: 0,
+      SystemTime: new Date().toISOString(),
+      LoggingDriver: (cfg.extra['log-driver'] as string | undefined) ?? 'json-file',
+      CgroupDriver: 'cgroupfs',
+      CgroupVersion: h.cgroupVersion,
+      NEventsListener: 0,
+      KernelVersion: h.kernelVersion,
+      OperatingSystem: h.operatingSystem,
+      OSVersion: h.osVersion,
+      OSType: 'linux',
+      Architecture: h.architecture,
+      IndexServerAddress: 'https://index.docker.io/v1/',
+      RegistryConfig: {
+        AllowNondistributableArtifactsCIDRs: null,
+        AllowNondistributableArtifactsHostnames: null,
+        InsecureRegistryCIDRs: ['127.0.0.0/8', '::1/128'],
+        IndexConfigs: { 'docker.io': { Name: 'docker.io', Mirrors: cfg.registryMirrors, Secure: true, Official: true } },
+        Mirrors: cfg.registryMirrors,
+      },
+      NCPU: h.ncpu,
+      MemTotal: h.memTotal,
+      GenericResources: null,
+      HttpProxy: process.env.HTTP_PROXY ?? '',
+      HttpsProxy: process.env.HTTPS_PROXY ?? '',
+      NoProxy: process.env.NO_PROXY ?? '',
+      Name: h.hostname,
+      Labels: [],
+      ExperimentalBuild: false,
+      ServerVersion: BERTH_VERSION,
+      Runtimes: Object.fromEntries(Object.entries(cfg.runtimes).map(([n, r]) => [n, { path: r.path, ...(r.runtimeArgs ? { runtimeArgs: r.runtimeArgs } : {}) }])),
+      DefaultRuntime: cfg.defaultRuntime,
+      Swarm: { NodeID: '', NodeAddr: '', LocalNodeState: 'inactive', ControlAvailable: false, Error: '', RemoteManagers: null },
+      LiveRestoreEnabled: true,
+      Isolation: '',
+      InitBinary: 'catatonit',
+      ContainerdCommit: { ID: '' },
+      RuncCommit: { ID: '' },
+      InitCommit: { ID: '' },
+      SecurityOptions: ['name=seccomp,profile=builtin'],
+      Warnings: [],
+    };
+  }
+
+  async diskUsage(_types: string[]): Promise<Record<string, unknown>> {
+    return { LayersSize: 0, Images: [], Containers: [], Volumes: [], BuildCache: [] };
+  }
+}
+
+function goArchName(): string {
+  return process.arch === 'x64' ? 'amd64' : process.arch;
+}
+
+function countDir(dir: string): number {
+  try {
+    return fs.readdirSync(dir).length;
+  } catch {
+    return 0;
+  }
+}
