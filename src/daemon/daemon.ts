@@ -12,6 +12,13 @@ import { systemRoutes, type SystemBackend } from '../api/routes/system';
 import type { DaemonConfig } from './config';
 import { DataRootLock } from './lock';
 import { readHostInfo, type HostInfo } from './hostinfo';
+import { ContentStore } from '../content/store';
+import { OverlaySnapshotter } from '../snapshots/overlay';
+import type { Snapshotter } from '../snapshots/types';
+import { ImageStore } from '../images/store';
+import { ImageService } from '../images/service';
+import { ImageApi } from '../images/backend';
+import { imageRoutes } from '../api/routes/images';
 
 export const BERTH_VERSION = '0.1.0';
 
@@ -19,6 +26,8 @@ export class Daemon implements SystemBackend {
   readonly experimental = false;
   private lock?: DataRootLock;
   private meta?: MetadataDB;
+  private snapshotter?: Snapshotter;
+  images!: ImageService;
   private server?: ApiServer;
   private listeners: Listener[] = [];
   private host!: HostInfo;
@@ -34,8 +43,11 @@ export class Daemon implements SystemBackend {
     this.host = readHostInfo(cfg.dataRoot);
     this.daemonID = this.loadDaemonID();
     this.meta = new MetadataDB(path.join(cfg.dataRoot, 'metadata.db'));
+    const content = new ContentStore(path.join(cfg.dataRoot, 'content'));
+    this.snapshotter = new OverlaySnapshotter(path.join(cfg.dataRoot, 'overlay2'));
+    this.images = new ImageService(new ImageStore(this.meta), content, this.snapshotter, log);
 
-    const router = new Router(log).add(systemRoutes(this));
+    const router = new Router(log).add(systemRoutes(this)).add(imageRoutes(new ImageApi(this.images)));
     this.server = new ApiServer(router, log);
     for (const h of cfg.hosts) this.listeners.push(await this.server.listen(h));
     writeFileAtomic(cfg.pidfile, `${process.pid}`);
@@ -45,6 +57,8 @@ export class Daemon implements SystemBackend {
   async stop(): Promise<void> {
     await this.server?.close();
     this.listeners = [];
+    this.snapshotter?.close();
+    this.snapshotter = undefined;
     this.meta?.close();
     this.meta = undefined;
     try {
@@ -98,7 +112,7 @@ export class Daemon implements SystemBackend {
       ContainersRunning: 0,
       ContainersPaused: 0,
       ContainersStopped: 0,
-      Images: 0,
+      Images: this.images.count(),
       Driver: 'overlay2',
       DriverStatus: [['Backing Filesystem', h.backingFs], ['Supports d_type', 'true'], ['Using metacopy', 'false'], ['Native Overlay Diff', 'true'], ['userxattr', 'false']],
       DockerRootDir: cfg.dataRoot,
@@ -159,8 +173,32 @@ export class Daemon implements SystemBackend {
     };
   }
 
-  async diskUsage(_types: string[]): Promise<Record<string, unknown>> {
-    return { LayersSize: 0, Images: [], Containers: [], Volumes: [], BuildCache: [] };
+  async diskUsage(types: string[]): Promise<Record<string, unknown>> {
+    const want = (t: string) => types.length === 0 || types.includes(t);
+    const out: Record<string, unknown> = {};
+    if (want('image')) {
+      const recs = this.images.store.list();
+      // A layer shared by several images counts once in LayersSize and as shared in each.
+      const chainUse = new Map<string, number>();
+      for (const r of recs) for (const l of r.layers) chainUse.set(l.chainID, (chainUse.get(l.chainID) ?? 0) + 1);
+      const layerSize = new Map<string, number>();
+      for (const r of recs) for (const l of r.layers) layerSize.set(l.chainID, l.size);
+      out.LayersSize = [...layerSize.values()].reduce((a, b) => a + b, 0);
+      out.Images = await Promise.all(recs.map(async (r) => {
+        const cfg = await this.images.config(r.id);
+        const tags = this.images.repoTags(r.id);
+        return {
+          Id: r.id, ParentId: r.parent, RepoTags: tags, RepoDigests: this.images.repoDigests(r.id),
+          Created: Math.floor(Date.parse(r.created) / 1000), Size: r.size,
+          SharedSize: r.layers.filter((l) => (chainUse.get(l.chainID) ?? 0) > 1).reduce((n, l) => n + l.size, 0),
+          Labels: cfg.config?.Labels ?? null, Containers: 0,
+        };
+      }));
+    }
+    if (want('container')) out.Containers = [];
+    if (want('volume')) out.Volumes = [];
+    if (want('build-cache')) out.BuildCache = [];
+    return out;
   }
 }
 

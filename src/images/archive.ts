@@ -1,0 +1,321 @@
+// `docker save` and `docker load` archives. save writes what Docker 25+ writes: an OCI image
+// layout (oci-layout, index.json, blobs/sha256/...) plus the legacy manifest.json and
+// repositories files, with layers as uncompressed tars, so Docker and berth both load it and the
+// image ID (the config digest) survives the round trip. load reads that, older Docker archives
+// (<id>/layer.tar, <id>.json) and plain OCI layouts.
+import { createHash } from 'node:crypto';
+import { PassThrough, Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import * as tar from 'tar-stream';
+import { invalidParameter } from '../common/errors';
+import { detectCompression, decompressionStages } from '../archive/compression';
+import { familiarString, parseReference, type Reference } from './reference';
+import { shortID, type ImageService } from './service';
+import { MediaTypes, type Descriptor, type ImageConfig, type Index, type Manifest } from './types';
+
+const SMALL_FILE_LIMIT = 16 << 20;
+
+function sha256(b: Buffer | string): string {
+  return 'sha256:' + createHash('sha256').update(b).digest('hex');
+}
+
+// ---- save ---------------------------------------------------------------------------------
+
+export async function saveImages(svc: ImageService, names: string[]): Promise<Readable> {
+  // Resolve everything first: an unknown name is a 404 before any byte is sent.
+  const images = new Map<string, { config: ImageConfig; tags: Reference[] }>();
+  for (const name of names) {
+    const r = await svc.resolve(name);
+    const entry = images.get(r.record.id) ?? { config: r.config, tags: [] };
+    if (r.ref?.tag) entry.tags.push(r.ref);
+    images.set(r.record.id, entry);
+  }
+  const pack = tar.pack();
+  const out = new PassThrough();
+  const done = pipeline(pack, out).catch((err) => out.destroy(err));
+  void done;
+
+  const addFile = (name: string, data: Buffer | string) =>
+    new Promise<void>((resolve, reject) => pack.entry({ name, mode: 0o644, mtime: new Date(0) }, data, (err) => (err ? reject(err) : resolve())));
+
+  const written = new Set<string>();
+  const dirWritten = new Set<string>();
+  const legacy: object[] = [];
+  const repositories: Record<string, Record<string, string>> = {};
+  const indexEntries: Descriptor[] = [];
+
+  (async () => {
+    for (const name of ['blobs/', 'blobs/sha256/']) {
+      if (!dirWritten.has(name)) {
+        dirWritten.add(name);
+        await new Promise<void>((res, rej) => pack.entry({ name, type: 'directory', mode: 0o755, mtime: new Date(0) }, (e) => (e ? rej(e) : res())));
+      }
+    }
+    for (const [id, { tags }] of images) {
+      const record = svc.store.get(id)!;
+      const layerDescs: Descriptor[] = [];
+      for (const l of record.layers) {
+        const path = `blobs/sha256/${l.diffID.slice(7)}`;
+        if (!written.has(path)) {
+          written.add(path);
+          await writeLayer(svc, pack, path, l.blobDigest, l.mediaType);
+        }
+        layerDescs.push({ mediaType: MediaTypes.ociLayer, digest: l.diffID, size: await uncompressedSize(svc, l.blobDigest, l.mediaType) });
+      }
+      const configBytes = await svc.content.readBlob(id);
+      const cfgPath = `blobs/sha256/${id.slice(7)}`;
+      if (!written.has(cfgPath)) {
+        written.add(cfgPath);
+        await addFile(cfgPath, configBytes);
+      }
+      const manifest: Manifest = {
+        schemaVersion: 2,
+        mediaType: MediaTypes.ociManifest,
+        config: { mediaType: MediaTypes.ociConfig, digest: id, size: configBytes.length },
+        layers: layerDescs,
+      };
+      const manifestBytes = Buffer.from(JSON.stringify(manifest));
+      const manifestDigest = sha256(manifestBytes);
+      const mPath = `blobs/sha256/${manifestDigest.slice(7)}`;
+      if (!written.has(mPath)) {
+        written.add(mPath);
+        await addFile(mPath, manifestBytes);
+      }
+      const repoTags = tags.map((t) => familiarString(t));
+      if (tags.length === 0) indexEntries.push({ mediaType: MediaTypes.ociManifest, digest: manifestDigest, size: manifestBytes.length });
+      for (const t of tags) {
+        indexEntries.push({
+          mediaType: MediaTypes.ociManifest,
+          digest: manifestDigest,
+          size: manifestBytes.length,
+          annotations: { 'io.containerd.image.name': `${t.domain}/${t.path}:${t.tag}`, 'org.opencontainers.image.ref.name': t.tag! },
+        });
+        const top = record.layers[record.layers.length - 1];
+        (repositories[familiarString({ ...t, tag: undefined })] ??= {})[t.tag!] = top ? top.diffID.slice(7) : '';
+      }
+      legacy.push({ Config: cfgPath, RepoTags: repoTags.length ? repoTags : null, Layers: record.layers.map((l) => `blobs/sha256/${l.diffID.slice(7)}`) });
+    }
+    await addFile('index.json', JSON.stringify({ schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests: indexEntries } satisfies Index));
+    await addFile('manifest.json', JSON.stringify(legacy));
+    await addFile('oci-layout', JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+    if (Object.keys(repositories).length > 0) await addFile('repositories', JSON.stringify(repositories));
+    pack.finalize();
+  })().catch((err) => pack.destroy(err));
+  return out;
+}
+
+async function uncompressedSize(svc: ImageService, blob: string, mediaType: string): Promise<number> {
+  if (!isCompressed(mediaType)) return (await svc.content.info(blob))!.size;
+  let n = 0;
+  for await (const c of await decompressedStream(svc, blob)) n += (c as Buffer).length;
+  return n;
+}
+
+function isCompressed(mediaType: string): boolean {
+  return /gzip|zstd/.test(mediaType);
+}
+
+async function decompressedStream(svc: ImageService, blob: string): Promise<Readable> {
+  const { stages } = await decompressionStages(await svc.content.createReadStream(blob));
+  if (stages.length === 1) return stages[0] as Readable;
+  const out = new PassThrough();
+  pipeline(...(stages as [Readable]), out).catch((err) => out.destroy(err));
+  return out;
+}
+
+async function writeLayer(svc: ImageService, pack: tar.Pack, name: string, blob: string, mediaType: string): Promise<void> {
+  const size = await uncompressedSize(svc, blob, mediaType);
+  const src = isCompressed(mediaType) ? await decompressedStream(svc, blob) : await svc.content.createReadStream(blob);
+  await new Promise<void>((resolve, reject) => {
+    const entry = pack.entry({ name, size, mode: 0o644, mtime: new Date(0) }, (err) => (err ? reject(err) : resolve()));
+    src.on('error', reject);
+    src.pipe(entry);
+  });
+}
+
+// ---- load ---------------------------------------------------------------------------------
+
+interface LoadedFile {
+  digest: string;
+  size: number;
+  data?: Buffer;
+}
+
+export async function loadImages(svc: ImageService, input: Readable, quiet: boolean, progress: (msg: object) => void): Promise<void> {
+  const files = new Map<string, LoadedFile>();
+  const links = new Map<string, string>();
+  const staged: string[] = [];
+  const extract = tar.extract();
+
+  // The archive may itself be compressed (docker load accepts gzip).
+  const { stages } = await decompressionStages(input);
+  const consume = (async () => {
+    for await (const entry of extract) {
+      const h = entry.header;
+      const name = h.name.replace(/^\.\//, '').replace(/\/+$/, '');
+      if (h.type === 'symlink' || h.type === 'link') {
+        links.set(name, h.type === 'symlink' ? joinPath(dirOf(name), h.linkname ?? '') : (h.linkname ?? '').replace(/^\.\//, ''));
+        entry.resume();
+        continue;
+      }
+      if (h.type !== 'file') {
+        entry.resume();
+        continue;
+      }
+      const size = h.size ?? 0;
+      const blobMatch = /^blobs\/sha256\/([a-f0-9]{64})$/.exec(name);
+      if (!blobMatch && size <= SMALL_FILE_LIMIT && !name.endsWith('layer.tar')) {
+        const chunks: Buffer[] = [];
+        for await (const c of entry) chunks.push(c as Buffer);
+        const data = Buffer.concat(chunks);
+        files.set(name, { digest: sha256(data), size: data.length, data });
+        continue;
+      }
+      const digest = await svc.content.ingestStream(`load-${name}-${process.hrtime.bigint()}`, entry as AsyncIterable<Uint8Array>, blobMatch ? { digest: `sha256:${blobMatch[1]}`, size } : { size });
+      staged.push(digest);
+      files.set(name, { digest, size });
+    }
+  })();
+  await Promise.all([pipeline(...(stages as [Readable]), extract), consume]);
+
+  const resolveName = (p: string): LoadedFile | undefined => {
+    let name = p.replace(/^\.\//, '');
+    for (let i = 0; i < 8 && links.has(name); i++) name = links.get(name)!;
+    return files.get(name);
+  };
+  const readSmall = async (f: LoadedFile): Promise<Buffer> => f.data ?? (await svc.content.readBlob(f.digest));
+  const byDigest = (d: string): LoadedFile | undefined => resolveName(`blobs/sha256/${d.replace(/^sha256:/, '')}`);
+
+  interface Plan { configBytes: Buffer; layers: { file: LoadedFile; mediaType: string }[]; tags: Reference[] }
+  const plans: Plan[] = [];
+  const manifestJson = files.get('manifest.json');
+  const indexJson = files.get('index.json');
+  if (manifestJson) {
+    let entries: { Config: string; RepoTags: string[] | null; Layers: string[] }[];
+    try {
+      entries = JSON.parse(manifestJson.data!.toString('utf8'));
+    } catch {
+      throw invalidParameter('invalid manifest.json in the archive');
+    }
+    for (const e of entries) {
+      const cfg = resolveName(e.Config);
+      if (!cfg) throw invalidParameter(`invalid archive: config ${e.Config} is missing`);
+      const layers = e.Layers.map((p) => {
+        const f = resolveName(p);
+        if (!f) throw invalidParameter(`invalid archive: layer ${p} is missing`);
+        return { file: f, mediaType: '' };
+      });
+      plans.push({ configBytes: await readSmall(cfg), layers, tags: (e.RepoTags ?? []).map((t) => parseReference(t)) });
+    }
+  } else if (indexJson) {
+    const index = JSON.parse(indexJson.data!.toString('utf8')) as Index;
+    const walk = async (descs: Descriptor[], inheritedTag?: Reference): Promise<void> => {
+      for (const d of descs) {
+        const f = byDigest(d.digest);
+        if (!f) throw invalidParameter(`invalid OCI layout: blob ${d.digest} is missing`);
+        const name = d.annotations?.['io.containerd.image.name'] ?? d.annotations?.['org.opencontainers.image.ref.name'];
+        let tag = inheritedTag;
+        if (name) {
+          try {
+            tag = parseReference(name.includes('/') || name.includes(':') ? name : `${name}`);
+            if (!tag.tag && !tag.digest) tag.tag = 'latest';
+            // A bare ref.name such as "latest" names a tag but no repository: keep none.
+            if (!d.annotations?.['io.containerd.image.name'] && !name.includes(':') && !name.includes('/')) tag = undefined;
+          } catch {
+            tag = undefined;
+          }
+        }
+        const body = JSON.parse((await readSmall(f)).toString('utf8')) as Manifest & Index;
+        if (Array.isArray(body.manifests)) {
+          const linux = body.manifests.filter((m) => !m.platform || (m.platform.os === 'linux' && m.platform.architecture === goArchName()));
+          await walk(linux.slice(0, 1), tag);
+          continue;
+        }
+        const cfg = byDigest(body.config.digest);
+        if (!cfg) throw invalidParameter(`invalid OCI layout: config ${body.config.digest} is missing`);
+        plans.push({
+          configBytes: await readSmall(cfg),
+          layers: body.layers.map((l) => {
+            const lf = byDigest(l.digest);
+            if (!lf) throw invalidParameter(`invalid OCI layout: layer ${l.digest} is missing`);
+            return { file: lf, mediaType: l.mediaType };
+          }),
+          tags: tag ? [tag] : [],
+        });
+      }
+    };
+    await walk(index.manifests);
+  } else {
+    throw invalidParameter('invalid archive: neither manifest.json nor index.json found (is this a docker save archive?)');
+  }
+
+  const keep = new Set<string>();
+  try {
+    for (const plan of plans) {
+      let config: ImageConfig;
+      try {
+        config = JSON.parse(plan.configBytes.toString('utf8')) as ImageConfig;
+      } catch {
+        throw invalidParameter('invalid image config in the archive');
+      }
+      const diffIDs = config.rootfs?.diff_ids ?? [];
+      if (diffIDs.length !== plan.layers.length) throw invalidParameter(`invalid archive: the config lists ${diffIDs.length} layers, the manifest ${plan.layers.length}`);
+      const descs = [];
+      for (let i = 0; i < plan.layers.length; i++) {
+        const l = plan.layers[i];
+        // Small layers were buffered; move them to the content store too.
+        let digest = l.file.digest;
+        if (l.file.data) {
+          digest = await svc.content.writeBlob(l.file.data);
+          staged.push(digest);
+        }
+        let mediaType = l.mediaType;
+        if (!mediaType) {
+          const head = await readHead(svc, digest);
+          const c = detectCompression(head);
+          mediaType = c === 'gzip' ? MediaTypes.ociLayerGzip : c === 'zstd' ? MediaTypes.ociLayerZstd : MediaTypes.ociLayer;
+        }
+        keep.add(digest);
+        if (!quiet) progress({ status: 'Loading layer', progressDetail: { current: 0, total: l.file.size }, id: shortID(digest) });
+        descs.push({ digest, diffID: diffIDs[i], mediaType, size: l.file.size, uncompressedSize: isCompressed(mediaType) ? undefined : l.file.size });
+      }
+      const layers = await svc.unpack(descs);
+      for (const d of descs) {
+        if (!quiet) progress({ status: 'Loading layer', progressDetail: { current: d.size, total: d.size }, id: shortID(d.digest) });
+      }
+      const id = await svc.addImage(plan.configBytes, layers, { tags: plan.tags.map((t) => (t.tag || t.digest ? t : { ...t, tag: 'latest' })) });
+      keep.add(id);
+      svc.events('load', id, {});
+      if (plan.tags.length === 0) progress({ stream: `Loaded image ID: ${id}\n` });
+      for (const t of plan.tags) progress({ stream: `Loaded image: ${familiarString(t.tag || t.digest ? t : { ...t, tag: 'latest' })}\n` });
+    }
+  } finally {
+    // Blobs staged for this load that no image ended up using (manifests, stray files, or all of
+    // them after a failure) are removed, so a failed load leaves nothing behind.
+    for (const d of staged) if (!keep.has(d) && !svc.store.blobInUse(d)) await svc.content.delete(d).catch(() => {});
+  }
+}
+
+function dirOf(p: string): string {
+  const i = p.lastIndexOf('/');
+  return i < 0 ? '' : p.slice(0, i);
+}
+
+function joinPath(dir: string, rel: string): string {
+  const parts = dir ? dir.split('/') : [];
+  for (const seg of rel.split('/')) {
+    if (seg === '..') parts.pop();
+    else if (seg !== '.' && seg !== '') parts.push(seg);
+  }
+  return parts.join('/');
+}
+
+function goArchName(): string {
+  return process.arch === 'x64' ? 'amd64' : process.arch;
+}
+
+async function readHead(svc: ImageService, digest: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of await svc.content.createReadStream(digest, { start: 0, end: 15 })) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
