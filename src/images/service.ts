@@ -173,7 +173,13 @@ export class ImageService {
 
     const layer = await this.ingestLayerStream(input);
     const [chainID] = chainIDs([layer.diffID]);
-    await unpackLayers([{ digest: layer.blobDigest, diffID: layer.diffID, mediaType: layer.mediaType, size: layer.blobSize }], this.content, this.snapshotter);
+    try {
+      await unpackLayers([{ digest: layer.blobDigest, diffID: layer.diffID, mediaType: layer.mediaType, size: layer.blobSize }], this.content, this.snapshotter);
+    } catch (err) {
+      // A refused layer (hostile paths, corrupt data) must leave nothing: drop its blob too.
+      if (!this.store.blobInUse(layer.blobDigest)) await this.content.delete(layer.blobDigest).catch(() => {});
+      throw err;
+    }
     const created = new Date().toISOString();
     const comment = opts.message || 'Imported from -';
     const config: ImageConfig = {

@@ -1,0 +1,275 @@
+// Tar creation: deterministic archives of directory trees (export, save, commit) and OCI layers
+// from overlayfs upper directories (commit, diff).
+//
+// The writer is berth's own rather than tar-stream's pack for two reasons: PAX xattr records must
+// carry binary values (file capabilities), which tar-stream's PAX encoder cannot, and the output
+// must be byte-for-byte a function of the tree (sorted names, whole-second mtimes, no atime/ctime,
+// no user/group names), so that the same tree always gives the same digest.
+import * as fs from 'node:fs';
+import { Readable } from 'node:stream';
+import { llistxattr, lgetxattr } from '../native';
+import { encodePax, XATTR_PREFIX } from './pax';
+import { OVERLAY_OPAQUE_XATTR, WHITEOUT_OPAQUE, WHITEOUT_PREFIX } from './apply';
+
+export interface TarOptions {
+  /** Return false to leave a path (relative, "a/b") and everything below it out. */
+  filter?: (relPath: string) => boolean;
+  /** Include a "./" entry for the root directory itself (off by default, as docker's layers). */
+  includeRoot?: boolean;
+}
+
+const BLOCK = 512;
+const BATCH = 1 << 20;
+const MAX_OCTAL_8 = 0o7777777; // 7 digits fit an 8-byte field
+const MAX_SIZE_12 = 0o77777777777; // 11 digits fit the 12-byte size field
+
+type TypeFlag = '0' | '1' | '2' | '3' | '4' | '5' | '6' | 'x';
+
+interface Header {
+  name: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtime: number;
+  type: TypeFlag;
+  linkname?: string;
+  devmajor?: number;
+  devminor?: number;
+}
+
+function writeOctal(buf: Buffer, value: number, offset: number, width: number): void {
+  buf.write(value.toString(8).padStart(width - 1, '0'), offset, width - 1, 'latin1');
+  buf[offset + width - 1] = 0;
+}
+
+function isAscii(s: string): boolean {
+  return /^[\x00-\x7f]*$/.test(s);
+}
+
+/** Splits name into ustar prefix/name fields, or returns undefined when it does not fit. */
+function splitName(name: string): { prefix: string; name: string } | undefined {
+  if (!isAscii(name)) return undefined;
+  if (name.length <= 100) return { prefix: '', name };
+  for (let i = name.indexOf('/'); i >= 0; i = name.indexOf('/', i + 1)) {
+    const prefix = name.slice(0, i);
+    const rest = name.slice(i + 1);
+    if (prefix.length > 155) return undefined;
+    if (rest.length <= 100 && rest.length > 0) return { prefix, name: rest };
+  }
+  return undefined;
+}
+
+function encodeUstar(h: Header, split: { prefix: string; name: string }, linkname: string): Buffer {
+  const buf = Buffer.alloc(BLOCK);
+  buf.write(split.name, 0, 100, 'latin1');
+  writeOctal(buf, h.mode & 0o7777, 100, 8);
+  writeOctal(buf, h.uid, 108, 8);
+  writeOctal(buf, h.gid, 116, 8);
+  writeOctal(buf, h.size, 124, 12);
+  writeOctal(buf, h.mtime, 136, 12);
+  buf.write(h.type, 156, 1, 'latin1');
+  buf.write(linkname, 157, 100, 'latin1');
+  buf.write('ustar\x0000', 257, 8, 'latin1');
+  writeOctal(buf, h.devmajor ?? 0, 329, 8);
+  writeOctal(buf, h.devminor ?? 0, 337, 8);
+  buf.write(split.prefix, 345, 155, 'latin1');
+  buf.fill(0x20, 148, 156);
+  let sum = 0;
+  for (let i = 0; i < BLOCK; i++) sum += buf[i];
+  buf.write(sum.toString(8).padStart(6, '0'), 148, 6, 'latin1');
+  buf[154] = 0;
+  buf[155] = 0x20;
+  return buf;
+}
+
+function padding(size: number): Buffer | undefined {
+  const rem = size % BLOCK;
+  return rem === 0 ? undefined : Buffer.alloc(BLOCK - rem);
+}
+
+/** The header blocks (a PAX header first when needed) for one entry. */
+function encodeHeader(h: Header, xattrs: [string, Buffer][]): Buffer[] {
+  const records: [string, string | Buffer][] = [];
+  let split = splitName(h.name);
+  if (!split) {
+    records.push(['path', h.name]);
+    // Any ASCII stand-in works: readers take the name from the PAX record.
+    split = { prefix: '', name: h.name.replace(/[^\x20-\x7e]/g, '_').slice(-100) };
+  }
+  let linkname = h.linkname ?? '';
+  if (!isAscii(linkname) || linkname.length > 100) {
+    records.push(['linkpath', linkname]);
+    linkname = linkname.replace(/[^\x20-\x7e]/g, '_').slice(0, 100);
+  }
+  const fixed = { ...h };
+  if (h.uid > MAX_OCTAL_8) { records.push(['uid', String(h.uid)]); fixed.uid = 0; }
+  if (h.gid > MAX_OCTAL_8) { records.push(['gid', String(h.gid)]); fixed.gid = 0; }
+  if (h.size > MAX_SIZE_12) { records.push(['size', String(h.size)]); fixed.size = 0; }
+  for (const [name, value] of xattrs) records.push([XATTR_PREFIX + name, value]);
+  const out: Buffer[] = [];
+  if (records.length > 0) {
+    // Sorted records keep the PAX body independent of the order llistxattr happens to return.
+    records.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    const body = encodePax(records);
+    const paxHeader: Header = { name: 'PaxHeader', mode: 0o644, uid: 0, gid: 0, size: body.length, mtime: fixed.mtime, type: 'x' };
+    out.push(encodeUstar(paxHeader, { prefix: '', name: 'PaxHeader' }, ''), body);
+    const pad = padding(body.length);
+    if (pad) out.push(pad);
+  }
+  out.push(encodeUstar(fixed, split, linkname));
+  return out;
+}
+
+function devNumbers(rdev: number): { major: number; minor: number } {
+  const dev = BigInt(rdev);
+  const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & 0xfffff000n);
+  const minor = (dev & 0xffn) | ((dev >> 12n) & 0xffffff00n);
+  return { major: Number(major), minor: Number(minor) };
+}
+
+function readXattrs(file: string): [string, Buffer][] {
+  let names: string[];
+  try {
+    names = llistxattr(file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOTSUP' || code === 'EOPNOTSUPP') return [];
+    throw err;
+  }
+  const out: [string, Buffer][] = [];
+  for (const name of names.sort()) {
+    // overlayfs' own bookkeeping is not content; applyLayer ignores these too.
+    if (name.startsWith('trusted.overlay.')) continue;
+    const value = lgetxattr(file, name);
+    if (value !== null) out.push([name, value]);
+  }
+  return out;
+}
+
+/** Collects small buffers into ~1 MiB chunks so the consumer sees few, large writes. */
+class Batcher {
+  private parts: Buffer[] = [];
+  private bytes = 0;
+  add(buf: Buffer): boolean {
+    this.parts.push(buf);
+    this.bytes += buf.length;
+    return this.bytes >= BATCH;
+  }
+  take(): Buffer {
+    const out = Buffer.concat(this.parts, this.bytes);
+    this.parts = [];
+    this.bytes = 0;
+    return out;
+  }
+  get full(): boolean {
+    return this.bytes >= BATCH;
+  }
+}
+
+type Mode = 'plain' | 'overlay';
+
+async function* generateTar(root: string, mode: Mode, opts: TarOptions): AsyncGenerator<Buffer> {
+  const batch = new Batcher();
+  const firstPathOfInode = new Map<string, string>();
+  const mtimeOf = (st: fs.Stats): number => Math.max(0, Math.floor(st.mtimeMs / 1000));
+
+  if (opts.includeRoot) {
+    const st = fs.lstatSync(root);
+    for (const b of encodeHeader({ name: './', mode: st.mode, uid: st.uid, gid: st.gid, size: 0, mtime: mtimeOf(st), type: '5' }, readXattrs(root))) batch.add(b);
+  }
+
+  // Depth-first, names sorted at every level: the archive order is a function of the tree.
+  const stack: { rel: string; names: string[]; next: number }[] = [{ rel: '', names: fs.readdirSync(root).sort(), next: 0 }];
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1];
+    if (top.next >= top.names.length) {
+      stack.pop();
+      continue;
+    }
+    const name = top.names[top.next++];
+    const rel = top.rel === '' ? name : `${top.rel}/${name}`;
+    if (opts.filter && !opts.filter(rel)) continue;
+    const abs = `${root}/${rel}`;
+    const st = fs.lstatSync(abs);
+    const base = { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: mtimeOf(st) };
+
+    if (st.isDirectory()) {
+      const xattrs = readXattrs(abs);
+      for (const b of encodeHeader({ ...base, name: `${rel}/`, size: 0, type: '5' }, xattrs)) batch.add(b);
+      if (mode === 'overlay' && lgetxattr(abs, OVERLAY_OPAQUE_XATTR)?.toString() === 'y') {
+        // An opaque directory hides the lower layers' contents: OCI says so with this marker.
+        for (const b of encodeHeader({ ...base, name: `${rel}/${WHITEOUT_OPAQUE}`, mode: 0, size: 0, type: '0' }, [])) batch.add(b);
+      }
+      stack.push({ rel, names: fs.readdirSync(abs).sort(), next: 0 });
+    } else if (st.isCharacterDevice() && mode === 'overlay' && st.rdev === 0) {
+      // overlayfs whiteout (0/0 char device) → OCI whiteout file.
+      const wh = top.rel === '' ? `${WHITEOUT_PREFIX}${name}` : `${top.rel}/${WHITEOUT_PREFIX}${name}`;
+      for (const b of encodeHeader({ ...base, name: wh, mode: 0, size: 0, type: '0' }, [])) batch.add(b);
+    } else if (st.isSocket()) {
+      continue; // tar cannot represent sockets; docker skips them too
+    } else {
+      const key = `${st.dev}:${st.ino}`;
+      const first = st.nlink > 1 ? firstPathOfInode.get(key) : undefined;
+      if (first !== undefined) {
+        for (const b of encodeHeader({ ...base, name: rel, size: 0, type: '1', linkname: first }, [])) batch.add(b);
+      } else {
+        if (st.nlink > 1) firstPathOfInode.set(key, rel);
+        const xattrs = readXattrs(abs);
+        if (st.isSymbolicLink()) {
+          for (const b of encodeHeader({ ...base, name: rel, size: 0, type: '2', linkname: fs.readlinkSync(abs) }, xattrs)) batch.add(b);
+        } else if (st.isCharacterDevice() || st.isBlockDevice()) {
+          const { major, minor } = devNumbers(st.rdev);
+          const type = st.isCharacterDevice() ? '3' : '4';
+          for (const b of encodeHeader({ ...base, name: rel, size: 0, type, devmajor: major, devminor: minor }, xattrs)) batch.add(b);
+        } else if (st.isFIFO()) {
+          for (const b of encodeHeader({ ...base, name: rel, size: 0, type: '6' }, xattrs)) batch.add(b);
+        } else {
+          for (const b of encodeHeader({ ...base, name: rel, size: st.size, type: '0' }, xattrs)) batch.add(b);
+          yield* fileBody(abs, st.size, batch);
+        }
+      }
+    }
+    if (batch.full) yield batch.take();
+  }
+  batch.add(Buffer.alloc(2 * BLOCK)); // end of archive
+  yield batch.take();
+}
+
+/** Exactly size bytes of the file (zero-padded if it shrank meanwhile), then block padding. */
+async function* fileBody(abs: string, size: number, batch: Batcher): AsyncGenerator<Buffer> {
+  const fd = fs.openSync(abs, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+  try {
+    let done = 0;
+    while (done < size) {
+      const want = Math.min(size - done, BATCH);
+      const buf = Buffer.allocUnsafe(want);
+      let got = 0;
+      while (got < want) {
+        const n = fs.readSync(fd, buf, got, want - got, done + got);
+        if (n === 0) break;
+        got += n;
+      }
+      if (got < want) buf.fill(0, got);
+      done += want;
+      if (batch.add(buf)) yield batch.take();
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  const pad = padding(size);
+  if (pad) batch.add(pad);
+}
+
+/** A deterministic tar of the tree under dir. */
+export function tarDirectory(dir: string, opts: TarOptions = {}): Readable {
+  return Readable.from(generateTar(dir.replace(/\/+$/, '') || '/', 'plain', opts), { objectMode: false });
+}
+
+/**
+ * An OCI layer tar of an overlayfs upper directory: whiteout devices become ".wh.<name>" files and
+ * opaque directories get a ".wh..wh..opq" entry.
+ */
+export function overlayUpperToLayer(upperDir: string, opts: TarOptions = {}): Readable {
+  return Readable.from(generateTar(upperDir.replace(/\/+$/, '') || '/', 'overlay', opts), { objectMode: false });
+}

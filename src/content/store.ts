@@ -1,0 +1,405 @@
+// The content store: immutable blobs addressed by their sha256 digest, as containerd keeps them.
+//
+// Layout under root:
+//   blobs/sha256/<hex>          committed blobs (read-only files; visible only once verified)
+//   ingest/<sha256(ref)>/data   bytes of an ingest in progress, named by the caller's ref
+//   ingest/<sha256(ref)>/ref    the ref itself (so status listings can show it)
+//
+// An ingest writes into its own directory, and commit verifies size and digest, fsyncs, and renames
+// the data file into blobs/ (same file system, so the rename is atomic). A crash therefore never
+// leaves a partial blob visible: at worst an ingest directory remains, which a later writer with
+// the same ref resumes (re-hashing what is there) or which is removed once stale.
+//
+// Within one process, writers on the same ref are serialised (the second waits for the first to
+// commit, abort or close). Two ingests of the same blob under different refs are both safe: each
+// verifies its own data, and the second commit finds the blob present and just drops its copy.
+// Only one process (the daemon) may own a root.
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { createHash, Hash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { invalidParameter, notFound, hasCode } from '../common/errors';
+import { fsyncDir, mkdirp, writeFileAtomic } from '../common/fsutil';
+import { Digest, digestHex, validateDigest } from './digest';
+
+export interface Info {
+  digest: Digest;
+  size: number;
+}
+
+export interface ReadRange {
+  /** First byte offset (inclusive). */
+  start?: number;
+  /** Last byte offset (inclusive), as fs.createReadStream takes it. */
+  end?: number;
+}
+
+/** Reads committed content. */
+export interface Provider {
+  info(digest: Digest): Promise<Info | undefined>;
+  /** A stream of the blob (or a byte range of it); rejects with NotFound when it is absent. */
+  createReadStream(digest: Digest, range?: ReadRange): Promise<Readable>;
+  /** Path of the committed blob file, for zero-copy reads (sendfile, mmap, passing to tools). */
+  blobPath(digest: Digest): Promise<string>;
+  readBlob(digest: Digest): Promise<Buffer>;
+}
+
+export interface Expected {
+  digest?: Digest;
+  size?: number;
+}
+
+export interface IngestStatus {
+  ref: string;
+  offset: number;
+  updatedAt: Date;
+}
+
+/** An open ingest. Not safe for concurrent write() calls: await each one. */
+export interface ContentWriter {
+  readonly ref: string;
+  /** Bytes held so far (after a resume, what the earlier attempt had written). */
+  readonly offset: number;
+  write(chunk: Uint8Array): Promise<void>;
+  /** Digest of the bytes written so far. */
+  digest(): Digest;
+  /** Drops what was written so far and starts again at offset 0 (for sources that cannot resume). */
+  truncate(): Promise<void>;
+  /**
+   * Verifies size and digest (against commit's and writer()'s expectations), then makes the blob
+   * visible. On a mismatch the ingest's data is removed and an InvalidParameter error thrown.
+   */
+  commit(expected?: Expected): Promise<Digest>;
+  /** Removes the ingest's data. */
+  abort(): Promise<void>;
+  /** Releases the writer but keeps the data, so that a later writer(ref) resumes. */
+  close(): Promise<void>;
+}
+
+/** Writes content. */
+export interface Ingester {
+  writer(ref: string, expected?: Expected): Promise<ContentWriter>;
+}
+
+export interface ContentStoreOptions {
+  /** Ingests untouched for longer than this are removed when the store opens. Default 24 h. */
+  staleIngestMs?: number;
+}
+
+const DEFAULT_STALE_INGEST_MS = 24 * 60 * 60 * 1000;
+
+export class ContentStore implements Provider, Ingester {
+  private readonly blobDir: string;
+  private readonly ingestDir: string;
+  /** Per-ref lock: the tail of the queue of writers waiting for that ref. */
+  private readonly refLocks = new Map<string, Promise<void>>();
+
+  constructor(readonly root: string, opts: ContentStoreOptions = {}) {
+    this.blobDir = path.join(root, 'blobs', 'sha256');
+    this.ingestDir = path.join(root, 'ingest');
+    mkdirp(this.blobDir);
+    mkdirp(this.ingestDir);
+    this.removeStaleIngests(opts.staleIngestMs ?? DEFAULT_STALE_INGEST_MS);
+  }
+
+  private pathOf(digest: Digest): string {
+    return path.join(this.blobDir, digestHex(digest));
+  }
+
+  private ingestPathOf(ref: string): string {
+    return path.join(this.ingestDir, createHash('sha256').update(ref).digest('hex'));
+  }
+
+  async info(digest: Digest): Promise<Info | undefined> {
+    try {
+      const st = await fsp.stat(this.pathOf(digest));
+      return { digest, size: st.size };
+    } catch (err) {
+      if (hasCode(err, 'ENOENT')) return undefined;
+      throw err;
+    }
+  }
+
+  async blobPath(digest: Digest): Promise<string> {
+    const p = this.pathOf(digest);
+    try {
+      await fsp.access(p);
+    } catch (err) {
+      if (hasCode(err, 'ENOENT')) throw notFound(`content digest ${digest}: not found`);
+      throw err;
+    }
+    return p;
+  }
+
+  async createReadStream(digest: Digest, range: ReadRange = {}): Promise<Readable> {
+    // Open first so that a missing blob is a NotFound rejection here, not a later stream error.
+    let fh: fsp.FileHandle;
+    try {
+      fh = await fsp.open(this.pathOf(digest), 'r');
+    } catch (err) {
+      if (hasCode(err, 'ENOENT')) throw notFound(`content digest ${digest}: not found`);
+      throw err;
+    }
+    // 1 MiB reads: layer extraction measured markedly faster on large chunks than on 64 KiB ones.
+    return fh.createReadStream({ start: range.start, end: range.end, autoClose: true, highWaterMark: 1 << 20 });
+  }
+
+  async readBlob(digest: Digest): Promise<Buffer> {
+    try {
+      return await fsp.readFile(this.pathOf(digest));
+    } catch (err) {
+      if (hasCode(err, 'ENOENT')) throw notFound(`content digest ${digest}: not found`);
+      throw err;
+    }
+  }
+
+  async delete(digest: Digest): Promise<void> {
+    try {
+      await fsp.unlink(this.pathOf(digest));
+    } catch (err) {
+      if (hasCode(err, 'ENOENT')) throw notFound(`content digest ${digest}: not found`);
+      throw err;
+    }
+  }
+
+  async list(): Promise<Info[]> {
+    const out: Info[] = [];
+    for (const name of (await fsp.readdir(this.blobDir)).sort()) {
+      if (!/^[0-9a-f]{64}$/.test(name)) continue;
+      try {
+        const st = await fsp.stat(path.join(this.blobDir, name));
+        out.push({ digest: `sha256:${name}`, size: st.size });
+      } catch (err) {
+        if (!hasCode(err, 'ENOENT')) throw err;
+      }
+    }
+    return out;
+  }
+
+  /** Ingests in progress or left for resumption. */
+  async ingests(): Promise<IngestStatus[]> {
+    const out: IngestStatus[] = [];
+    for (const name of await fsp.readdir(this.ingestDir)) {
+      const dir = path.join(this.ingestDir, name);
+      try {
+        const ref = await fsp.readFile(path.join(dir, 'ref'), 'utf8');
+        const st = await fsp.stat(path.join(dir, 'data'));
+        out.push({ ref, offset: st.size, updatedAt: st.mtime });
+      } catch (err) {
+        if (!hasCode(err, 'ENOENT')) throw err;
+      }
+    }
+    return out;
+  }
+
+  /** Stores a small blob held in memory (manifests, configs); returns its digest. */
+  async writeBlob(data: Uint8Array, expected: Expected = {}): Promise<Digest> {
+    const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
+    if (await this.info(digest)) {
+      if (expected.digest !== undefined && expected.digest !== digest) {
+        throw invalidParameter(`unexpected commit digest ${digest}, expected ${expected.digest}`);
+      }
+      return digest;
+    }
+    const w = await this.writer(`write-blob-${digest}`, expected);
+    try {
+      await w.truncate();
+      await w.write(data);
+      return await w.commit();
+    } catch (err) {
+      await w.abort();
+      throw err;
+    }
+  }
+
+  /** Copies a stream into the store under ref (from offset 0) and commits it. */
+  async ingestStream(ref: string, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, expected: Expected = {}): Promise<Digest> {
+    const w = await this.writer(ref, expected);
+    try {
+      await w.truncate();
+      for await (const chunk of source) await w.write(chunk);
+      return await w.commit();
+    } catch (err) {
+      await w.abort();
+      throw err;
+    }
+  }
+
+  async writer(ref: string, expected: Expected = {}): Promise<ContentWriter> {
+    if (typeof ref !== 'string' || ref === '') throw invalidParameter('ingest ref must be a non-empty string');
+    if (expected.digest !== undefined) validateDigest(expected.digest);
+    if (expected.size !== undefined && (!Number.isSafeInteger(expected.size) || expected.size < 0)) {
+      throw invalidParameter(`invalid expected size ${expected.size}`);
+    }
+    const release = await this.lockRef(ref);
+    try {
+      const dir = this.ingestPathOf(ref);
+      mkdirp(dir);
+      const refFile = path.join(dir, 'ref');
+      if (!fs.existsSync(refFile)) writeFileAtomic(refFile, ref);
+      const dataFile = path.join(dir, 'data');
+      const fh = await fsp.open(dataFile, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
+      // Resume: re-hash what an earlier attempt left (the hash state itself cannot be saved).
+      const hash = createHash('sha256');
+      let offset = 0;
+      try {
+        const buf = Buffer.allocUnsafe(1 << 20);
+        for (;;) {
+          const { bytesRead } = await fh.read(buf, 0, buf.length, offset);
+          if (bytesRead === 0) break;
+          hash.update(buf.subarray(0, bytesRead));
+          offset += bytesRead;
+        }
+      } catch (err) {
+        await fh.close();
+        throw err;
+      }
+      return new Writer(this, ref, dir, dataFile, fh, hash, offset, expected, release);
+    } catch (err) {
+      release();
+      throw err;
+    }
+  }
+
+  /** Waits for earlier writers of ref to finish; returns the release function. */
+  private async lockRef(ref: string): Promise<() => void> {
+    const previous = this.refLocks.get(ref);
+    let release!: () => void;
+    const mine = new Promise<void>((resolve) => { release = resolve; });
+    const tail = (previous ?? Promise.resolve()).then(() => mine);
+    this.refLocks.set(ref, tail);
+    if (previous) await previous;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      release();
+      if (this.refLocks.get(ref) === tail) this.refLocks.delete(ref);
+    };
+  }
+
+  /** Called by a writer's commit once its data is verified and synced. */
+  async publish(dataFile: string, digest: Digest): Promise<void> {
+    const target = this.pathOf(digest);
+    if (fs.existsSync(target)) {
+      // The same blob was committed meanwhile (another ref): keep the existing file.
+      await fsp.rm(dataFile, { force: true });
+      return;
+    }
+    await fsp.chmod(dataFile, 0o444);
+    await fsp.rename(dataFile, target);
+    fsyncDir(this.blobDir);
+  }
+
+  private removeStaleIngests(maxAgeMs: number): void {
+    const now = Date.now();
+    for (const name of fs.readdirSync(this.ingestDir)) {
+      const dir = path.join(this.ingestDir, name);
+      let mtime = 0;
+      try {
+        mtime = fs.statSync(path.join(dir, 'data')).mtimeMs;
+      } catch {
+        // No data file: a writer crashed before writing; nothing to resume.
+      }
+      if (now - mtime > maxAgeMs) fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }
+}
+
+class Writer implements ContentWriter {
+  private done = false;
+
+  constructor(
+    private readonly store: ContentStore,
+    readonly ref: string,
+    private readonly dir: string,
+    private readonly dataFile: string,
+    private readonly fh: fsp.FileHandle,
+    private hash: Hash,
+    private bytes: number,
+    private readonly expected: Expected,
+    private readonly release: () => void,
+  ) {}
+
+  get offset(): number {
+    return this.bytes;
+  }
+
+  private checkOpen(): void {
+    if (this.done) throw new Error(`content writer for ref ${this.ref} is closed`);
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    this.checkOpen();
+    let written = 0;
+    while (written < chunk.byteLength) {
+      const { bytesWritten } = await this.fh.write(chunk, written, chunk.byteLength - written, this.bytes + written);
+      written += bytesWritten;
+    }
+    this.hash.update(chunk);
+    this.bytes += chunk.byteLength;
+  }
+
+  digest(): Digest {
+    return `sha256:${this.hash.copy().digest('hex')}`;
+  }
+
+  async truncate(): Promise<void> {
+    this.checkOpen();
+    await this.fh.truncate(0);
+    this.hash = createHash('sha256');
+    this.bytes = 0;
+  }
+
+  async commit(expected: Expected = {}): Promise<Digest> {
+    this.checkOpen();
+    const wantSize = expected.size ?? this.expected.size;
+    const wantDigest = expected.digest ?? this.expected.digest;
+    if (wantDigest !== undefined) validateDigest(wantDigest);
+    const digest = this.digest();
+    let problem: string | undefined;
+    if (wantSize !== undefined && this.bytes !== wantSize) {
+      problem = `unexpected commit size ${this.bytes}, expected ${wantSize}`;
+    } else if (wantDigest !== undefined && digest !== wantDigest) {
+      problem = `unexpected commit digest ${digest}, expected ${wantDigest}`;
+    }
+    if (problem !== undefined) {
+      await this.abort();
+      throw invalidParameter(`failed to commit content for ref ${this.ref}: ${problem}`);
+    }
+    try {
+      await this.fh.sync();
+      await this.fh.close();
+      this.done = true;
+      await this.store.publish(this.dataFile, digest);
+      await fsp.rm(this.dir, { recursive: true, force: true });
+    } finally {
+      this.done = true;
+      this.release();
+    }
+    return digest;
+  }
+
+  async abort(): Promise<void> {
+    if (!this.done) {
+      this.done = true;
+      await this.fh.close().catch(() => {});
+    }
+    try {
+      await fsp.rm(this.dir, { recursive: true, force: true });
+    } finally {
+      this.release();
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.done) return;
+    this.done = true;
+    try {
+      await this.fh.close();
+    } finally {
+      this.release();
+    }
+  }
+}

@@ -1,0 +1,305 @@
+/*
+ * berth_native: the few Linux syscalls that Node's fs module does not offer and that the image
+ * store needs (device nodes and fifos in layers, extended attributes such as overlayfs whiteout
+ * markers and file capabilities, and mount/umount for snapshots).
+ *
+ * Every function is synchronous: they are single fast syscalls. On failure a function throws a
+ * plain Error carrying `errno` (positive) and `syscall`; src/native/index.ts turns that into a
+ * Node-style error (code, negative errno, path), so the C side stays small.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/types.h>
+#include <sys/xattr.h>
+#include <node_api.h>
+
+#define CHECK(call)                                                        \
+  do {                                                                     \
+    if ((call) != napi_ok) {                                               \
+      napi_throw_error(env, NULL, "berth_native: N-API call failed: " #call); \
+      return NULL;                                                         \
+    }                                                                      \
+  } while (0)
+
+/* Throws Error(strerror) with .errno and .syscall set; returns NULL for the caller to return. */
+static napi_value throw_errno(napi_env env, int err, const char *syscall) {
+  napi_value msg, error, errno_v, syscall_v;
+  if (napi_create_string_utf8(env, strerror(err), NAPI_AUTO_LENGTH, &msg) != napi_ok) return NULL;
+  if (napi_create_error(env, NULL, msg, &error) != napi_ok) return NULL;
+  napi_create_int32(env, err, &errno_v);
+  napi_set_named_property(env, error, "errno", errno_v);
+  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &syscall_v);
+  napi_set_named_property(env, error, "syscall", syscall_v);
+  napi_throw(env, error);
+  return NULL;
+}
+
+/*
+ * Copies a JS string argument into a malloc'd buffer. A null/undefined argument gives NULL in
+ * *out when allow_null is set (mount's source, fstype and data may be NULL). Returns 0 on success.
+ */
+static int get_string(napi_env env, napi_value v, int allow_null, char **out) {
+  napi_valuetype t;
+  size_t len = 0;
+  *out = NULL;
+  if (napi_typeof(env, v, &t) != napi_ok) return -1;
+  if (t == napi_null || t == napi_undefined) {
+    if (allow_null) return 0;
+    napi_throw_type_error(env, NULL, "expected a string");
+    return -1;
+  }
+  if (t != napi_string) {
+    napi_throw_type_error(env, NULL, "expected a string");
+    return -1;
+  }
+  if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok) return -1;
+  *out = malloc(len + 1);
+  if (*out == NULL) {
+    napi_throw_error(env, NULL, "out of memory");
+    return -1;
+  }
+  if (napi_get_value_string_utf8(env, v, *out, len + 1, &len) != napi_ok) {
+    free(*out);
+    *out = NULL;
+    return -1;
+  }
+  return 0;
+}
+
+static int get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
+  size_t argc = want;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return -1;
+  if (argc < want) {
+    napi_throw_type_error(env, NULL, "too few arguments");
+    return -1;
+  }
+  return 0;
+}
+
+/* mknod(path, mode, major, minor) */
+static napi_value js_mknod(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  char *path;
+  uint32_t mode, major, minor;
+  if (get_args(env, info, 4, argv)) return NULL;
+  if (get_string(env, argv[0], 0, &path)) return NULL;
+  if (napi_get_value_uint32(env, argv[1], &mode) != napi_ok ||
+      napi_get_value_uint32(env, argv[2], &major) != napi_ok ||
+      napi_get_value_uint32(env, argv[3], &minor) != napi_ok) {
+    free(path);
+    napi_throw_type_error(env, NULL, "mode, major and minor must be numbers");
+    return NULL;
+  }
+  int rc = mknod(path, (mode_t)mode, makedev(major, minor));
+  int err = errno;
+  free(path);
+  if (rc != 0) return throw_errno(env, err, "mknod");
+  return NULL;
+}
+
+/* lsetxattr(path, name, value: Buffer) */
+static napi_value js_lsetxattr(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  char *path, *name;
+  void *data;
+  size_t len;
+  bool is_buffer = false;
+  if (get_args(env, info, 3, argv)) return NULL;
+  CHECK(napi_is_buffer(env, argv[2], &is_buffer));
+  if (!is_buffer) {
+    napi_throw_type_error(env, NULL, "value must be a Buffer");
+    return NULL;
+  }
+  CHECK(napi_get_buffer_info(env, argv[2], &data, &len));
+  if (get_string(env, argv[0], 0, &path)) return NULL;
+  if (get_string(env, argv[1], 0, &name)) {
+    free(path);
+    return NULL;
+  }
+  int rc = lsetxattr(path, name, data, len, 0);
+  int err = errno;
+  free(path);
+  free(name);
+  if (rc != 0) return throw_errno(env, err, "lsetxattr");
+  return NULL;
+}
+
+/* lgetxattr(path, name) -> Buffer | null (null when the attribute is absent) */
+static napi_value js_lgetxattr(napi_env env, napi_callback_info info) {
+  napi_value argv[2], result;
+  char *path, *name;
+  if (get_args(env, info, 2, argv)) return NULL;
+  if (get_string(env, argv[0], 0, &path)) return NULL;
+  if (get_string(env, argv[1], 0, &name)) {
+    free(path);
+    return NULL;
+  }
+  /* Size first, then read; retry if the value grew in between (ERANGE). */
+  for (int attempt = 0; attempt < 5; attempt++) {
+    ssize_t size = lgetxattr(path, name, NULL, 0);
+    if (size < 0) {
+      int err = errno;
+      free(path);
+      free(name);
+      if (err == ENODATA) {
+        CHECK(napi_get_null(env, &result));
+        return result;
+      }
+      return throw_errno(env, err, "lgetxattr");
+    }
+    void *buf = malloc(size > 0 ? (size_t)size : 1);
+    if (buf == NULL) {
+      free(path);
+      free(name);
+      napi_throw_error(env, NULL, "out of memory");
+      return NULL;
+    }
+    ssize_t got = lgetxattr(path, name, buf, (size_t)size);
+    if (got < 0) {
+      int err = errno;
+      free(buf);
+      if (err == ERANGE) continue;
+      free(path);
+      free(name);
+      if (err == ENODATA) {
+        CHECK(napi_get_null(env, &result));
+        return result;
+      }
+      return throw_errno(env, err, "lgetxattr");
+    }
+    free(path);
+    free(name);
+    napi_status st = napi_create_buffer_copy(env, (size_t)got, buf, NULL, &result);
+    free(buf);
+    if (st != napi_ok) {
+      napi_throw_error(env, NULL, "berth_native: cannot create buffer");
+      return NULL;
+    }
+    return result;
+  }
+  free(path);
+  free(name);
+  return throw_errno(env, ERANGE, "lgetxattr");
+}
+
+/* llistxattr(path) -> string[] */
+static napi_value js_llistxattr(napi_env env, napi_callback_info info) {
+  napi_value argv[1], result, item;
+  char *path;
+  if (get_args(env, info, 1, argv)) return NULL;
+  if (get_string(env, argv[0], 0, &path)) return NULL;
+  for (int attempt = 0; attempt < 5; attempt++) {
+    ssize_t size = llistxattr(path, NULL, 0);
+    if (size < 0) {
+      int err = errno;
+      free(path);
+      return throw_errno(env, err, "llistxattr");
+    }
+    char *buf = malloc(size > 0 ? (size_t)size : 1);
+    if (buf == NULL) {
+      free(path);
+      napi_throw_error(env, NULL, "out of memory");
+      return NULL;
+    }
+    ssize_t got = size > 0 ? llistxattr(path, buf, (size_t)size) : 0;
+    if (got < 0) {
+      int err = errno;
+      free(buf);
+      if (err == ERANGE) continue;
+      free(path);
+      return throw_errno(env, err, "llistxattr");
+    }
+    free(path);
+    if (napi_create_array(env, &result) != napi_ok) {
+      free(buf);
+      return NULL;
+    }
+    uint32_t idx = 0;
+    ssize_t off = 0;
+    while (off < got) {
+      size_t n = strnlen(buf + off, (size_t)(got - off));
+      if (n > 0) {
+        if (napi_create_string_utf8(env, buf + off, n, &item) != napi_ok ||
+            napi_set_element(env, result, idx++, item) != napi_ok) {
+          free(buf);
+          return NULL;
+        }
+      }
+      off += (ssize_t)n + 1;
+    }
+    free(buf);
+    return result;
+  }
+  free(path);
+  return throw_errno(env, ERANGE, "llistxattr");
+}
+
+/* mount(source|null, target, fstype|null, flags, data|null) */
+static napi_value js_mount(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  char *source = NULL, *target = NULL, *fstype = NULL, *data = NULL;
+  double flags_d;
+  if (get_args(env, info, 5, argv)) return NULL;
+  if (napi_get_value_double(env, argv[3], &flags_d) != napi_ok) {
+    napi_throw_type_error(env, NULL, "flags must be a number");
+    return NULL;
+  }
+  if (get_string(env, argv[0], 1, &source)) goto fail;
+  if (get_string(env, argv[1], 0, &target)) goto fail;
+  if (get_string(env, argv[2], 1, &fstype)) goto fail;
+  if (get_string(env, argv[4], 1, &data)) goto fail;
+  {
+    int rc = mount(source, target, fstype, (unsigned long)flags_d, data);
+    int err = errno;
+    free(source);
+    free(target);
+    free(fstype);
+    free(data);
+    if (rc != 0) return throw_errno(env, err, "mount");
+    return NULL;
+  }
+fail:
+  free(source);
+  free(target);
+  free(fstype);
+  free(data);
+  return NULL;
+}
+
+/* umount2(target, flags) */
+static napi_value js_umount2(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  char *target;
+  int32_t flags;
+  if (get_args(env, info, 2, argv)) return NULL;
+  if (napi_get_value_int32(env, argv[1], &flags) != napi_ok) {
+    napi_throw_type_error(env, NULL, "flags must be a number");
+    return NULL;
+  }
+  if (get_string(env, argv[0], 0, &target)) return NULL;
+  int rc = umount2(target, flags);
+  int err = errno;
+  free(target);
+  if (rc != 0) return throw_errno(env, err, "umount2");
+  return NULL;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+    {"mknod", NULL, js_mknod, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"lsetxattr", NULL, js_lsetxattr, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"lgetxattr", NULL, js_lgetxattr, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"llistxattr", NULL, js_llistxattr, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"mount", NULL, js_mount, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"umount2", NULL, js_umount2, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok) return NULL;
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -1,0 +1,112 @@
+// Typed wrappers around berth's own N-API addon (src/native/berth_native.c): the syscalls that
+// Node's fs module lacks. Failures become Node-style errors (code 'EPERM', negative errno, syscall,
+// path) so callers can treat them exactly like fs errors (hasCode(err, 'ENOENT'), ...).
+import * as path from 'node:path';
+import * as util from 'node:util';
+
+interface RawBinding {
+  mknod(path: string, mode: number, major: number, minor: number): void;
+  lsetxattr(path: string, name: string, value: Buffer): void;
+  lgetxattr(path: string, name: string): Buffer | null;
+  llistxattr(path: string): string[];
+  mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void;
+  umount2(target: string, flags: number): void;
+}
+
+// This file compiles to dist/src/native/index.js; the addon is built in place under src/native.
+const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
+export const ADDON_PATH = path.join(REPO_ROOT, 'src', 'native', 'build', 'Release', 'berth_native.node');
+
+let binding: RawBinding | undefined;
+function raw(): RawBinding {
+  if (!binding) {
+    try {
+      binding = require(ADDON_PATH) as RawBinding;
+    } catch (err) {
+      throw new Error(`cannot load the berth native addon at ${ADDON_PATH} (run: node scripts/build-native.js): ${(err as Error).message}`, { cause: err });
+    }
+  }
+  return binding;
+}
+
+// Mount flags (linux/mount.h).
+export const MS_RDONLY = 0x1;
+export const MS_NOSUID = 0x2;
+export const MS_NODEV = 0x4;
+export const MS_NOEXEC = 0x8;
+export const MS_SYNCHRONOUS = 0x10;
+export const MS_REMOUNT = 0x20;
+export const MS_MANDLOCK = 0x40;
+export const MS_DIRSYNC = 0x80;
+export const MS_NOSYMFOLLOW = 0x100;
+export const MS_NOATIME = 0x400;
+export const MS_NODIRATIME = 0x800;
+export const MS_BIND = 0x1000;
+export const MS_MOVE = 0x2000;
+export const MS_REC = 0x4000;
+export const MS_SILENT = 0x8000;
+export const MS_UNBINDABLE = 0x20000;
+export const MS_PRIVATE = 0x40000;
+export const MS_SLAVE = 0x80000;
+export const MS_SHARED = 0x100000;
+export const MS_RELATIME = 0x200000;
+export const MS_STRICTATIME = 0x1000000;
+// umount2 flags.
+export const MNT_FORCE = 0x1;
+export const MNT_DETACH = 0x2;
+export const MNT_EXPIRE = 0x4;
+export const UMOUNT_NOFOLLOW = 0x8;
+
+/** Rebuilds the addon's plain error (positive errno) as the error fs would have thrown. */
+function nodeError(err: unknown, syscall: string, file: string): Error {
+  const e = err as { errno?: unknown; message?: string };
+  if (typeof e?.errno !== 'number') return err as Error;
+  const errno = e.errno;
+  let code = `Unknown system error ${errno}`;
+  let description = e.message ?? 'unknown error';
+  try {
+    code = util.getSystemErrorName(-errno);
+    const entry = util.getSystemErrorMap().get(-errno);
+    if (entry) description = entry[1];
+  } catch {}
+  const out = new Error(`${code}: ${description}, ${syscall} '${file}'`) as NodeJS.ErrnoException;
+  out.code = code;
+  out.errno = -errno;
+  out.syscall = syscall;
+  out.path = file;
+  return out;
+}
+
+/** mknod(2): mode includes the file type (fs.constants.S_IFCHR, S_IFBLK, S_IFIFO, ...). */
+export function mknod(file: string, mode: number, major: number, minor: number): void {
+  try { raw().mknod(file, mode, major, minor); } catch (err) { throw nodeError(err, 'mknod', file); }
+}
+
+/** lsetxattr(2): sets an extended attribute without following a final symlink. */
+export function lsetxattr(file: string, name: string, value: Buffer): void {
+  try { raw().lsetxattr(file, name, value); } catch (err) { throw nodeError(err, 'lsetxattr', file); }
+}
+
+/** lgetxattr(2): the attribute's value, or null when the file has no such attribute (ENODATA). */
+export function lgetxattr(file: string, name: string): Buffer | null {
+  try { return raw().lgetxattr(file, name); } catch (err) { throw nodeError(err, 'lgetxattr', file); }
+}
+
+/** llistxattr(2): the names of the file's extended attributes. */
+export function llistxattr(file: string): string[] {
+  try { return raw().llistxattr(file); } catch (err) { throw nodeError(err, 'llistxattr', file); }
+}
+
+/** mount(2). source, fstype and data may be empty to pass NULL (as bind and remount need). */
+export function mount(source: string, target: string, fstype: string, flags: number, data: string): void {
+  try {
+    raw().mount(source === '' ? null : source, target, fstype === '' ? null : fstype, flags, data === '' ? null : data);
+  } catch (err) {
+    throw nodeError(err, 'mount', target);
+  }
+}
+
+/** umount2(2). */
+export function umount2(target: string, flags: number): void {
+  try { raw().umount2(target, flags); } catch (err) { throw nodeError(err, 'umount2', target); }
+}

@@ -1,0 +1,49 @@
+// Snapshotter interfaces, after containerd's: a snapshot is a directory tree that is either
+// committed (immutable, can be a parent), active (writable, from prepare) or a view (read-only).
+// Callers get mount specifications, not paths, so the storage driver stays replaceable.
+
+/** containerd's mount shape: what mount(2) needs, with options as `mount -o` takes them. */
+export interface Mount {
+  type: string;
+  source: string;
+  options: string[];
+}
+
+export type SnapshotKind = 'active' | 'view' | 'committed';
+
+export interface SnapshotInfo {
+  kind: SnapshotKind;
+  /** The key (active, view) or name (committed). */
+  name: string;
+  parent?: string;
+  labels: Record<string, string>;
+  created: Date;
+  updated: Date;
+}
+
+export interface Usage {
+  /** Bytes of disk used by the snapshot's own layer (not its parents). */
+  size: number;
+  inodes: number;
+}
+
+export interface SnapshotOptions {
+  labels?: Record<string, string>;
+}
+
+export interface Snapshotter {
+  /** Creates an active (writable) snapshot on top of the committed parent (or empty). */
+  prepare(key: string, parent?: string, opts?: SnapshotOptions): Mount[];
+  /** Creates a read-only view of the committed parent. */
+  view(key: string, parent?: string, opts?: SnapshotOptions): Mount[];
+  /** Mounts of an active snapshot or view. */
+  mounts(key: string): Mount[];
+  /** Turns the active snapshot key into the committed snapshot name. */
+  commit(name: string, key: string, opts?: SnapshotOptions): void;
+  /** Removes a snapshot; refused while other snapshots have it as parent. */
+  remove(key: string): void;
+  stat(key: string): SnapshotInfo;
+  usage(key: string): Usage;
+  walk(): SnapshotInfo[];
+  close(): void;
+}

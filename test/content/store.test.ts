@@ -1,0 +1,191 @@
+// The content store on a real directory: verified, atomic, resumable ingests.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { createHash, randomBytes } from 'node:crypto';
+import { ContentStore } from '../../src/content/store';
+import { validateDigest } from '../../src/content/digest';
+import { isKind } from '../../src/common/errors';
+
+function tempDir(t: { after(fn: () => void): void }): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-storage-test-content-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+const digestOf = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+async function readAll(s: AsyncIterable<Buffer>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of s) parts.push(c);
+  return Buffer.concat(parts);
+}
+
+test('digest strings are validated strictly', () => {
+  const good = `sha256:${'a'.repeat(64)}`;
+  assert.equal(validateDigest(good), good);
+  for (const bad of ['', 'sha256:', `sha256:${'A'.repeat(64)}`, `sha512:${'a'.repeat(64)}`, `sha256:${'a'.repeat(63)}`, `sha256:${'a'.repeat(64)}\n`, `sha256:../${'a'.repeat(61)}`, 42]) {
+    assert.throws(() => validateDigest(bad), (err: unknown) => isKind(err, 'InvalidParameter'));
+  }
+});
+
+test('ingest with the right digest and size becomes visible and readable', async (t) => {
+  const store = new ContentStore(tempDir(t));
+  const data = randomBytes(300_000);
+  const digest = digestOf(data);
+  assert.equal(await store.info(digest), undefined);
+  const w = await store.writer('ref-good', { digest, size: data.length });
+  await w.write(data.subarray(0, 1000));
+  assert.equal(await store.info(digest), undefined, 'not visible before commit');
+  await w.write(data.subarray(1000));
+  assert.equal(w.offset, data.length);
+  assert.equal(await w.commit(), digest);
+  assert.deepEqual(await store.info(digest), { digest, size: data.length });
+  assert.deepEqual(await readAll(await store.createReadStream(digest)), data);
+  assert.deepEqual(await readAll(await store.createReadStream(digest, { start: 10, end: 19 })), data.subarray(10, 20));
+  assert.deepEqual(fs.readFileSync(await store.blobPath(digest)), data);
+  assert.deepEqual(await store.list(), [{ digest, size: data.length }]);
+  assert.deepEqual(await store.ingests(), [], 'the ingest directory is gone');
+  await store.delete(digest);
+  assert.equal(await store.info(digest), undefined);
+  await assert.rejects(store.delete(digest), (err: unknown) => isKind(err, 'NotFound'));
+  await assert.rejects(store.createReadStream(digest), (err: unknown) => isKind(err, 'NotFound'));
+});
+
+test('wrong digest or wrong size: InvalidParameter, nothing visible, temp data removed', async (t) => {
+  const root = tempDir(t);
+  const store = new ContentStore(root);
+  const data = Buffer.from('hello world');
+  const other = digestOf(Buffer.from('something else'));
+
+  const w1 = await store.writer('ref-bad-digest', { digest: other });
+  await w1.write(data);
+  await assert.rejects(w1.commit(), (err: unknown) => isKind(err, 'InvalidParameter') && /unexpected commit digest/.test((err as Error).message));
+  assert.equal(await store.info(other), undefined);
+  assert.equal(await store.info(digestOf(data)), undefined);
+
+  const w2 = await store.writer('ref-bad-size');
+  await w2.write(data);
+  await assert.rejects(w2.commit({ size: data.length + 1 }), (err: unknown) => isKind(err, 'InvalidParameter') && /unexpected commit size 11, expected 12/.test((err as Error).message));
+  assert.equal(await store.info(digestOf(data)), undefined);
+
+  assert.deepEqual(fs.readdirSync(path.join(root, 'ingest')), []);
+  assert.deepEqual(fs.readdirSync(path.join(root, 'blobs', 'sha256')), []);
+  await assert.rejects(store.writer('x', { digest: 'sha256:nope' }), (err: unknown) => isKind(err, 'InvalidParameter'));
+  await assert.rejects(store.info('md5:abc'), (err: unknown) => isKind(err, 'InvalidParameter'));
+});
+
+test('two ingests of the same blob at once both succeed, one blob results', async (t) => {
+  const root = tempDir(t);
+  const store = new ContentStore(root);
+  const data = randomBytes(2_000_000);
+  const digest = digestOf(data);
+  const ingest = async (ref: string): Promise<string> => {
+    const w = await store.writer(ref, { digest, size: data.length });
+    for (let off = 0; off < data.length; off += 65536) {
+      await w.write(data.subarray(off, off + 65536));
+      await new Promise((r) => setImmediate(r)); // interleave the two writers
+    }
+    return w.commit();
+  };
+  assert.deepEqual(await Promise.all([ingest('a'), ingest('b'), store.ingestStream('c', [data], { digest })]), [digest, digest, digest]);
+  assert.deepEqual(await store.list(), [{ digest, size: data.length }]);
+  assert.deepEqual(fs.readFileSync(await store.blobPath(digest)), data);
+  assert.deepEqual(fs.readdirSync(path.join(root, 'ingest')), []);
+});
+
+test('writers on the same ref are serialised: the second continues where the first closed', async (t) => {
+  const store = new ContentStore(tempDir(t));
+  const data = randomBytes(100_000);
+  const w1 = await store.writer('same-ref');
+  let secondOpened = false;
+  const second = store.writer('same-ref').then((w) => { secondOpened = true; return w; });
+  await w1.write(data.subarray(0, 40_000));
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(secondOpened, false, 'second writer waits for the lock');
+  await w1.close();
+  const w2 = await second;
+  assert.equal(w2.offset, 40_000);
+  await w2.write(data.subarray(40_000));
+  assert.equal(await w2.commit({ digest: digestOf(data), size: data.length }), digestOf(data));
+});
+
+test('resume after a crash: a new store re-hashes the partial ingest and continues at its offset', async (t) => {
+  const root = tempDir(t);
+  const data = randomBytes(1_500_000);
+  const digest = digestOf(data);
+  {
+    const store = new ContentStore(root);
+    const w = await store.writer('pull-layer-1', { digest, size: data.length });
+    await w.write(data.subarray(0, 1_000_000));
+    // Simulated crash: the writer is never committed or aborted; the process "dies". (Its file
+    // handle is closed at the end only to keep Node from warning about a leaked handle.)
+    t.after(() => w.close());
+  }
+  const store = new ContentStore(root);
+  assert.equal(await store.info(digest), undefined, 'nothing visible after the crash');
+  assert.deepEqual((await store.ingests()).map((s) => [s.ref, s.offset]), [['pull-layer-1', 1_000_000]]);
+  const w = await store.writer('pull-layer-1', { digest, size: data.length });
+  assert.equal(w.offset, 1_000_000);
+  assert.equal(w.digest(), digestOf(data.subarray(0, 1_000_000)));
+  await w.write(data.subarray(w.offset));
+  assert.equal(await w.commit(), digest);
+  assert.deepEqual(fs.readFileSync(await store.blobPath(digest)), data);
+});
+
+test('resume with corrupted partial data fails the digest check and leaves nothing', async (t) => {
+  const root = tempDir(t);
+  const data = randomBytes(10_000);
+  const digest = digestOf(data);
+  const store = new ContentStore(root);
+  const w = await store.writer('r', { digest });
+  await w.write(data.subarray(0, 5000));
+  await w.close();
+  const [dir] = fs.readdirSync(path.join(root, 'ingest'));
+  const fd = fs.openSync(path.join(root, 'ingest', dir, 'data'), 'r+');
+  fs.writeSync(fd, Buffer.from('X'), 0, 1, 10);
+  fs.closeSync(fd);
+  const w2 = await store.writer('r', { digest });
+  await w2.write(data.subarray(w2.offset));
+  await assert.rejects(w2.commit(), (err: unknown) => isKind(err, 'InvalidParameter'));
+  assert.equal(await store.info(digest), undefined);
+  assert.deepEqual(fs.readdirSync(path.join(root, 'ingest')), []);
+});
+
+test('abort removes the ingest; truncate restarts it; stale ingests are removed on open', async (t) => {
+  const root = tempDir(t);
+  const store = new ContentStore(root);
+  const w = await store.writer('to-abort');
+  await w.write(Buffer.from('partial'));
+  await w.abort();
+  assert.deepEqual(await store.ingests(), []);
+
+  const w2 = await store.writer('to-truncate');
+  await w2.write(Buffer.from('garbage'));
+  await w2.truncate();
+  assert.equal(w2.offset, 0);
+  await w2.write(Buffer.from('good'));
+  assert.equal(await w2.commit(), digestOf(Buffer.from('good')));
+
+  const w3 = await store.writer('stale');
+  await w3.write(Buffer.from('old'));
+  await w3.close();
+  const [dir] = fs.readdirSync(path.join(root, 'ingest'));
+  const old = new Date(Date.now() - 2 * 24 * 3600 * 1000);
+  fs.utimesSync(path.join(root, 'ingest', dir, 'data'), old, old);
+  new ContentStore(root);
+  assert.deepEqual(fs.readdirSync(path.join(root, 'ingest')), []);
+});
+
+test('writeBlob stores small blobs and is idempotent', async (t) => {
+  const store = new ContentStore(tempDir(t));
+  const data = Buffer.from('{"schemaVersion":2}');
+  const d = await store.writeBlob(data);
+  assert.equal(d, digestOf(data));
+  assert.equal(await store.writeBlob(data), d);
+  assert.deepEqual(await store.readBlob(d), data);
+  await assert.rejects(store.writeBlob(Buffer.from('x'), { digest: d }), (err: unknown) => isKind(err, 'InvalidParameter'));
+  assert.equal(fs.statSync(await store.blobPath(d)).mode & 0o777, 0o444);
+});

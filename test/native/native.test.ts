@@ -1,0 +1,84 @@
+// The native addon against the real kernel: device nodes, fifos, xattrs, mount/umount.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as native from '../../src/native';
+
+function tempDir(t: { after(fn: () => void): void }): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-storage-test-native-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+test('mknod makes character devices and fifos', (t) => {
+  const dir = tempDir(t);
+  native.mknod(path.join(dir, 'null'), fs.constants.S_IFCHR | 0o666, 1, 3);
+  const st = fs.lstatSync(path.join(dir, 'null'));
+  assert.ok(st.isCharacterDevice());
+  assert.equal(st.rdev, (1 << 8) | 3);
+  native.mknod(path.join(dir, 'fifo'), fs.constants.S_IFIFO | 0o600, 0, 0);
+  assert.ok(fs.lstatSync(path.join(dir, 'fifo')).isFIFO());
+});
+
+test('mknod errors look like fs errors', (t) => {
+  const dir = tempDir(t);
+  const file = path.join(dir, 'x');
+  fs.writeFileSync(file, '');
+  assert.throws(() => native.mknod(file, fs.constants.S_IFIFO | 0o600, 0, 0), (err: NodeJS.ErrnoException) => {
+    assert.equal(err.code, 'EEXIST');
+    assert.equal(err.errno, -17);
+    assert.equal(err.syscall, 'mknod');
+    assert.equal(err.path, file);
+    assert.match(err.message, /^EEXIST: .*, mknod '.*\/x'$/);
+    return true;
+  });
+});
+
+test('xattrs: set, get (binary-safe), list, absent is null, symlinks are not followed', (t) => {
+  const dir = tempDir(t);
+  const file = path.join(dir, 'f');
+  fs.writeFileSync(file, 'data');
+  const value = Buffer.from([0xff, 0x00, 0x80, 0x41]);
+  native.lsetxattr(file, 'trusted.berth-test', value);
+  native.lsetxattr(file, 'user.empty', Buffer.alloc(0));
+  assert.deepEqual(native.lgetxattr(file, 'trusted.berth-test'), value);
+  assert.deepEqual(native.lgetxattr(file, 'user.empty'), Buffer.alloc(0));
+  assert.equal(native.lgetxattr(file, 'user.absent'), null);
+  assert.deepEqual(native.llistxattr(file).sort(), ['trusted.berth-test', 'user.empty']);
+
+  const link = path.join(dir, 'link');
+  fs.symlinkSync(file, link);
+  assert.equal(native.lgetxattr(link, 'trusted.berth-test'), null);
+  native.lsetxattr(link, 'trusted.on-link', Buffer.from('y'));
+  assert.deepEqual(native.lgetxattr(link, 'trusted.on-link'), Buffer.from('y'));
+  assert.equal(native.lgetxattr(file, 'trusted.on-link'), null);
+
+  assert.throws(() => native.llistxattr(path.join(dir, 'missing')), { code: 'ENOENT', syscall: 'llistxattr' });
+});
+
+test('mount and umount2: a tmpfs and a read-only bind mount', (t) => {
+  const dir = tempDir(t);
+  const target = path.join(dir, 'mnt');
+  const bind = path.join(dir, 'bind');
+  fs.mkdirSync(target);
+  fs.mkdirSync(bind);
+  t.after(() => {
+    for (const p of [bind, target]) try { native.umount2(p, native.MNT_DETACH); } catch {}
+  });
+  native.mount('tmpfs', target, 'tmpfs', native.MS_NOSUID, 'size=1m,mode=0755');
+  fs.writeFileSync(path.join(target, 'hello'), 'hi');
+  assert.equal(fs.statSync(target).mode & 0o777, 0o755);
+
+  native.mount(target, bind, '', native.MS_BIND, '');
+  native.mount('', bind, '', native.MS_REMOUNT | native.MS_BIND | native.MS_RDONLY, '');
+  assert.equal(fs.readFileSync(path.join(bind, 'hello'), 'utf8'), 'hi');
+  assert.throws(() => fs.writeFileSync(path.join(bind, 'nope'), 'x'), { code: 'EROFS' });
+
+  native.umount2(bind, 0);
+  native.umount2(target, 0);
+  assert.equal(fs.existsSync(path.join(target, 'hello')), false);
+  assert.throws(() => native.umount2(target, 0), { code: 'EINVAL', syscall: 'umount2', path: target });
+  assert.throws(() => native.mount('none', target, 'no-such-fs', 0, ''), { code: 'ENODEV', syscall: 'mount' });
+});
