@@ -8,6 +8,7 @@ PKGS=(
   crun runc conmon catatonit          # OCI runtimes, per-container monitor, --init
   busybox-static debootstrap          # base images made locally (berth image seed)
   iproute2 iptables procps            # network namespaces, NAT, `top`
+  zstd openssl curl                   # zstd layers (Node 20 has no zstd), TLS test certs, set-up checks
   netavark aardvark-dns               # container networking and DNS
   skopeo                              # registry interoperability tests
   build-essential python3 ca-certificates git
