@@ -19,6 +19,19 @@ import { ImageStore } from '../images/store';
 import { ImageService } from '../images/service';
 import { ImageApi } from '../images/backend';
 import { imageRoutes } from '../api/routes/images';
+import { authRoutes } from '../api/routes/auth';
+import { DistributionService } from '../distribution/service';
+import { containerRoutes } from '../api/routes/containers';
+import { execRoutes } from '../api/routes/exec';
+import { eventRoutes } from '../api/routes/events';
+import { EventsService } from '../events';
+import { ConmonRuntime } from '../runtime/runtime';
+import { ensureCgroupsUsable } from '../runtime/cgroups';
+import { ContainerPaths, ContainerStore } from '../containers/store';
+import { ContainerService } from '../containers/service';
+import { ContainerApi } from '../containers/api';
+import { NetworkService, optionsFromDaemonConfig } from '../network/service';
+import { networkRoutes } from '../api/routes/networks';
 
 export const BERTH_VERSION = '0.1.0';
 
@@ -28,10 +41,15 @@ export class Daemon implements SystemBackend {
   private meta?: MetadataDB;
   private snapshotter?: Snapshotter;
   images!: ImageService;
+  private distribution?: DistributionService;
+  containers?: ContainerService;
+  networks?: NetworkService;
+  private containerApi?: ContainerApi;
   private server?: ApiServer;
   private listeners: Listener[] = [];
   private host!: HostInfo;
   private daemonID = '';
+  readonly events = new EventsService();
 
   constructor(readonly cfg: DaemonConfig, readonly log: Logger) {}
 
@@ -46,8 +64,50 @@ export class Daemon implements SystemBackend {
     const content = new ContentStore(path.join(cfg.dataRoot, 'content'));
     this.snapshotter = new OverlaySnapshotter(path.join(cfg.dataRoot, 'overlay2'));
     this.images = new ImageService(new ImageStore(this.meta), content, this.snapshotter, log);
+    this.images.events = (action, id, attrs) => this.events.image(action, id, attrs);
 
-    const router = new Router(log).add(systemRoutes(this)).add(imageRoutes(new ImageApi(this.images)));
+    try {
+      ensureCgroupsUsable(log);
+    } catch (err) {
+      log.warn(`cgroups are not usable by the OCI runtime: ${(err as Error).message}`);
+    }
+    this.networks = new NetworkService(this.meta, { dataRoot: cfg.dataRoot, execRoot: cfg.execRoot, log, ...optionsFromDaemonConfig(cfg.extra) });
+    await this.networks.init();
+    const containerPaths = new ContainerPaths(cfg.dataRoot, cfg.execRoot);
+    this.containers = new ContainerService({
+      paths: containerPaths,
+      store: new ContainerStore(this.meta),
+      images: this.images,
+      snapshotter: this.snapshotter,
+      runtime: new ConmonRuntime({ stateRoot: containerPaths.runtimeState(), log }),
+      runtimes: cfg.runtimes,
+      defaultRuntime: cfg.defaultRuntime,
+      cgroupParent: cfg.cgroupParent,
+      log,
+    });
+    await this.containers.recover();
+    this.images.setUsage(this.containers);
+    this.containerApi = new ContainerApi(this.containers, this.images, containerPaths);
+
+    this.distribution = new DistributionService({
+      images: this.images,
+      meta: this.meta,
+      log,
+      insecureRegistries: cfg.insecureRegistries,
+      registryMirrors: cfg.registryMirrors,
+      maxConcurrentDownloads: cfg.maxConcurrentDownloads,
+      maxConcurrentUploads: cfg.maxConcurrentUploads,
+      userAgent: `berth/${BERTH_VERSION}`,
+    });
+
+    const router = new Router(log)
+      .add(systemRoutes(this))
+      .add(imageRoutes(new ImageApi(this.images, this.distribution)))
+      .add(authRoutes(this.distribution))
+      .add(containerRoutes(this.containerApi))
+      .add(execRoutes(this.containerApi))
+      .add(eventRoutes(this.events))
+      .add(networkRoutes({ networks: this.networks }));
     this.server = new ApiServer(router, log);
     for (const h of cfg.hosts) this.listeners.push(await this.server.listen(h));
     writeFileAtomic(cfg.pidfile, `${process.pid}`);
@@ -57,6 +117,10 @@ export class Daemon implements SystemBackend {
   async stop(): Promise<void> {
     await this.server?.close();
     this.listeners = [];
+    this.distribution?.close();
+    // Containers keep running (live restore); only the watching stops.
+    this.containers?.close();
+    this.networks?.close();
     this.snapshotter?.close();
     this.snapshotter = undefined;
     this.meta?.close();
@@ -108,10 +172,10 @@ export class Daemon implements SystemBackend {
     const cfg = this.cfg;
     return {
       ID: this.daemonID,
-      Containers: 0,
-      ContainersRunning: 0,
-      ContainersPaused: 0,
-      ContainersStopped: 0,
+      Containers: this.containers?.counts().total ?? 0,
+      ContainersRunning: this.containers?.counts().running ?? 0,
+      ContainersPaused: this.containers?.counts().paused ?? 0,
+      ContainersStopped: this.containers?.counts().stopped ?? 0,
       Images: this.images.count(),
       Driver: 'overlay2',
       DriverStatus: [['Backing Filesystem', h.backingFs], ['Supports d_type', 'true'], ['Using metacopy', 'false'], ['Native Overlay Diff', 'true'], ['userxattr', 'false']],
@@ -135,7 +199,7 @@ export class Daemon implements SystemBackend {
       LoggingDriver: (cfg.extra['log-driver'] as string | undefined) ?? 'json-file',
       CgroupDriver: 'cgroupfs',
       CgroupVersion: h.cgroupVersion,
-      NEventsListener: 0,
+      NEventsListener: this.events.listenerCount(),
       KernelVersion: h.kernelVersion,
       OperatingSystem: h.operatingSystem,
       OSVersion: h.osVersion,
@@ -191,11 +255,11 @@ export class Daemon implements SystemBackend {
           Id: r.id, ParentId: r.parent, RepoTags: tags, RepoDigests: this.images.repoDigests(r.id),
           Created: Math.floor(Date.parse(r.created) / 1000), Size: r.size,
           SharedSize: r.layers.filter((l) => (chainUse.get(l.chainID) ?? 0) > 1).reduce((n, l) => n + l.size, 0),
-          Labels: cfg.config?.Labels ?? null, Containers: 0,
+          Labels: cfg.config?.Labels ?? null, Containers: this.containers?.containersUsing(r.id).length ?? 0,
         };
       }));
     }
-    if (want('container')) out.Containers = [];
+    if (want('container')) out.Containers = this.containerApi ? await this.containerApi.list({ all: true, limit: -1, size: true, filters: new Map() }) : [];
     if (want('volume')) out.Volumes = [];
     if (want('build-cache')) out.BuildCache = [];
     return out;

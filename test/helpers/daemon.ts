@@ -6,6 +6,8 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { cleanupLeftovers } from './cleanup';
 
 export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
 export const BERTHD = path.join(REPO_ROOT, 'bin', 'berthd');
@@ -13,6 +15,8 @@ export const BERTH = path.join(REPO_ROOT, 'bin', 'berth');
 
 export interface TestDaemon {
   dir: string;
+  /** The daemon's cgroup-parent: every container it makes lives below it. */
+  cgroupParent: string;
   socket: string;
   host: string;
   dataRoot: string;
@@ -37,12 +41,15 @@ export async function startDaemon(opts: TestDaemonOptions): Promise<TestDaemon> 
   const execRoot = path.join(dir, 'exec');
   const socket = path.join(dir, 'berth.sock');
   const configFile = path.join(dir, 'daemon.json');
-  fs.writeFileSync(configFile, JSON.stringify(opts.config ?? {}));
+  // Each test daemon gets its own cgroup parent so that its containers can be found and removed.
+  const config = { 'cgroup-parent': `berth-test-${opts.name}-${process.pid}-${randomBytes(3).toString('hex')}`, ...(opts.config ?? {}) };
+  const cgroupParent = String(config['cgroup-parent']);
+  fs.writeFileSync(configFile, JSON.stringify(config));
   let output = '';
   const args = ['-H', `unix://${socket}`, '--data-root', dataRoot, '--exec-root', execRoot, '--pidfile', path.join(dir, 'berthd.pid'), '--config-file', configFile, ...(opts.args ?? [])];
 
   const d: TestDaemon = {
-    dir, socket, host: `unix://${socket}`, dataRoot, execRoot,
+    dir, cgroupParent, socket, host: `unix://${socket}`, dataRoot, execRoot,
     proc: undefined as unknown as ChildProcess,
     logs: () => output,
     async stop(signal: NodeJS.Signals = 'SIGTERM') {
@@ -82,10 +89,15 @@ export async function startDaemon(opts: TestDaemonOptions): Promise<TestDaemon> 
   return d;
 }
 
-/** Stops the daemon and removes its temp dir; safe to call twice and after failures. */
+/**
+ * Stops the daemon and removes everything it made: containers outlive berthd, so their conmons and
+ * processes are killed by PID, its cgroups removed and its mounts unmounted before the temp dir
+ * goes. Safe to call twice and after failures.
+ */
 export async function destroyDaemon(d: TestDaemon | undefined): Promise<void> {
   if (!d) return;
   await d.stop('SIGTERM').catch(() => {});
+  cleanupLeftovers(d.dir, d.cgroupParent);
   fs.rmSync(d.dir, { recursive: true, force: true });
 }
 

@@ -1,0 +1,576 @@
+// The Engine API's view of containers: docker's JSON shapes (ContainerSummary, ContainerInspect,
+// exec inspect), list filters, and the streaming endpoints (logs, attach, exec start, export).
+import { execFile } from 'node:child_process';
+import { pipeline } from 'node:stream/promises';
+import { conflict, invalidParameter, isKind } from '../common/errors';
+import { boolParam, type Filters } from '../api/httputil';
+import type { ContainerBackend } from '../api/routes/containers';
+import type { ExecBackend } from '../api/routes/exec';
+import type { RequestContext } from '../api/router';
+import type { ImageService } from '../images/service';
+import { parseTimestamp } from '../images/service';
+import { parseReference, validateTag, type Reference } from '../images/reference';
+import { applyChanges } from '../images/changes';
+import type { ImageConfig, ImageRunConfig } from '../images/types';
+import { changes as fsChanges } from '../archive/changes';
+import { overlayUpperToLayer, tarDirectory } from '../archive/create';
+import { readK8sLog } from '../runtime/k8slog';
+import type { AttachStream } from '../runtime/attach';
+import { ALL_STATES, checkAction } from './state';
+import type { ContainerPaths, ContainerRecord } from './store';
+import type { ContainerService, CreateRequest } from './service';
+import { statusString } from './format';
+import { DEFAULT_DETACH_KEYS, DetachMatcher, hijack, parseDetachKeys, stdcopyFrame, STDERR, STDOUT, type HijackedConn } from './streams';
+import { processTable } from './top';
+
+const RAW_STREAM = 'application/vnd.docker.raw-stream';
+const MUX_STREAM = 'application/vnd.docker.multiplexed-stream';
+
+function unixSeconds(iso: string): number {
+  return Math.floor(Date.parse(iso) / 1000);
+}
+
+function command(rec: ContainerRecord): string {
+  return [rec.path, ...rec.args].join(' ');
+}
+
+/** Seconds (fractional) from docker's since/until query values; undefined for 0 or absent. */
+function timeParam(v: string | null): number | undefined {
+  if (v === null || v === '' || v === '0') return undefined;
+  if (/^-?\d+(\.\d+)?$/.test(v)) return Number(v);
+  return parseTimestamp(v) / 1000;
+}
+
+export class ContainerApi implements ContainerBackend, ExecBackend {
+  constructor(
+    private readonly svc: ContainerService,
+    private readonly images: ImageService,
+    private readonly paths: ContainerPaths,
+  ) {}
+
+  async create(name: string | null, body: Record<string, unknown>): Promise<object> {
+    return this.svc.create(name, body as CreateRequest);
+  }
+
+  // ---- list and inspect ----
+
+  private summary(rec: ContainerRecord, size: boolean): Record<string, unknown> {
+    const out: Record<string, unknown> = {
+      Id: rec.id,
+      Names: [`/${rec.name}`],
+      Image: rec.config.Image,
+      ImageID: rec.imageId,
+      Command: command(rec),
+      Created: unixSeconds(rec.created),
+      Ports: [],
+      Labels: rec.config.Labels ?? {},
+      State: rec.state.Status,
+      Status: statusString(rec.state),
+      HostConfig: { NetworkMode: rec.hostConfig.NetworkMode },
+      NetworkSettings: { Networks: {} },
+      Mounts: this.mounts(rec),
+    };
+    if (size) {
+      const rw = this.svc.sizeRw(rec.id);
+      out.SizeRw = rw;
+      out.SizeRootFs = rw + (this.images.store.get(rec.imageId)?.size ?? 0);
+    }
+    return out;
+  }
+
+  private mounts(rec: ContainerRecord): object[] {
+    return (rec.hostConfig.Binds ?? []).map((b) => {
+      const [source, destination, mode = ''] = b.split(':');
+      return { Type: 'bind', Source: source, Destination: destination, Mode: mode, RW: !mode.split(',').includes('ro'), Propagation: 'rprivate' };
+    });
+  }
+
+  /** Image IDs a container's image must descend from (the ancestor filter). */
+  private imageLineage(imageId: string): string[] {
+    const out: string[] = [];
+    for (let id: string | undefined = imageId; id && !out.includes(id); id = this.images.store.get(id)?.parent || undefined) out.push(id);
+    return out;
+  }
+
+  async list(opts: { all: boolean; limit: number; size: boolean; filters: Filters }): Promise<object[]> {
+    const f = opts.filters;
+    let all = opts.all || opts.limit > 0;
+    for (const s of f.get('status') ?? []) {
+      if (!ALL_STATES.includes(s as never)) throw invalidParameter(`invalid filter 'status=${s}'`);
+      all = true;
+    }
+    const exited = (f.get('exited') ?? []).map((v) => {
+      if (!/^-?\d+$/.test(v)) throw invalidParameter(`invalid filter 'exited=${v}'`);
+      return Number(v);
+    });
+    if (exited.length > 0) all = true;
+    const ancestors = (f.get('ancestor') ?? []).flatMap((a) => {
+      try {
+        return [this.images.lookup(a).record.id];
+      } catch (err) {
+        if (isKind(err, 'NotFound')) return [`unresolved:${a}`];
+        throw err;
+      }
+    });
+    const createdOf = (ref: string): string => this.svc.record(ref).created;
+    const before = f.get('before')?.map(createdOf);
+    const since = f.get('since')?.map(createdOf);
+    const names = (f.get('name') ?? []).map((n) => {
+      try {
+        return new RegExp(n);
+      } catch {
+        throw invalidParameter(`invalid filter 'name=${n}'`);
+      }
+    });
+    const isTask = f.get('is-task');
+
+    let recs = this.svc.all().filter((rec) => {
+      const st = rec.state.Status;
+      if (!all && st !== 'running' && st !== 'paused' && st !== 'restarting') return false;
+      const ids = f.get('id');
+      if (ids && !ids.some((p) => rec.id.startsWith(p))) return false;
+      if (names.length && !names.some((re) => re.test(`/${rec.name}`))) return false;
+      if (!matchLabels(rec.config.Labels ?? {}, f.get('label') ?? [], true)) return false;
+      const statuses = f.get('status');
+      if (statuses && !statuses.includes(st)) return false;
+      if (exited.length && (st !== 'exited' || !exited.includes(rec.state.ExitCode))) return false;
+      if (ancestors.length) {
+        const lineage = this.imageLineage(rec.imageId);
+        if (!ancestors.some((a) => lineage.includes(a)) && !(f.get('ancestor') ?? []).includes(rec.config.Image)) return false;
+      }
+      if (before && !before.every((c) => rec.created < c)) return false;
+      if (since && !since.every((c) => rec.created > c)) return false;
+      if (isTask && isTask.includes('true')) return false;
+      return true;
+    });
+    if (opts.limit > 0) recs = recs.slice(0, opts.limit);
+    return recs.map((r) => this.summary(r, opts.size));
+  }
+
+  async inspect(ref: string, size: boolean): Promise<object> {
+    const rec = this.svc.record(ref);
+    const s = rec.state;
+    let graph: Record<string, string> = {};
+    try {
+      const { upper, lowers } = this.svc.layerDirs(rec.id);
+      graph = { LowerDir: lowers.join(':'), MergedDir: this.paths.rootfs(rec.id), UpperDir: upper, WorkDir: upper.replace(/\/fs$/, '/work') };
+    } catch {}
+    const out: Record<string, unknown> = {
+      Id: rec.id,
+      Created: rec.created,
+      Path: rec.path,
+      Args: rec.args,
+      State: {
+        Status: s.Status,
+        Running: s.Status === 'running' || s.Status === 'paused' || s.Status === 'restarting',
+        Paused: s.Status === 'paused',
+        Restarting: s.Status === 'restarting',
+        OOMKilled: s.OOMKilled,
+        Dead: s.Status === 'dead',
+        Pid: s.Pid,
+        ExitCode: s.ExitCode,
+        Error: s.Error,
+        StartedAt: s.StartedAt,
+        FinishedAt: s.FinishedAt,
+      },
+      Image: rec.imageId,
+      ResolvConfPath: this.paths.resolvConfPath(rec.id),
+      HostnamePath: this.paths.hostnamePath(rec.id),
+      HostsPath: this.paths.hostsPath(rec.id),
+      LogPath: this.paths.logPath(rec.id),
+      Name: `/${rec.name}`,
+      RestartCount: rec.restartCount,
+      Driver: 'overlay2',
+      Platform: 'linux',
+      MountLabel: '',
+      ProcessLabel: '',
+      AppArmorProfile: '',
+      ExecIDs: null,
+      HostConfig: rec.hostConfig,
+      GraphDriver: { Data: graph, Name: 'overlay2' },
+      Mounts: this.mounts(rec),
+      Config: rec.config,
+      NetworkSettings: {
+        Bridge: '', SandboxID: '', SandboxKey: '', Ports: {}, HairpinMode: false, LinkLocalIPv6Address: '', LinkLocalIPv6PrefixLen: 0,
+        SecondaryIPAddresses: null, SecondaryIPv6Addresses: null, EndpointID: '', Gateway: '', GlobalIPv6Address: '', GlobalIPv6PrefixLen: 0,
+        IPAddress: '', IPPrefixLen: 0, IPv6Gateway: '', MacAddress: '', Networks: {},
+      },
+    };
+    if (size) {
+      const rw = this.svc.sizeRw(rec.id);
+      out.SizeRw = rw;
+      out.SizeRootFs = rw + (this.images.store.get(rec.imageId)?.size ?? 0);
+    }
+    return out;
+  }
+
+  // ---- lifecycle ----
+
+  async start(ref: string): Promise<boolean> {
+    try {
+      await this.svc.start(ref);
+      return true;
+    } catch (err) {
+      if (isKind(err, 'NotModified')) return false;
+      throw err;
+    }
+  }
+
+  stop(ref: string, opts: { signal?: string; timeout?: number }): Promise<boolean> {
+    return this.svc.stop(ref, opts);
+  }
+
+  restart(ref: string, opts: { signal?: string; timeout?: number }): Promise<void> {
+    return this.svc.restart(ref, opts);
+  }
+
+  kill(ref: string, signal: string): Promise<void> {
+    return this.svc.kill(ref, signal);
+  }
+
+  pause(ref: string): Promise<void> {
+    return this.svc.pause(ref);
+  }
+
+  unpause(ref: string): Promise<void> {
+    return this.svc.unpause(ref);
+  }
+
+  rename(ref: string, name: string): Promise<void> {
+    return this.svc.rename(ref, name);
+  }
+
+  remove(ref: string, opts: { force: boolean; volumes: boolean; link: boolean }): Promise<void> {
+    if (opts.link) throw invalidParameter('Conflict, cannot remove the default link name of the container');
+    return this.svc.remove(ref, { force: opts.force, volumes: opts.volumes });
+  }
+
+  resize(ref: string, h: number, w: number): void {
+    this.svc.resize(ref, h, w);
+  }
+
+  wait(ref: string, condition: string): Promise<object> {
+    return this.svc.wait(ref, condition);
+  }
+
+  async prune(filters: Filters): Promise<object> {
+    const until = filters.get('until')?.map(parseTimestamp);
+    return this.svc.prune((rec) => {
+      if (until && !until.every((t) => Date.parse(rec.created) < t)) return false;
+      if (!matchLabels(rec.config.Labels ?? {}, filters.get('label') ?? [], true)) return false;
+      if (!matchLabels(rec.config.Labels ?? {}, filters.get('label!') ?? [], false)) return false;
+      return true;
+    });
+  }
+
+  // ---- processes, filesystem ----
+
+  async top(ref: string, psArgs: string): Promise<object> {
+    const pids = this.svc.pids(ref);
+    if (psArgs === '' || psArgs === '-ef') return processTable(pids);
+    // Custom columns: ps itself, once per request, filtered to the container's pids.
+    const out = await new Promise<string>((resolve, reject) => {
+      execFile('ps', psArgs.split(/\s+/).filter(Boolean), { maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+        if (err) reject(invalidParameter(`ps: ${String(stderr).trim() || err.message}`));
+        else resolve(String(stdout));
+      });
+    });
+    const lines = out.split('\n').filter((l) => l.trim() !== '');
+    const titles = (lines.shift() ?? '').trim().split(/\s+/);
+    const pidIdx = titles.indexOf('PID');
+    if (pidIdx < 0) throw invalidParameter(`Couldn't find PID field in ps output`);
+    const processes: string[][] = [];
+    for (const l of lines) {
+      const fields = l.trim().split(/\s+/);
+      if (!pids.includes(Number(fields[pidIdx]))) continue;
+      processes.push([...fields.slice(0, titles.length - 1), fields.slice(titles.length - 1).join(' ')]);
+    }
+    return { Titles: titles, Processes: processes };
+  }
+
+  async changes(ref: string): Promise<object[]> {
+    const { upper, lowers } = this.svc.layerDirs(ref);
+    return fsChanges(upper, lowers);
+  }
+
+  async export(ctx: RequestContext, ref: string): Promise<void> {
+    const { dir, release } = this.svc.mountForRead(ref);
+    try {
+      ctx.res.writeHead(200, { 'Content-Type': 'application/x-tar' });
+      await pipeline(tarDirectory(dir), ctx.res);
+    } finally {
+      release();
+    }
+  }
+
+  async commit(ref: string, o: { repo?: string; tag?: string; comment?: string; author?: string; pause: boolean; changes: string[]; config?: Record<string, unknown> }): Promise<object> {
+    const rec = this.svc.record(ref);
+    let tagRef: Reference | undefined;
+    if (o.repo) {
+      tagRef = parseReference(o.repo);
+      if (tagRef.digest) throw invalidParameter('cannot commit to a digest reference');
+      if (o.tag) {
+        if (tagRef.tag) throw invalidParameter('invalid reference format');
+        tagRef.tag = validateTag(o.tag);
+      }
+      tagRef.tag ??= 'latest';
+    } else if (o.tag) {
+      throw invalidParameter('tag is specified without repository');
+    }
+    const base = await this.images.resolve(rec.imageId);
+    const runConfig = applyChanges(mergeRunConfig(containerRunConfig(rec), o.config as ImageRunConfig | undefined), o.changes);
+    return this.svc.withPaused(ref, o.pause, async () => {
+      const { upper } = this.svc.layerDirs(rec.id);
+      const layer = await this.images.ingestLayerStream(overlayUpperToLayer(upper));
+      const descs = [...base.record.layers, { ...layer, chainID: '' }].map((l) => ({ digest: l.blobDigest, diffID: l.diffID, mediaType: l.mediaType, size: l.blobSize, uncompressedSize: l.size }));
+      const layers = await this.images.unpack(descs);
+      const created = new Date().toISOString();
+      const config: ImageConfig = {
+        architecture: base.config.architecture,
+        os: base.config.os || 'linux',
+        ...(base.config.variant ? { variant: base.config.variant } : {}),
+        created,
+        ...(o.author ? { author: o.author } : {}),
+        ...(o.comment ? { comment: o.comment } : {}),
+        config: runConfig,
+        rootfs: { type: 'layers', diff_ids: [...base.config.rootfs.diff_ids, layer.diffID] },
+        history: [...(base.config.history ?? []), { created, ...(o.author ? { author: o.author } : {}), created_by: command(rec), ...(o.comment ? { comment: o.comment } : {}) }],
+      };
+      const id = await this.images.addImage(Buffer.from(JSON.stringify(config)), layers, { parent: base.record.id, tags: tagRef ? [tagRef] : [] });
+      return { Id: id };
+    });
+  }
+
+  // ---- logs ----
+
+  async logs(ctx: RequestContext, ref: string): Promise<void> {
+    const q = ctx.query;
+    const wantOut = boolParam(q, 'stdout');
+    const wantErr = boolParam(q, 'stderr');
+    if (!wantOut && !wantErr) throw invalidParameter('Bad parameters: you must choose at least one stream');
+    const rec = this.svc.record(ref);
+    const tailRaw = q.get('tail') ?? 'all';
+    let tail: number | undefined;
+    if (tailRaw !== 'all' && tailRaw !== '') {
+      tail = Number(tailRaw);
+      if (!Number.isInteger(tail)) throw invalidParameter(`invalid value for "tail": ${JSON.stringify(tailRaw)}`);
+      if (tail < 0) tail = undefined;
+    }
+    const since = timeParam(q.get('since'));
+    const until = timeParam(q.get('until'));
+    const timestamps = boolParam(q, 'timestamps');
+    const exited = boolParam(q, 'follow') ? this.svc.exitPromise(rec.id) : undefined;
+    const tty = rec.config.Tty;
+    ctx.res.writeHead(200, { 'Content-Type': tty ? RAW_STREAM : MUX_STREAM });
+    ctx.res.flushHeaders();
+    const abort = new AbortController();
+    ctx.res.on('close', () => abort.abort());
+    const file = this.paths.logPath(rec.id);
+    try {
+      for await (const r of readK8sLog(file, { follow: exited !== undefined, followUntil: exited, since, until, tail, signal: abort.signal })) {
+        if (r.stream === 'stdout' ? !wantOut : !wantErr) continue;
+        let data = r.partial ? r.line : Buffer.concat([r.line, Buffer.from('\n')]);
+        if (timestamps) data = Buffer.concat([Buffer.from(`${r.timestamp} `), data]);
+        const chunk = tty ? data : stdcopyFrame(r.stream === 'stdout' ? STDOUT : STDERR, data);
+        if (!ctx.res.write(chunk)) await new Promise((resolve) => ctx.res.once('drain', resolve));
+      }
+    } catch (err) {
+      if (!abort.signal.aborted) throw err;
+    }
+    if (!ctx.res.writableEnded) ctx.res.end();
+  }
+
+  // ---- attach ----
+
+  async attach(ctx: RequestContext, ref: string): Promise<void> {
+    const q = ctx.query;
+    const l = this.svc.get(ref);
+    const rec = l.rec;
+    checkAction('attach', rec.state.Status, rec);
+    const keys = parseDetachKeys(q.get('detachKeys') || DEFAULT_DETACH_KEYS);
+    const wantIn = boolParam(q, 'stdin');
+    const wantOut = boolParam(q, 'stdout');
+    const wantErr = boolParam(q, 'stderr');
+    const tty = rec.config.Tty;
+    const conn = hijack(ctx, tty ? RAW_STREAM : MUX_STREAM);
+    const out = (stream: number, data: Buffer): void => conn.write(tty ? data : stdcopyFrame(stream, data));
+    if (boolParam(q, 'logs')) {
+      for await (const r of readK8sLog(this.paths.logPath(rec.id))) {
+        if (r.stream === 'stdout' ? !wantOut : !wantErr) continue;
+        out(r.stream === 'stdout' ? STDOUT : STDERR, r.partial ? r.line : Buffer.concat([r.line, Buffer.from('\n')]));
+      }
+    }
+    if (!boolParam(q, 'stream')) {
+      conn.end();
+      return;
+    }
+    let io: AttachStream | undefined;
+    const pending: Buffer[] = [];
+    let stdinEnded = false;
+    const client = {
+      connect: (s: AttachStream): void => {
+        if (conn.closed) {
+          s.close();
+          return;
+        }
+        io = s;
+        s.on('stdout', (d) => wantOut && out(STDOUT, d));
+        s.on('stderr', (d) => wantErr && out(STDERR, d));
+        s.on('end', () => conn.end());
+        s.on('error', () => conn.end());
+        for (const b of pending.splice(0)) s.write(b);
+        if (stdinEnded) s.closeStdin();
+      },
+      abandon: (): void => conn.end(),
+    };
+    pipeStdin(conn, wantIn, keys, {
+      write: (b) => (io ? io.write(b) : pending.push(b)),
+      end: () => {
+        stdinEnded = true;
+        io?.closeStdin();
+      },
+      detach: () => {
+        io?.close();
+        this.svc.detachPending(rec.id, client);
+        conn.end();
+      },
+    });
+    conn.on('close', () => {
+      io?.close();
+      this.svc.detachPending(rec.id, client);
+    });
+    await this.svc.attach(rec.id, client);
+  }
+
+  // ---- exec ----
+
+  async createExec(ref: string, body: Record<string, unknown>): Promise<object> {
+    const id = this.svc.createExec(ref, body as Parameters<ContainerService['createExec']>[1]);
+    return { Id: id };
+  }
+
+  async startExec(ctx: RequestContext, id: string, body: { Detach?: boolean; Tty?: boolean; ConsoleSize?: [number, number] | null }): Promise<void> {
+    const e = this.svc.getExec(id);
+    if (e.started) throw conflict(e.running ? `Error: Exec command ${id} is already running` : `Error: Exec command ${id} has already run`);
+    const l = this.svc.get(e.containerId);
+    checkAction('exec', l.rec.state.Status, l.rec);
+    const tty = body.Tty ?? e.tty;
+    const consoleSize = body.ConsoleSize ?? undefined;
+    if (body.Detach) {
+      await this.svc.startExec(id, { detach: true, tty, consoleSize });
+      ctx.res.writeHead(200, { 'Content-Length': 0 });
+      ctx.res.end();
+      return;
+    }
+    const conn = hijack(ctx, tty ? RAW_STREAM : MUX_STREAM);
+    const out = (stream: number, data: Buffer): void => conn.write(tty ? data : stdcopyFrame(stream, data));
+    let started;
+    try {
+      started = await this.svc.startExec(id, { detach: false, tty, consoleSize });
+    } catch (err) {
+      // dockerd reports it inside the stream, as output; the exit code is in the exec's inspect.
+      out(STDOUT, Buffer.from(`${(err as Error).message}\r\n`));
+      conn.end();
+      return;
+    }
+    const io = started.attach!;
+    io.on('stdout', (d) => e.attachStdout && out(STDOUT, d));
+    io.on('stderr', (d) => e.attachStderr && out(STDERR, d));
+    io.on('end', () => {
+      // The exit code is recorded before the client sees the end: it inspects the exec next.
+      let timer: NodeJS.Timeout | undefined;
+      void Promise.race([started.exited, new Promise((r) => (timer = setTimeout(r, 5000)))]).finally(() => {
+        clearTimeout(timer);
+        conn.end();
+      });
+    });
+    pipeStdin(conn, e.attachStdin, parseDetachKeys(e.detachKeys || DEFAULT_DETACH_KEYS), {
+      write: (b) => io.write(b),
+      end: () => io.closeStdin(),
+      detach: () => {
+        io.close();
+        conn.end();
+      },
+    });
+    conn.on('close', () => io.close());
+  }
+
+  async inspectExec(id: string): Promise<object> {
+    const e = this.svc.getExec(id);
+    return {
+      CanRemove: false,
+      ContainerID: e.containerId,
+      DetachKeys: e.detachKeys,
+      ExitCode: e.running ? null : e.exitCode,
+      ID: e.id,
+      OpenStderr: e.attachStderr,
+      OpenStdin: e.attachStdin,
+      OpenStdout: e.attachStdout,
+      ProcessConfig: { arguments: e.cmd.slice(1), entrypoint: e.cmd[0], privileged: e.privileged, tty: e.tty, user: e.user },
+      Running: e.running,
+      Pid: e.pid,
+    };
+  }
+
+  resizeExec(id: string, h: number, w: number): void {
+    this.svc.resizeExec(id, h, w);
+  }
+}
+
+/** Client stdin → process, watching for the detach sequence. */
+function pipeStdin(conn: HijackedConn, enabled: boolean, keys: Buffer, to: { write(b: Buffer): void; end(): void; detach(): void }): void {
+  if (!enabled) return;
+  const matcher = new DetachMatcher(keys);
+  let detached = false;
+  conn.on('data', (chunk) => {
+    if (detached) return;
+    const { pass, detach } = matcher.feed(chunk);
+    if (pass.length > 0) to.write(pass);
+    if (detach) {
+      detached = true;
+      to.detach();
+    }
+  });
+  conn.on('inputEnd', () => {
+    if (!detached) to.end();
+  });
+}
+
+function matchLabels(labels: Record<string, string>, wants: string[], positive: boolean): boolean {
+  for (const want of wants) {
+    const eq = want.indexOf('=');
+    const hit = eq < 0 ? want in labels : labels[want.slice(0, eq)] === want.slice(eq + 1);
+    if (hit !== positive) return false;
+  }
+  return true;
+}
+
+function containerRunConfig(rec: ContainerRecord): ImageRunConfig {
+  const c = rec.config;
+  const out: ImageRunConfig = {
+    Hostname: c.Hostname,
+    Domainname: c.Domainname,
+    User: c.User,
+    Env: c.Env,
+    Cmd: c.Cmd,
+    Entrypoint: c.Entrypoint,
+    WorkingDir: c.WorkingDir,
+    Labels: c.Labels,
+    Volumes: c.Volumes,
+    OnBuild: c.OnBuild,
+  };
+  if (c.ExposedPorts) out.ExposedPorts = c.ExposedPorts;
+  if (c.StopSignal) out.StopSignal = c.StopSignal;
+  return out;
+}
+
+/** The commit request's config overrides what it sets. */
+function mergeRunConfig(base: ImageRunConfig, over: ImageRunConfig | undefined): ImageRunConfig {
+  if (!over) return base;
+  const out: ImageRunConfig = { ...base };
+  for (const [k, v] of Object.entries(over) as [keyof ImageRunConfig, unknown][]) {
+    if (v === undefined || v === null || v === '' || (Array.isArray(v) && v.length === 0)) continue;
+    (out as Record<string, unknown>)[k] = v;
+  }
+  return out;
+}
