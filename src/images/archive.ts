@@ -52,6 +52,7 @@ export async function saveImages(svc: ImageService, names: string[]): Promise<Re
       }
     }
     for (const [id, { tags }] of images) {
+      svc.events('save', id, {});
       const record = svc.store.get(id)!;
       const layerDescs: Descriptor[] = [];
       for (const l of record.layers) {
