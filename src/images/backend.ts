@@ -22,7 +22,16 @@ function globToRegExp(glob: string): RegExp {
 }
 
 export class ImageApi implements ImageBackend {
-  constructor(private readonly svc: ImageService) {}
+  pull?: ImageBackend['pull'];
+  push?: ImageBackend['push'];
+
+  /** `dist` (the registry client) provides pull and push; without it those routes answer 501. */
+  constructor(private readonly svc: ImageService, dist?: Required<Pick<ImageBackend, 'pull' | 'push'>>) {
+    if (dist) {
+      this.pull = (ctx, progress) => dist.pull(ctx, progress);
+      this.push = (ctx, name, progress) => dist.push(ctx, name, progress);
+    }
+  }
 
   private createdUnix(rec: ImageRecord): number {
     return Math.floor(Date.parse(rec.created) / 1000);
