@@ -1,6 +1,7 @@
 // The Engine API's view of containers: docker's JSON shapes (ContainerSummary, ContainerInspect,
 // exec inspect), list filters, and the streaming endpoints (logs, attach, exec start, export).
 import { execFile } from 'node:child_process';
+import * as os from 'node:os';
 import { pipeline } from 'node:stream/promises';
 import { conflict, invalidParameter, isKind } from '../common/errors';
 import { boolParam, type Filters } from '../api/httputil';
@@ -20,8 +21,9 @@ import { ALL_STATES, checkAction } from './state';
 import type { ContainerPaths, ContainerRecord } from './store';
 import type { ContainerService, CreateRequest } from './service';
 import { statusString } from './format';
-import { DEFAULT_DETACH_KEYS, DetachMatcher, hijack, parseDetachKeys, stdcopyFrame, STDERR, STDOUT, type HijackedConn } from './streams';
+import { DEFAULT_DETACH_KEYS, DetachMatcher, hijack, OutputBatcher, parseDetachKeys, stdcopyFrame, STDERR, STDOUT, type HijackedConn } from './streams';
 import { processTable } from './top';
+import { parseStatsQuery, writeStats } from '../stats/stream';
 
 const RAW_STREAM = 'application/vnd.docker.raw-stream';
 const MUX_STREAM = 'application/vnd.docker.multiplexed-stream';
@@ -288,6 +290,13 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
     return { Titles: titles, Processes: processes };
   }
 
+  /** GET /containers/{id}/stats: streamed every second, or one object (one-shot: at once). */
+  async stats(ctx: RequestContext, ref: string): Promise<void> {
+    const req = parseStatsQuery(ctx.query);
+    const rec = this.svc.record(ref);
+    await writeStats(ctx.res, () => this.svc.statsTarget(rec.id), req, { name: `/${rec.name}`, id: rec.id, machineMemory: os.totalmem() });
+  }
+
   async changes(ref: string): Promise<object[]> {
     const { upper, lowers } = this.svc.layerDirs(ref);
     return fsChanges(upper, lowers);
@@ -366,17 +375,30 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
     const abort = new AbortController();
     ctx.res.on('close', () => abort.abort());
     const file = this.paths.logPath(rec.id);
+    // Records are gathered into large frames and writes (a write per log line made reading a big
+    // log several times slower); with follow, what is gathered goes out as soon as the reader
+    // has to wait for more.
+    let blocked = false;
+    const batch = new OutputBatcher((b) => {
+      if (!ctx.res.writableEnded && !ctx.res.write(b)) blocked = true;
+    }, tty);
+    const newline = Buffer.from('\n');
     try {
       for await (const r of readK8sLog(file, { follow: exited !== undefined, followUntil: exited, since, until, tail, signal: abort.signal })) {
         if (r.stream === 'stdout' ? !wantOut : !wantErr) continue;
-        let data = r.partial ? r.line : Buffer.concat([r.line, Buffer.from('\n')]);
-        if (timestamps) data = Buffer.concat([Buffer.from(`${r.timestamp} `), data]);
-        const chunk = tty ? data : stdcopyFrame(r.stream === 'stdout' ? STDOUT : STDERR, data);
-        if (!ctx.res.write(chunk)) await new Promise((resolve) => ctx.res.once('drain', resolve));
+        const stream = r.stream === 'stdout' ? STDOUT : STDERR;
+        if (timestamps) batch.push(stream, Buffer.from(`${r.timestamp} `));
+        batch.push(stream, r.line);
+        if (!r.partial) batch.push(stream, newline);
+        if (blocked) {
+          blocked = false;
+          await new Promise((resolve) => ctx.res.once('drain', resolve));
+        }
       }
     } catch (err) {
       if (!abort.signal.aborted) throw err;
     }
+    batch.flush();
     if (!ctx.res.writableEnded) ctx.res.end();
   }
 
@@ -393,7 +415,12 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
     const wantErr = boolParam(q, 'stderr');
     const tty = rec.config.Tty;
     const conn = hijack(ctx, tty ? RAW_STREAM : MUX_STREAM);
-    const out = (stream: number, data: Buffer): void => conn.write(tty ? data : stdcopyFrame(stream, data));
+    const batch = new OutputBatcher((b) => conn.write(b), tty);
+    const out = (stream: number, data: Buffer): void => batch.push(stream, data);
+    const end = (): void => {
+      batch.flush();
+      conn.end();
+    };
     if (boolParam(q, 'logs')) {
       for await (const r of readK8sLog(this.paths.logPath(rec.id))) {
         if (r.stream === 'stdout' ? !wantOut : !wantErr) continue;
@@ -401,7 +428,7 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
       }
     }
     if (!boolParam(q, 'stream')) {
-      conn.end();
+      end();
       return;
     }
     let io: AttachStream | undefined;
@@ -416,8 +443,8 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
         io = s;
         s.on('stdout', (d) => wantOut && out(STDOUT, d));
         s.on('stderr', (d) => wantErr && out(STDERR, d));
-        s.on('end', () => conn.end());
-        s.on('error', () => conn.end());
+        s.on('end', end);
+        s.on('error', end);
         for (const b of pending.splice(0)) s.write(b);
         if (stdinEnded) s.closeStdin();
       },

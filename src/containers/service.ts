@@ -17,7 +17,9 @@ import type { ConmonRuntime, ExitStatus } from '../runtime/runtime';
 import { hostNofileLimit } from '../runtime/runtime';
 import { cgroupPids } from '../runtime/cgroups';
 import type { AttachStream } from '../runtime/attach';
-import { ALL_CAPABILITIES, generateExecProcess, generateSpec, SpecError, type OciMount, type OciProcess } from '../runtime/spec';
+import { ALL_CAPABILITIES, computeCapabilities, generateExecProcess, generateSpec, SpecError, type OciMount, type OciProcess } from '../runtime/spec';
+import { seccompForContainer, type OciSeccomp } from '../security/seccomp';
+import type { StatsTarget } from '../stats/stream';
 import type { RuntimeConfig } from '../daemon/config';
 import { checkAction, transition, type ContainerState } from './state';
 import { ZERO_TIME, type ContainerConfig, type ContainerPaths, type ContainerRecord, type ContainerStore, type HostConfig, type RestartPolicy } from './store';
@@ -26,6 +28,8 @@ import { resolveUser } from './rootfs';
 import { writeHostFiles } from './hostfiles';
 import { boundingCapabilities, hostDevices, capLastCap } from './host';
 import { rfc3339Nano } from './format';
+import { parseSecurityOpts, resourcesOf, validateResources } from './options';
+import { oomKillCount } from './oom';
 
 /** Where the init binary is bind-mounted in containers started with --init. */
 export const INIT_PATH = '/sbin/docker-init';
@@ -51,6 +55,13 @@ export interface ContainerServiceOptions {
   cgroupParent: string;
   initBinary?: string;
   log: Logger;
+  /** Where container events go (the daemon's EventsService). */
+  events?: ContainerEventSink;
+}
+
+/** The part of the events service the container service publishes to. */
+export interface ContainerEventSink {
+  container(action: string, id: string, attrs: Record<string, string>): unknown;
 }
 
 export interface CreateRequest extends Partial<ContainerConfig> {
@@ -216,6 +227,40 @@ export class ContainerService {
     this.o.store.saveState(l.rec);
   }
 
+  /**
+   * Publishes a container event with dockerd's attributes: the container's labels, then the
+   * action's own attributes, then image and name (which win over labels of the same key).
+   */
+  private emit(rec: ContainerRecord, action: string, extra: Record<string, string> = {}): void {
+    if (!this.o.events) return;
+    const attrs: Record<string, string> = { ...(rec.config.Labels ?? {}), ...extra };
+    if (rec.config.Image) attrs.image = rec.config.Image;
+    attrs.name = rec.name;
+    try {
+      this.o.events.container(action, rec.id, attrs);
+    } catch (err) {
+      this.log.warn('publishing container event failed', { id: rec.id, action, error: (err as Error).message });
+    }
+  }
+
+  /** The seccomp filter a container runs under (none when privileged or unconfined). */
+  private seccompOf(hc: HostConfig, security = parseSecurityOpts(hc.SecurityOpt as string[] | undefined)): OciSeccomp | undefined {
+    const caps = computeCapabilities({ privileged: hc.Privileged, capAdd: hc.CapAdd ?? [], capDrop: hc.CapDrop ?? [], capLastCap: capLastCap() });
+    return seccompForContainer({ value: security.seccomp, caps, privileged: hc.Privileged });
+  }
+
+  /** Where a running container's stats are read, by full ID; undefined while it does not run or is gone. */
+  statsTarget(id: string): StatsTarget | undefined {
+    const l = this.live.get(id);
+    if (!l) return undefined;
+    const s = l.rec.state.Status;
+    if ((s !== 'running' && s !== 'paused') || l.rec.state.Pid <= 0) return undefined;
+    // Network figures come from the container's own network namespace, through its init pid.
+    const mode = l.rec.hostConfig.NetworkMode;
+    const ownNetns = mode !== 'none' && mode !== 'host' && !mode.startsWith('container:');
+    return { cgroupsPath: this.cgroupsPath(l.rec.id), pid: ownNetns ? l.rec.state.Pid : 0 };
+  }
+
   private cgroupsPath(id: string): string {
     const parent = (this.o.cgroupParent || 'berth').replace(/^\/+|\/+$/g, '');
     return `/${parent}/${id}`;
@@ -248,6 +293,12 @@ export class ContainerService {
       if (err instanceof SpecError) throw invalidParameter(err.message);
       throw err;
     }
+    if (hc.SecurityOpt !== undefined && hc.SecurityOpt !== null && !Array.isArray(hc.SecurityOpt)) throw invalidParameter('SecurityOpt must be a list of strings');
+    const security = parseSecurityOpts(hc.SecurityOpt as string[] | undefined);
+    // A seccomp profile that cannot be used is the request's fault: refused now, not at start.
+    this.seccompOf({ Privileged: hc.Privileged === true, CapAdd: hc.CapAdd ?? null, CapDrop: hc.CapDrop ?? null } as HostConfig, security);
+    const resources = { ...hc };
+    validateResources(resources);
 
     // docker's merge of the request with the image's defaults.
     const userEntrypoint = req.Entrypoint ?? null;
@@ -290,7 +341,7 @@ export class ContainerService {
     delete (config as Record<string, unknown>).NetworkingConfig;
     if (config.StopSignal === undefined) delete config.StopSignal;
     const hostConfig: HostConfig = {
-      ...hc,
+      ...resources,
       Binds: hc.Binds ?? null,
       AutoRemove: hc.AutoRemove === true,
       RestartPolicy: restartPolicy,
@@ -343,6 +394,7 @@ export class ContainerService {
     }
     this.live.set(id, new Live(rec));
     this.log.debug('container created', { id, name: rec.name });
+    this.emit(rec, 'create');
     return { Id: id, Warnings: [] };
   }
 
@@ -424,6 +476,7 @@ export class ContainerService {
         { hostname, extraHosts: rec.hostConfig.ExtraHosts ?? [], dns: rec.hostConfig.Dns ?? [], dnsSearch: rec.hostConfig.DnsSearch ?? [], dnsOptions: rec.hostConfig.DnsOptions ?? [] },
       );
       const user = resolveUser(rootfs, rec.config.User);
+      const security = parseSecurityOpts(rec.hostConfig.SecurityOpt as string[] | undefined);
       const spec = generateSpec({
         args: rec.hostConfig.Init ? [INIT_PATH, '--', rec.path, ...rec.args] : [rec.path, ...rec.args],
         env: this.containerEnv(rec, user.home),
@@ -445,6 +498,9 @@ export class ContainerService {
         hostDevices: rec.hostConfig.Privileged ? hostDevices() : undefined,
         shmSize: rec.hostConfig.ShmSize,
         capLastCap: capLastCap(),
+        noNewPrivileges: security.noNewPrivileges,
+        seccomp: this.seccompOf(rec.hostConfig, security),
+        resources: resourcesOf(rec.hostConfig),
       });
       if (rec.hostConfig.Privileged) clampCapabilities(spec.process);
       writeFileAtomic(path.join(bundle, 'config.json'), JSON.stringify(spec));
@@ -478,6 +534,7 @@ export class ContainerService {
       rec.state = { ...rec.state, Status: transition(rec.state.Status, 'running', rec), Pid: pid, ExitCode: 0, Error: '', OOMKilled: false, StartedAt: nowISO() };
       this.save(l);
       this.log.debug('container started', { id, pid });
+      this.emit(rec, 'start');
     } catch (err) {
       l.generation++;
       if (created) await this.o.runtime.delete(id, { force: true }).catch(() => {});
@@ -559,6 +616,8 @@ export class ContainerService {
     const { rec } = l;
     const id = rec.id;
     l.generation++;
+    // The OOM counter lives in the cgroup, which the runtime's delete removes: read it first.
+    const oomKilled = oomKillCount(this.cgroupsPath(id)) > 0;
     await this.o.runtime.delete(id, { force: true }).catch((err) => {
       if (!isKind(err, 'NotFound')) this.log.warn('runtime delete failed', { id, error: (err as Error).message });
     });
@@ -578,10 +637,13 @@ export class ContainerService {
       Status: transition(rec.state.Status, restart ? 'restarting' : 'exited', rec),
       Pid: 0,
       ExitCode: exit.exitCode,
+      OOMKilled: oomKilled,
       FinishedAt: rfc3339Nano(exit.exitedAt),
     };
     this.save(l);
-    this.log.debug('container exited', { id, exitCode: exit.exitCode, restart });
+    this.log.debug('container exited', { id, exitCode: exit.exitCode, restart, oomKilled });
+    if (oomKilled) this.emit(rec, 'oom');
+    this.emit(rec, 'die', { exitCode: String(exit.exitCode), execDuration: String(Math.max(0, Math.floor(ranMs / 1000))) });
     const result = { StatusCode: exit.exitCode, Error: null };
     for (const w of l.nextExitWaiters.splice(0)) w(result);
     if (!restart) for (const w of l.notRunningWaiters.splice(0)) w(result);
@@ -669,16 +731,24 @@ export class ContainerService {
       }
       if (s !== 'running' && s !== 'paused') return null;
       const signal = parseSignal(opts.signal || l.rec.config.StopSignal || 'SIGTERM');
-      await this.o.runtime.kill(l.rec.id, signal).catch((err) => this.log.debug('stop signal failed', { error: (err as Error).message }));
+      await this.o.runtime.kill(l.rec.id, signal).then(
+        () => this.emit(l.rec, 'kill', { signal: String(signal) }),
+        (err) => this.log.debug('stop signal failed', { error: (err as Error).message }),
+      );
       if (s === 'paused') await this.o.runtime.resume(l.rec.id).catch(() => {});
       return true;
     });
     if (proceed === null) return false;
-    if (proceed === false) return true;
+    if (proceed === false) {
+      this.emit(l.rec, 'stop');
+      return true;
+    }
     const timeoutS = opts.timeout ?? l.rec.config.StopTimeout ?? 10;
-    if (await this.waitExit(l, timeoutS < 0 ? -1 : timeoutS * 1000)) return true;
-    await this.o.runtime.kill(l.rec.id, 'SIGKILL').catch(() => {});
-    await this.waitExit(l, -1);
+    if (!(await this.waitExit(l, timeoutS < 0 ? -1 : timeoutS * 1000))) {
+      await this.o.runtime.kill(l.rec.id, 'SIGKILL').then(() => this.emit(l.rec, 'kill', { signal: '9' }), () => {});
+      await this.waitExit(l, -1);
+    }
+    this.emit(l.rec, 'stop');
     return true;
   }
 
@@ -688,6 +758,7 @@ export class ContainerService {
     await l.lock(async () => {
       checkAction('kill', l.rec.state.Status, l.rec);
       await this.o.runtime.kill(l.rec.id, sig);
+      this.emit(l.rec, 'kill', { signal: String(sig) });
       if (l.rec.state.Status === 'paused' && sig === 9) await this.o.runtime.resume(l.rec.id).catch(() => {});
     });
     // docker kill returns once a SIGKILL'd container is gone.
@@ -707,6 +778,7 @@ export class ContainerService {
       checkAction('start', l.rec.state.Status, l.rec);
       await this.startLocked(l);
     });
+    this.emit(l.rec, 'restart');
   }
 
   async pause(ref: string): Promise<void> {
@@ -716,6 +788,7 @@ export class ContainerService {
       await this.o.runtime.pause(l.rec.id);
       l.rec.state.Status = transition(l.rec.state.Status, 'paused', l.rec);
       this.save(l);
+      this.emit(l.rec, 'pause');
     });
   }
 
@@ -726,6 +799,7 @@ export class ContainerService {
       await this.o.runtime.resume(l.rec.id);
       l.rec.state.Status = transition(l.rec.state.Status, 'running', l.rec);
       this.save(l);
+      this.emit(l.rec, 'unpause');
     });
   }
 
@@ -739,7 +813,10 @@ export class ContainerService {
         const other = this.o.store.idByName(name);
         throw conflict(`Conflict. The container name "/${name}" is already in use by container "${other}". You have to remove (or rename) that container to be able to reuse that name.`);
       }
+      const oldName = l.rec.name;
       l.rec.name = name;
+      // dockerd's oldName keeps the leading slash (its stored form); name has none.
+      this.emit(l.rec, 'rename', { oldName: `/${oldName}` });
     });
   }
 
@@ -752,6 +829,7 @@ export class ContainerService {
       if (err instanceof RangeError) throw invalidParameter(err.message);
       throw err;
     }
+    this.emit(l.rec, 'resize', { height: String(height), width: String(width) });
   }
 
   // ---- wait ----
@@ -783,7 +861,7 @@ export class ContainerService {
         l.restartTimer = undefined;
         const s = l.rec.state.Status;
         if (s === 'running' || s === 'paused') {
-          await this.o.runtime.kill(l.rec.id, 'SIGKILL').catch(() => {});
+          await this.o.runtime.kill(l.rec.id, 'SIGKILL').then(() => this.emit(l.rec, 'kill', { signal: '9' }), () => {});
           if (s === 'paused') await this.o.runtime.resume(l.rec.id).catch(() => {});
           return true;
         }
@@ -819,6 +897,7 @@ export class ContainerService {
         const result = { StatusCode: l.rec.state.ExitCode, Error: null };
         for (const w of [...l.nextExitWaiters.splice(0), ...l.notRunningWaiters.splice(0), ...l.removedWaiters.splice(0)]) w(result);
         this.log.debug('container removed', { id: l.rec.id });
+        this.emit(l.rec, 'destroy');
       });
     } finally {
       l.removing = false;
@@ -852,6 +931,7 @@ export class ContainerService {
   async attach(ref: string, client: AttachClient): Promise<void> {
     const l = this.get(ref);
     checkAction('attach', l.rec.state.Status, l.rec);
+    this.emit(l.rec, 'attach');
     await l.lock(async () => {
       if (l.rec.state.Status === 'running') client.connect(await this.o.runtime.attach(l.rec.id));
       else l.pendingAttach.add(client);
@@ -890,6 +970,7 @@ export class ContainerService {
       pid: 0,
     });
     l.execs.add(id);
+    this.emit(l.rec, `exec_create: ${execCommand(req.Cmd)}`, { execID: id });
     return id;
   }
 
@@ -920,6 +1001,8 @@ export class ContainerService {
       capAdd: rec.hostConfig.CapAdd ?? [],
       capDrop: rec.hostConfig.CapDrop ?? [],
       capLastCap: capLastCap(),
+      // An exec keeps the container's no-new-privileges, as in docker.
+      noNewPrivileges: parseSecurityOpts(rec.hostConfig.SecurityOpt as string[] | undefined).noNewPrivileges,
     });
     if (rec.hostConfig.Privileged || e.privileged) clampCapabilities(proc);
     e.started = true;
@@ -934,10 +1017,12 @@ export class ContainerService {
       throw docker;
     }
     e.pid = handle.pid;
+    this.emit(rec, `exec_start: ${execCommand(e.cmd)}`, { execID: id });
     e.exited = handle.exited.then((x) => {
       e.running = false;
       e.exitCode = x.exitCode;
       try { this.o.runtime.removeExec(rec.id, id); } catch {}
+      this.emit(rec, 'exec_die', { execID: id, exitCode: String(x.exitCode) });
       return x;
     });
     return { attach: handle.attach, exited: e.exited };
@@ -1110,6 +1195,11 @@ export function dockerRuntimeError(err: unknown): Error {
   if (msg === err.message) return err;
   if (/executable file not found|no such file or directory|permission denied/.test(msg)) return invalidParameter(msg);
   return new BerthError(err instanceof BerthError ? err.kind : 'System', msg);
+}
+
+/** An exec's command as dockerd writes it in exec_create/exec_start actions: entrypoint, a space, the args. */
+function execCommand(cmd: string[]): string {
+  return `${cmd[0]} ${cmd.slice(1).join(' ')}`;
 }
 
 /** "All capabilities" means all the daemon has: asking for more fails in capset(2). */

@@ -17,6 +17,47 @@ export function stdcopyFrame(stream: number, data: Buffer): Buffer {
   return Buffer.concat([header, data]);
 }
 
+/**
+ * Gathers output into few large writes. conmon forwards a container's output in packets of
+ * whatever the process wrote (often 1-4 KiB), and a frame plus a socket write per packet made a
+ * chatty container's output cost more in berthd than in the container. Consecutive data of one
+ * stream becomes one stdcopy frame (clients demultiplex by stream, not by frame), flushed once
+ * the event loop has delivered what arrived together, or at 64 KiB. With tty, data goes raw.
+ */
+export class OutputBatcher {
+  private parts: Buffer[] = [];
+  private stream = -1;
+  private size = 0;
+  private scheduled = false;
+
+  constructor(private readonly write: (b: Buffer) => void, private readonly tty: boolean, private readonly limit = 64 * 1024) {}
+
+  push(stream: number, data: Buffer): void {
+    if (data.length === 0) return;
+    if (this.size > 0 && stream !== this.stream && !this.tty) this.flush();
+    this.stream = stream;
+    this.parts.push(data);
+    this.size += data.length;
+    if (this.size >= this.limit) this.flush();
+    else if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => {
+        this.scheduled = false;
+        this.flush();
+      });
+    }
+  }
+
+  /** Writes what is held; call it before ending the connection. */
+  flush(): void {
+    if (this.size === 0) return;
+    const data = this.parts.length === 1 ? this.parts[0] : Buffer.concat(this.parts, this.size);
+    this.parts = [];
+    this.size = 0;
+    this.write(this.tty ? data : stdcopyFrame(this.stream, data));
+  }
+}
+
 export const DEFAULT_DETACH_KEYS = 'ctrl-p,ctrl-q';
 
 /** docker's detach key syntax ("ctrl-p,ctrl-q", "ctrl-@", "a") → bytes. */

@@ -84,6 +84,7 @@ export class Daemon implements SystemBackend {
       defaultRuntime: cfg.defaultRuntime,
       cgroupParent: cfg.cgroupParent,
       log,
+      events: this.events,
     });
     await this.containers.recover();
     this.images.setUsage(this.containers);

@@ -2,6 +2,8 @@
 // defaults: capabilities, masked and read-only paths, default mounts, device rules. Pure: no I/O,
 // so every input the result depends on (host rlimits, host devices) is a parameter.
 
+import type { OciSeccomp } from '../security/seccomp';
+
 // ---- The part of the OCI runtime spec berth writes ----
 
 export interface OciMount {
@@ -91,6 +93,7 @@ export interface OciSpec {
     maskedPaths?: string[];
     readonlyPaths?: string[];
     sysctl?: Record<string, string>;
+    seccomp?: OciSeccomp;
   };
 }
 
@@ -150,6 +153,8 @@ export interface ContainerSpec {
   sysctl?: Record<string, string>;
   /** Last capability number the kernel knows (/proc/sys/kernel/cap_last_cap); bounds "ALL". */
   capLastCap?: number;
+  /** The resolved seccomp filter (security's seccompForContainer); absent: none (unconfined). */
+  seccomp?: OciSeccomp;
 }
 
 // ---- docker's defaults ----
@@ -373,6 +378,7 @@ export function generateSpec(spec: ContainerSpec): OciSpec {
   if (devices.length > 0) out.linux.devices = devices;
   if (spec.cgroupsPath) out.linux.cgroupsPath = spec.cgroupsPath;
   if (spec.sysctl && Object.keys(spec.sysctl).length > 0) out.linux.sysctl = { ...spec.sysctl };
+  if (spec.seccomp) out.linux.seccomp = spec.seccomp;
   if (spec.annotations && Object.keys(spec.annotations).length > 0) out.annotations = { ...spec.annotations };
   return out;
 }

@@ -21,6 +21,8 @@ export interface ContainerBackend {
   top(ref: string, psArgs: string): Promise<object>;
   changes(ref: string): Promise<object[]>;
   logs(ctx: RequestContext, ref: string): Promise<void>;
+  /** Writes the stats response (stream, or one object) for the container. */
+  stats(ctx: RequestContext, ref: string): Promise<void>;
   attach(ctx: RequestContext, ref: string): Promise<void>;
   export(ctx: RequestContext, ref: string): Promise<void>;
   commit(ref: string, opts: { repo?: string; tag?: string; comment?: string; author?: string; pause: boolean; changes: string[]; config?: Record<string, unknown> }): Promise<object>;
@@ -140,6 +142,7 @@ export function containerRoutes(b: ContainerBackend): Route[] {
     { method: 'GET', path: '/containers/{id}/top', handler: async (ctx) => sendJSON(ctx, 200, await b.top(ctx.params.id, ctx.query.get('ps_args') ?? '')) },
     { method: 'GET', path: '/containers/{id}/changes', handler: async (ctx) => sendJSON(ctx, 200, await b.changes(ctx.params.id)) },
     { method: 'GET', path: '/containers/{id}/logs', handler: (ctx) => b.logs(ctx, ctx.params.id) },
+    { method: 'GET', path: '/containers/{id}/stats', handler: (ctx) => b.stats(ctx, ctx.params.id) },
     { method: 'POST', path: '/containers/{id}/attach', handler: (ctx) => b.attach(ctx, ctx.params.id) },
     { method: 'GET', path: '/containers/{id}/export', handler: (ctx) => b.export(ctx, ctx.params.id) },
     {
