@@ -23,4 +23,16 @@ else
 fi
 
 BERTH="$ROOT/bin/berth"
-"$BERTH" version
+export BERTH_HOST="unix://$SOCK"
+if ! "$BERTH" image inspect busybox:latest >/dev/null 2>&1; then
+  "$BERTH" image seed busybox
+fi
+"$BERTH" images
+echo "+ berth run --rm busybox echo hello from a berth container"
+"$BERTH" run --rm busybox echo hello from a berth container
+cat <<MSG
+
+berthd is running (unix://$SOCK, log /var/log/berthd.log).
+  docker CLI:  export DOCKER_HOST=unix://$SOCK
+  stop it:     kill \$(cat /run/berth/berthd.pid)
+MSG

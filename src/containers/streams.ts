@@ -152,8 +152,12 @@ export function hijack(ctx: RequestContext, contentType: string): HijackedConn {
       },
       on: (event: string, fn: (b?: Buffer) => void) => {
         if (event === 'data') {
-          if (head.length > 0) setImmediate(() => fn(head));
+          // The bytes that came with the request go first: this tick is queued before resume()'s.
+          if (head.length > 0) process.nextTick(() => fn(head));
           sock.on('data', fn);
+          // readUpgradeBody may have paused the socket after reading the request body; a new
+          // 'data' listener does not undo an explicit pause, so stdin would never flow.
+          sock.resume();
         } else if (event === 'inputEnd') sock.on('end', fn as () => void);
         else if (event === 'close') closeFns.push(fn as () => void);
       },
