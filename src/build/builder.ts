@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
 import { BerthError, invalidParameter, messageOf } from '../common/errors';
 import type { Logger } from '../common/logger';
 import type { ImageService } from '../images/service';
@@ -224,6 +225,8 @@ interface BuildRun {
   out: (text: string) => void;
   step: number;
   total: number;
+  /** Aborted when the client went away or the build was cancelled. */
+  signal?: AbortSignal;
 }
 
 export class Builder {
@@ -234,7 +237,7 @@ export class Builder {
    * error, as dockerd does for a bad Dockerfile); later ones are sent as an errorDetail message.
    * Resolves with the image ID, or undefined when the build failed after output started.
    */
-  async build(params: BuildParams, context: Readable, send: (msg: object) => void): Promise<string | undefined> {
+  async build(params: BuildParams, context: Readable, send: (msg: object) => void, signal?: AbortSignal): Promise<string | undefined> {
     let started = false;
     const emit = (msg: object): void => {
       started = true;
@@ -258,7 +261,7 @@ export class Builder {
       df.stages = df.stages.slice(0, target + 1);
       const labelKeys = Object.keys(params.labels).sort();
       const total = df.metaArgs.length + df.stages.reduce((n, s) => n + 1 + s.instructions.length, 0) + labelKeys.length;
-      const run: BuildRun = { params, df, contextDir, stageImages: [], metaArgs: new Map(), usedArgs: new Set(), out, step: 0, total };
+      const run: BuildRun = { params, df, contextDir, stageImages: [], metaArgs: new Map(), usedArgs: new Set(), out, step: 0, total, signal };
       try {
         for (const w of df.warnings) out(w + '\n');
         for (const a of df.metaArgs) {
@@ -301,6 +304,7 @@ export class Builder {
   }
 
   private stepLine(run: BuildRun, text: string): void {
+    if (run.signal?.aborted) throw new StepError('the build was cancelled');
     run.step++;
     run.out(`Step ${run.step}/${run.total} : ${text}\n`);
   }
@@ -367,7 +371,8 @@ export class Builder {
       if (!pull) throw new StepError(`pull access denied for ${name}: this daemon cannot pull images; load or import it first`);
       await pull(name, run.params.platform, (msg) => this.forward(run, msg));
     };
-    if (run.params.pull) await pullIt();
+    // Without a puller, pull=1 (docker build --pull) is ignored: the local image is used.
+    if (run.params.pull && pull) await pullIt();
     try {
       return images.lookup(name).record.id;
     } catch (err) {
@@ -766,14 +771,23 @@ export class Builder {
     run.out(` ---> Running in ${short(id)}\n`);
     let ok = false;
     try {
-      const code = await executor.start(id, (chunk) => run.out(chunk.toString('utf8')));
+      // A decoder, not chunk.toString(): a UTF-8 character may be split across two chunks.
+      const decoder = new StringDecoder('utf8');
+      const code = await executor.start(id, (chunk) => {
+        const text = decoder.write(chunk);
+        if (text) run.out(text);
+      }, run.signal);
+      const rest = decoder.end();
+      if (rest) run.out(rest);
+      if (run.signal?.aborted) throw new StepError('the build was cancelled');
       if (code !== 0) throw new StepError(`The command '${cmd.join(' ')}' returned a non-zero code: ${code}`, code);
       const ingested = await this.deps.images.ingestLayerStream(await executor.diff(id));
       const layer = ingested.diffID === EMPTY_TAR_DIFFID ? undefined : await this.unpackOnTop(state, ingested);
       await this.commitImage(run, state, rc, createdBy, key, layer);
       ok = true;
     } finally {
-      if ((ok && run.params.rm) || run.params.forceRm) {
+      // A cancelled step's container goes too, as dockerd removes it when the build is cancelled.
+      if ((ok && run.params.rm) || run.params.forceRm || run.signal?.aborted) {
         run.out(`Removing intermediate container ${short(id)}\n`);
         await executor.remove(id).catch((err) => this.deps.log.warn('removing a build container failed', { id, err: messageOf(err) }));
       }
@@ -905,7 +919,7 @@ export function resolveChown(root: string, spec: string): Ownership {
 }
 
 /** A route-ready build function: `build(params, body, send)`, with its dependencies bound. */
-export function buildFunction(deps: BuilderDeps): (params: BuildParams, context: Readable, send: (msg: object) => void) => Promise<string | undefined> {
+export function buildFunction(deps: BuilderDeps): (params: BuildParams, context: Readable, send: (msg: object) => void, signal?: AbortSignal) => Promise<string | undefined> {
   const b = new Builder(deps);
-  return (params, context, send) => b.build(params, context, send);
+  return (params, context, send, signal) => b.build(params, context, send, signal);
 }

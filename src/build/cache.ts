@@ -41,6 +41,11 @@ export class BuildCache {
       .run(key, imageId, new Date().toISOString());
   }
 
+  /** Forgets every entry (POST /build/prune); the images stay. Returns how many were dropped. */
+  prune(): number {
+    return this.db.prepare('DELETE FROM build_cache').run().changes;
+  }
+
   /** Drops entries for an image (called when images are deleted, to keep the table small). */
   forgetImage(imageId: string): void {
     this.db.prepare('DELETE FROM build_cache WHERE image_id = ?').run(imageId);
