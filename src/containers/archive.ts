@@ -1,0 +1,302 @@
+// docker cp: GET/HEAD/PUT /containers/{id}/archive. Paths are resolved as the container sees
+// them: symlinks are read and interpreted inside the container's root (an absolute link target
+// starts again at the container's "/", ".." stops at it), and a path under a volume or bind mount
+// maps to that mount's source. No link planted in a container can therefore make cp read or write
+// outside the container's root and its mounts.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import * as tar from 'tar-stream';
+import { BerthError, invalidParameter, notFound } from '../common/errors';
+import { tarDirectory } from '../archive/create';
+import { decompressionStages } from '../archive/compression';
+
+const MAX_LINKS = 255;
+
+/** A mount seen from inside the container: its destination and the host directory behind it. */
+export interface ViewMount {
+  destination: string;
+  source: string;
+}
+
+export interface Resolved {
+  /** The host path. */
+  host: string;
+  /** The cleaned path inside the container. */
+  logical: string;
+}
+
+/** Host path of a cleaned logical path: under the deepest mount covering it, else under root. */
+function hostOf(root: string, mounts: ViewMount[], logical: string[]): string {
+  const p = '/' + logical.join('/');
+  let best: ViewMount | undefined;
+  for (const m of mounts) {
+    if ((p === m.destination || p.startsWith(m.destination === '/' ? '/' : m.destination + '/')) && (!best || m.destination.length > best.destination.length)) best = m;
+  }
+  if (!best) return path.join(root, ...logical);
+  return path.join(best.source, p.slice(best.destination.length));
+}
+
+/**
+ * Resolves p inside a container rooted at root (with mounts), following symlinks within it; the
+ * last component is followed only when followLast.
+ */
+export function resolveInContainer(root: string, p: string, mounts: ViewMount[] = [], followLast = true): Resolved {
+  const todo = p.split('/').filter((c) => c !== '' && c !== '.');
+  const cur: string[] = [];
+  let links = 0;
+  while (todo.length > 0) {
+    const c = todo.shift()!;
+    if (c === '..') {
+      cur.pop();
+      continue;
+    }
+    const host = hostOf(root, mounts, [...cur, c]);
+    let st: fs.Stats | undefined;
+    try {
+      st = fs.lstatSync(host);
+    } catch {
+      st = undefined;
+    }
+    if (st?.isSymbolicLink() && (todo.length > 0 || followLast)) {
+      if (++links > MAX_LINKS) throw invalidParameter(`too many levels of symbolic links: ${p}`);
+      const target = fs.readlinkSync(host);
+      if (target.startsWith('/')) cur.length = 0;
+      todo.unshift(...target.split('/').filter((x) => x !== '' && x !== '.'));
+      continue;
+    }
+    cur.push(c);
+  }
+  return { host: hostOf(root, mounts, cur), logical: '/' + cur.join('/') };
+}
+
+/** resolveInContainer without mounts, returning the host path. */
+export function resolveInRoot(root: string, p: string): string {
+  return resolveInContainer(root, p).host;
+}
+
+/** Go's os.FileMode bits, which the docker CLI decodes from the path-stat header. */
+function goFileMode(st: fs.Stats): number {
+  let m = st.mode & 0o777;
+  if (st.isDirectory()) m |= 2 ** 31;
+  else if (st.isSymbolicLink()) m |= 2 ** 27;
+  else if (st.isFIFO()) m |= 2 ** 25;
+  else if (st.isSocket()) m |= 2 ** 24;
+  else if (st.isCharacterDevice()) m |= 2 ** 26 + 2 ** 21;
+  else if (st.isBlockDevice()) m |= 2 ** 26;
+  if (st.mode & 0o4000) m |= 2 ** 23;
+  if (st.mode & 0o2000) m |= 2 ** 22;
+  if (st.mode & 0o1000) m |= 2 ** 20;
+  return m >>> 0;
+}
+
+export interface PathStat {
+  name: string;
+  size: number;
+  mode: number;
+  mtime: string;
+  linkTarget: string;
+}
+
+/** A container's file system as cp sees it (already mounted). */
+export interface ContainerView {
+  root: string;
+  mounts: ViewMount[];
+  /** The container reference as the client gave it (for error messages). */
+  ref: string;
+}
+
+function notFoundIn(view: ContainerView, p: string): Error {
+  return notFound(`Could not find the file ${p} in container ${view.ref}`);
+}
+
+/** Stat of a path (the last component not followed), as X-Docker-Container-Path-Stat. */
+export function statPath(view: ContainerView, p: string): { stat: PathStat; resolved: Resolved } {
+  if (!p) throw invalidParameter('path cannot be empty');
+  const resolved = resolveInContainer(view.root, p, view.mounts, false);
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(resolved.host);
+  } catch {
+    throw notFoundIn(view, p);
+  }
+  let linkTarget = '';
+  if (st.isSymbolicLink()) linkTarget = resolveInContainer(view.root, p, view.mounts, true).logical;
+  const name = resolved.logical === '/' ? '/' : path.posix.basename(resolved.logical);
+  return { stat: { name, size: st.size, mode: goFileMode(st), mtime: st.mtime.toISOString(), linkTarget }, resolved };
+}
+
+export function encodeStat(s: PathStat): string {
+  return Buffer.from(JSON.stringify(s)).toString('base64');
+}
+
+/** A tar of the path: entries named after its base name, as docker cp produces. */
+export function archivePath(view: ContainerView, p: string): { stat: PathStat; tar: Readable } {
+  // A trailing "/." or "/" asks for a directory's content (docker's semantics): follow the link.
+  const follow = /\/\.?$/.test(p);
+  const { stat } = statPath(view, p);
+  const resolved = resolveInContainer(view.root, p, view.mounts, follow);
+  if (follow && !fs.existsSync(resolved.host)) throw notFoundIn(view, p);
+  if (resolved.logical === '/') return { stat, tar: tarDirectory(resolved.host) };
+  const parent = path.dirname(resolved.host);
+  const base = path.basename(resolved.host);
+  return { stat, tar: tarDirectory(parent, { filter: (rel) => rel === base || rel.startsWith(`${base}/`) }) };
+}
+
+/** Cleans a tar entry name to relative components; refuses one that would leave its root. */
+function entryParts(name: string): string[] {
+  const out: string[] = [];
+  for (const c of name.split('/')) {
+    if (c === '' || c === '.') continue;
+    if (c === '..') {
+      if (out.length === 0) throw invalidParameter(`refusing to extract ${JSON.stringify(name)}: it leaves the destination`);
+      out.pop();
+      continue;
+    }
+    out.push(c);
+  }
+  return out;
+}
+
+/**
+ * Extracts a tar into the directory p of the container. Every entry's parent is resolved inside
+ * the container (links followed within it); the entry itself is never followed.
+ */
+export async function extractToPath(view: ContainerView, p: string, input: Readable, opts: { noOverwriteDirNonDir: boolean; copyUIDGID: boolean }): Promise<void> {
+  const dest = resolveInContainer(view.root, p, view.mounts, true);
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(dest.host);
+  } catch {
+    throw notFoundIn(view, p);
+  }
+  if (!st.isDirectory()) throw invalidParameter(`extraction point is not a directory`);
+  const { stages } = await decompressionStages(input);
+  const extract = tar.extract();
+  const dirTimes: { file: string; mtime: Date }[] = [];
+  const consume = (async () => {
+    for await (const entry of extract) {
+      const h = entry.header;
+      const parts = entryParts(h.name);
+      if (parts.length === 0) {
+        entry.resume();
+        continue;
+      }
+      const logical = path.posix.join(dest.logical, ...parts);
+      const parentLogical = path.posix.dirname(logical);
+      const parent = resolveInContainer(view.root, parentLogical, view.mounts, true);
+      fs.mkdirSync(parent.host, { recursive: true, mode: 0o755 });
+      const target = path.join(parent.host, path.posix.basename(logical));
+      const isDir = h.type === 'directory';
+      let existing: fs.Stats | undefined;
+      try {
+        existing = fs.lstatSync(target);
+      } catch {
+        existing = undefined;
+      }
+      if (existing) {
+        if (opts.noOverwriteDirNonDir && existing.isDirectory() !== isDir) {
+          entry.resume();
+          throw invalidParameter(isDir
+            ? `cannot overwrite non-directory "${logical}" with directory "${h.name}"`
+            : `cannot overwrite directory "${logical}" with non-directory "${h.name}"`);
+        }
+        if (!(isDir && existing.isDirectory())) fs.rmSync(target, { recursive: true, force: true });
+      }
+      const mode = (h.mode ?? 0o644) & 0o7777;
+      switch (h.type) {
+        case 'directory':
+          if (!existing || !existing.isDirectory()) fs.mkdirSync(target, { mode: 0o700 });
+          break;
+        case 'file':
+        case 'contiguous-file': {
+          const fd = fs.openSync(target, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
+          try {
+            for await (const chunk of entry) fs.writeSync(fd, chunk as Buffer);
+          } finally {
+            fs.closeSync(fd);
+          }
+          break;
+        }
+        case 'symlink':
+          fs.symlinkSync(h.linkname ?? '', target);
+          break;
+        case 'link': {
+          const linkParts = entryParts(h.linkname ?? '');
+          const src = resolveInContainer(view.root, path.posix.join(dest.logical, ...linkParts), view.mounts, false);
+          fs.linkSync(src.host, target);
+          break;
+        }
+        default:
+          // Devices, fifos: not created by cp (an unprivileged request must not make devices).
+          entry.resume();
+          continue;
+      }
+      entry.resume();
+      const uid = opts.copyUIDGID ? h.uid ?? 0 : 0;
+      const gid = opts.copyUIDGID ? h.gid ?? 0 : 0;
+      fs.lchownSync(target, uid, gid);
+      if (h.type !== 'symlink') {
+        fs.chmodSync(target, mode);
+        const mtime = h.mtime ?? new Date();
+        if (isDir) dirTimes.push({ file: target, mtime });
+        else fs.utimesSync(target, mtime, mtime);
+      }
+    }
+  })();
+  const consumed = consume.catch((err: unknown) => {
+    // The reader stops: the pipeline must not wait for a consumer that is gone.
+    extract.destroy(err as Error);
+    input.destroy();
+    throw err;
+  });
+  const results = await Promise.allSettled([pipeline([...stages, extract] as unknown as [Readable, NodeJS.WritableStream]), consumed]);
+  const failed = results.find((r) => r.status === 'rejected');
+  if (failed) {
+    const first = results[1].status === 'rejected' ? results[1].reason : (failed as PromiseRejectedResult).reason;
+    throw first instanceof Error && !('kind' in first) && !(first as NodeJS.ErrnoException).syscall ? invalidParameter(`failed to extract archive: ${first.message}`) : first;
+  }
+  // Directory times last: entries written below a directory change its mtime.
+  for (const d of dirTimes.reverse()) fs.utimesSync(d.file, d.mtime, d.mtime);
+}
+
+/** What the archive endpoints need of the container service. */
+export interface ArchiveSource {
+  record(ref: string): { id: string; hostConfig: { ReadonlyRootfs?: boolean } };
+  mountForRead(ref: string): { dir: string; release: () => void };
+  mountPoints(ref: string): { records: { Type: string; Source: string; Destination: string; RW: boolean }[] } | undefined;
+}
+
+/** The HTTP side of /containers/{id}/archive (HEAD, GET, PUT). */
+export async function containerArchive(svc: ArchiveSource, ctx: { req: import('node:http').IncomingMessage; res: import('node:http').ServerResponse; query: URLSearchParams }, ref: string, method: 'HEAD' | 'GET' | 'PUT'): Promise<void> {
+  const p = ctx.query.get('path');
+  if (!p) throw invalidParameter('path cannot be empty');
+  const rec = svc.record(ref);
+  const records = svc.mountPoints(ref)?.records ?? [];
+  // A stopped container's root is mounted for the request (the running one's is used as is).
+  const { dir, release } = svc.mountForRead(rec.id);
+  try {
+    const view: ContainerView = { root: dir, ref, mounts: records.filter((m) => m.Type !== 'tmpfs' && m.Source).map((m) => ({ destination: m.Destination, source: m.Source })) };
+    if (method === 'PUT') {
+      const target = resolveInContainer(view.root, p, view.mounts, true);
+      const under = records.filter((m) => target.logical === m.Destination || target.logical.startsWith(`${m.Destination}/`)).sort((a, b) => b.Destination.length - a.Destination.length)[0];
+      if (under ? !under.RW : rec.hostConfig.ReadonlyRootfs) throw new BerthError('Forbidden', 'container rootfs is marked read-only');
+      await extractToPath(view, p, ctx.req, { noOverwriteDirNonDir: ['1', 'true'].includes(ctx.query.get('noOverwriteDirNonDir') ?? ''), copyUIDGID: ['1', 'true'].includes(ctx.query.get('copyUIDGID') ?? '') });
+      ctx.res.writeHead(200, { 'Content-Length': 0 });
+      ctx.res.end();
+      return;
+    }
+    if (method === 'HEAD') {
+      const { stat } = statPath(view, p);
+      ctx.res.writeHead(200, { 'X-Docker-Container-Path-Stat': encodeStat(stat), 'Content-Length': 0 });
+      ctx.res.end();
+      return;
+    }
+    const { stat, tar: stream } = archivePath(view, p);
+    ctx.res.writeHead(200, { 'Content-Type': 'application/x-tar', 'X-Docker-Container-Path-Stat': encodeStat(stat) });
+    await pipeline(stream, ctx.res);
+  } finally {
+    release();
+  }
+}

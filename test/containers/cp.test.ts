@@ -1,0 +1,123 @@
+// docker cp with the real docker CLI: both directions, tar streams on stdin/stdout, a stopped
+// container, volumes, and symlinks planted in the container that try to reach the host.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as tar from 'tar-stream';
+import { api } from '../helpers/daemon';
+import { setupDaemon, tarNames, type CtrEnv } from './fixtures';
+
+let env: CtrEnv;
+let work: string;
+
+before(async () => {
+  env = await setupDaemon('cp');
+  work = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-cp-work-'));
+});
+after(async () => {
+  await env?.cleanup();
+  if (work) fs.rmSync(work, { recursive: true, force: true });
+});
+
+describe('docker cp', () => {
+  it('copies files both ways into a running container, including tar streams', async () => {
+    const dk = env.docker;
+    const run = await dk(['run', '-d', '--name', 'live', '-v', 'cpvol:/vol', 'busybox', 'sh', '-c', 'mkdir -p /srv/sub && echo inner > /srv/sub/f && echo v > /vol/v && sleep 300']);
+    assert.equal(run.code, 0, run.stderr);
+    for (let i = 0; i < 50 && (await dk(['exec', 'live', 'test', '-f', '/srv/sub/f'])).code !== 0; i++) await new Promise((r) => setTimeout(r, 100));
+    const out = await dk(['cp', 'live:/srv', path.join(work, 'srv')]);
+    assert.equal(out.code, 0, out.stderr);
+    assert.equal(fs.readFileSync(path.join(work, 'srv', 'sub', 'f'), 'utf8'), 'inner\n');
+    const vol = await dk(['cp', 'live:/vol/v', path.join(work, 'v')]);
+    assert.equal(vol.code, 0, vol.stderr);
+    assert.equal(fs.readFileSync(path.join(work, 'v'), 'utf8'), 'v\n');
+
+    fs.writeFileSync(path.join(work, 'up.txt'), 'uploaded\n', { mode: 0o640 });
+    const up = await dk(['cp', path.join(work, 'up.txt'), 'live:/tmp/up.txt']);
+    assert.equal(up.code, 0, up.stderr);
+    const cat = await dk(['exec', 'live', 'sh', '-c', 'cat /tmp/up.txt; stat -c "%a %u" /tmp/up.txt']);
+    assert.equal(cat.stdout, 'uploaded\n640 0\n');
+
+    const stream = await dk(['cp', 'live:/srv/sub', '-']);
+    assert.equal(stream.code, 0, stream.stderr);
+    assert.deepEqual((await tarNames(stream.stdoutBuf)).sort(), ['sub', 'sub/f']);
+    const tarIn = await dk(['cp', '-', 'live:/tmp'], { input: stream.stdoutBuf });
+    assert.equal(tarIn.code, 0, tarIn.stderr);
+    assert.equal((await dk(['exec', 'live', 'cat', '/tmp/sub/f'])).stdout, 'inner\n');
+
+    const missing = await dk(['cp', 'live:/nope', work]);
+    assert.notEqual(missing.code, 0);
+    assert.match(missing.stderr, /Could not find the file \/nope in container live/);
+    const head = await api(env.d.socket, 'HEAD', '/containers/live/archive?path=/srv');
+    assert.equal(head.status, 200);
+    const stat = JSON.parse(Buffer.from(String(head.headers['x-docker-container-path-stat']), 'base64').toString()) as { name: string; mode: number };
+    assert.equal(stat.name, 'srv');
+    assert.ok(stat.mode >= 2 ** 31, 'directory bit set');
+    assert.equal((await api(env.d.socket, 'HEAD', '/containers/live/archive?path=/nope')).status, 404);
+    await dk(['rm', '-f', '-v', 'live']);
+  });
+
+  it('works on a stopped container', async () => {
+    const dk = env.docker;
+    assert.equal((await dk(['run', '--name', 'stopped', 'busybox', 'sh', '-c', 'echo saved > /root/s'])).code, 0);
+    const got = await dk(['cp', 'stopped:/root/s', path.join(work, 's')]);
+    assert.equal(got.code, 0, got.stderr);
+    assert.equal(fs.readFileSync(path.join(work, 's'), 'utf8'), 'saved\n');
+    fs.writeFileSync(path.join(work, 'in'), 'put\n');
+    assert.equal((await dk(['cp', path.join(work, 'in'), 'stopped:/root/in'])).code, 0);
+    const back = await dk(['start', '-a', 'stopped']);
+    assert.equal(back.code, 0);
+    const check = await dk(['cp', 'stopped:/root/in', '-']);
+    assert.deepEqual(await tarNames(check.stdoutBuf), ['in']);
+    await dk(['rm', 'stopped']);
+  });
+
+  it('never follows a planted symlink out of the container', async () => {
+    const dk = env.docker;
+    const c = await dk(['run', '--name', 'evil', 'busybox', 'sh', '-c', 'ln -s / /evil && ln -s /etc/passwd /pw && mkdir -p /etc && echo container-shadow > /etc/shadow']);
+    assert.equal(c.code, 0, c.stderr);
+    const shadow = await dk(['cp', 'evil:/evil/etc/shadow', path.join(work, 'shadow')]);
+    assert.equal(shadow.code, 0, shadow.stderr);
+    assert.equal(fs.readFileSync(path.join(work, 'shadow'), 'utf8'), 'container-shadow\n');
+    const dotdot = await dk(['cp', 'evil:/../../../../etc/shadow', path.join(work, 'shadow2')]);
+    assert.equal(fs.readFileSync(path.join(work, 'shadow2'), 'utf8'), 'container-shadow\n', dotdot.stderr);
+
+    const marker = `berth-cp-escape-${process.pid}`;
+    fs.writeFileSync(path.join(work, marker), 'x');
+    const put = await dk(['cp', path.join(work, marker), `evil:/evil/tmp/${marker}`]);
+    assert.equal(fs.existsSync(path.join('/tmp', marker)), false, 'host /tmp must not be written');
+    assert.equal(put.code, 0, put.stderr);
+    const inside = await dk(['cp', `evil:/tmp/${marker}`, '-']);
+    assert.deepEqual(await tarNames(inside.stdoutBuf), [marker]);
+
+    // A tar that plants a link and writes through it, or climbs out with "..", stays inside too.
+    const pack = tar.pack();
+    const chunks: Buffer[] = [];
+    pack.on('data', (b) => {
+      chunks.push(b as Buffer);
+    });
+    const done = new Promise<void>((r) => pack.on('end', () => r()));
+    pack.entry({ name: 'hostlink', type: 'symlink', linkname: '/' });
+    pack.entry({ name: `hostlink/tmp/${marker}-2`, mode: 0o644 }, 'through-link');
+    pack.finalize();
+    await done;
+    const through = await api(env.d.socket, 'PUT', '/containers/evil/archive?path=/', Buffer.concat(chunks), { 'Content-Type': 'application/x-tar' });
+    assert.equal(through.status, 200, through.body.toString());
+    assert.equal(fs.existsSync(path.join('/tmp', `${marker}-2`)), false);
+    const climb = tar.pack();
+    const cchunks: Buffer[] = [];
+    climb.on('data', (b) => {
+      cchunks.push(b as Buffer);
+    });
+    const cdone = new Promise<void>((r) => climb.on('end', () => r()));
+    climb.entry({ name: `../../../../tmp/${marker}-3`, mode: 0o644 }, 'climb');
+    climb.finalize();
+    await cdone;
+    const up = await api(env.d.socket, 'PUT', '/containers/evil/archive?path=/tmp', Buffer.concat(cchunks), { 'Content-Type': 'application/x-tar' });
+    assert.equal(up.status, 400, up.body.toString());
+    assert.equal(fs.existsSync(path.join('/tmp', `${marker}-3`)), false);
+    await dk(['rm', 'evil']);
+  });
+});
