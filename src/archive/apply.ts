@@ -13,14 +13,14 @@
 // of this layer. Symlink *targets* are stored verbatim and never followed while extracting.
 // Refusals are InvalidParameter errors naming the entry.
 import * as fs from 'node:fs';
-import { createHash } from 'node:crypto';
-import { Readable, Transform, TransformCallback } from 'node:stream';
+import { createHash, Hash } from 'node:crypto';
+import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type * as tar from 'tar-stream';
 import { BerthError, invalidParameter, systemError } from '../common/errors';
 import { lsetxattr, mknod } from '../native';
 import { decompressionStages } from './compression';
-import { binarySafeExtract, PaxRecords, xattrsOf } from './pax';
+import { PaxRecords, xattrsOf } from './pax';
+import { TarHeader, TarReader, TarSink } from './reader';
 
 export interface ApplyOptions {
   /** Do not chown entries (rootless use): files stay owned by the extracting user. */
@@ -43,43 +43,6 @@ type Kind = 'dir' | 'file' | 'symlink' | 'other';
 
 const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, S_IFCHR, S_IFBLK, S_IFIFO } = fs.constants;
 const CREATE_FLAGS = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW;
-
-/**
- * Hashes and counts the uncompressed tar, and hands it on in chunks of about 1 MiB: tar-stream's
- * parser costs per input chunk, and measured 4x faster on 1 MiB chunks than on fs's 64 KiB ones.
- */
-class HashingCounter extends Transform {
-  static readonly CHUNK = 1 << 20;
-  readonly hash = createHash('sha256');
-  bytes = 0;
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
-
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.hash.update(chunk);
-    this.bytes += chunk.length;
-    if (this.pendingBytes === 0 && chunk.length >= HashingCounter.CHUNK) {
-      cb(null, chunk);
-      return;
-    }
-    this.pending.push(chunk);
-    this.pendingBytes += chunk.length;
-    if (this.pendingBytes >= HashingCounter.CHUNK) this.push(this.takePending());
-    cb();
-  }
-
-  override _flush(cb: TransformCallback): void {
-    if (this.pendingBytes > 0) this.push(this.takePending());
-    cb();
-  }
-
-  private takePending(): Buffer {
-    const out = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending, this.pendingBytes);
-    this.pending = [];
-    this.pendingBytes = 0;
-    return out;
-  }
-}
 
 function refuse(name: string, why: string): BerthError {
   return invalidParameter(`refusing to extract layer entry ${JSON.stringify(name)}: ${why}`);
@@ -107,21 +70,12 @@ function basenameOf(rel: string): string {
   return rel.slice(rel.lastIndexOf('/') + 1);
 }
 
-function timesOf(header: tar.Header, pax: PaxRecords | undefined): { atime: number; mtime: number } {
-  let mtime = header.mtime ? header.mtime.getTime() / 1000 : 0;
-  if (pax?.mtime !== undefined) {
-    const precise = Number.parseFloat(pax.mtime);
-    if (Number.isFinite(precise)) mtime = precise;
-  }
-  let atime = mtime;
-  if (pax?.atime !== undefined) {
-    const a = Number.parseFloat(pax.atime);
-    if (Number.isFinite(a)) atime = a;
-  }
-  return { atime, mtime };
+/** The reader has applied pax mtime and atime (with their fractions) to the header already. */
+function timesOf(header: TarHeader): { atime: number; mtime: number } {
+  return { atime: header.atime ?? header.mtime, mtime: header.mtime };
 }
 
-class LayerWriter {
+class LayerWriter implements TarSink {
   /** Every path made by this layer, relative to root ("" is the root itself). */
   private readonly made = new Map<string, Kind>([['', 'dir']]);
   /** Directory times to set once everything below them is written. */
@@ -169,11 +123,9 @@ class LayerWriter {
     this.made.delete(rel);
   }
 
-  private setOwner(file: string, header: tar.Header): void {
-    const uid = header.uid ?? 0;
-    const gid = header.gid ?? 0;
+  private setOwner(file: string, header: TarHeader): void {
     // Files are created root-owned; skip the syscall in the common case.
-    if (this.chown && (uid !== 0 || gid !== 0)) fs.lchownSync(file, uid, gid);
+    if (this.chown && (header.uid !== 0 || header.gid !== 0)) fs.lchownSync(file, header.uid, header.gid);
   }
 
   private setXattrs(file: string, pax: PaxRecords | undefined, entryName: string): void {
@@ -194,18 +146,50 @@ class LayerWriter {
     }
   }
 
-  /** Handles one entry; for regular files returns the fd to write the body into. */
-  begin(header: tar.Header): number | undefined {
-    const entryName = header.name;
-    const pax = (header as tar.Header & { pax?: PaxRecords }).pax;
-    if (pax) {
-      // tar-stream applies PAX path, linkpath and size itself, but not the ids (> 2097151).
-      if (pax.uid !== undefined) header.uid = Number.parseInt(pax.uid, 10);
-      if (pax.gid !== undefined) header.gid = Number.parseInt(pax.gid, 10);
+  /** The regular file whose body is being written, if any. */
+  private current: { fd: number; rel: string; header: TarHeader } | undefined;
+
+  entry(header: TarHeader): void {
+    const fd = this.begin(header);
+    if (fd !== undefined) this.current = { fd, rel: cleanPath(header.name, header.name, 'the name'), header };
+  }
+
+  data(chunk: Buffer): void {
+    const cur = this.current;
+    if (cur === undefined) return; // the body of a link or device entry: nothing to write
+    // Synchronous writes straight from the input buffer: one syscall per piece with no
+    // thread-pool round trip, which is what makes many small files fast.
+    let off = 0;
+    while (off < chunk.length) off += fs.writeSync(cur.fd, chunk, off, chunk.length - off);
+  }
+
+  end(): void {
+    const cur = this.current;
+    if (cur === undefined) return;
+    this.current = undefined;
+    try {
+      this.finishFile(cur.fd, cur.rel, cur.header);
+    } catch (err) {
+      try { fs.closeSync(cur.fd); } catch { /* the first error is the one to report */ }
+      throw err;
     }
+    fs.closeSync(cur.fd);
+  }
+
+  /** Closes the file being written, if any (the extraction failed). */
+  abort(): void {
+    const cur = this.current;
+    this.current = undefined;
+    if (cur !== undefined) fs.closeSync(cur.fd);
+  }
+
+  /** Handles one entry; for regular files returns the fd to write the body into. */
+  private begin(header: TarHeader): number | undefined {
+    const entryName = header.name;
+    const pax = header.pax;
     const rel = cleanPath(entryName, entryName, 'the name');
     const base = basenameOf(rel);
-    const mode = (header.mode ?? 0o644) & 0o7777;
+    const mode = header.mode & 0o7777;
 
     if (base.startsWith(WHITEOUT_PREFIX)) {
       this.whiteout(rel, base, header, entryName);
@@ -233,7 +217,7 @@ class LayerWriter {
         this.setOwner(file, header);
         fs.chmodSync(file, mode);
         this.setXattrs(file, pax, entryName);
-        this.dirTimes.set(rel, timesOf(header, pax));
+        this.dirTimes.set(rel, timesOf(header));
         return undefined;
       }
       case 'symlink': {
@@ -241,17 +225,17 @@ class LayerWriter {
         this.removeExisting(rel);
         this.ensureParents(rel, entryName);
         const file = this.abs(rel);
-        fs.symlinkSync(header.linkname ?? '', file);
+        fs.symlinkSync(header.linkname, file);
         this.made.set(rel, 'symlink');
         this.setOwner(file, header);
         this.setXattrs(file, pax, entryName);
-        const t = timesOf(header, pax);
+        const t = timesOf(header);
         fs.lutimesSync(file, t.atime, t.mtime);
         return undefined;
       }
       case 'link': {
         if (rel === '') throw refuse(entryName, 'a non-directory cannot replace the layer root');
-        const target = cleanPath(header.linkname ?? '', entryName, 'the hardlink target');
+        const target = cleanPath(header.linkname, entryName, 'the hardlink target');
         const kind = this.made.get(target);
         if (kind === undefined) throw refuse(entryName, `hardlink target ${JSON.stringify(header.linkname)} does not exist in this layer`);
         if (kind === 'dir') throw refuse(entryName, `hardlink target ${JSON.stringify(header.linkname)} is a directory`);
@@ -277,35 +261,31 @@ class LayerWriter {
         this.ensureParents(rel, entryName);
         const file = this.abs(rel);
         const type = header.type === 'fifo' ? S_IFIFO : header.type === 'block-device' ? S_IFBLK : S_IFCHR;
-        mknod(file, type | mode, header.devmajor ?? 0, header.devminor ?? 0);
+        mknod(file, type | mode, header.devmajor, header.devminor);
         this.made.set(rel, 'other');
         this.setOwner(file, header);
         fs.chmodSync(file, mode); // mknod's mode went through the umask
         this.setXattrs(file, pax, entryName);
-        const t = timesOf(header, pax);
+        const t = timesOf(header);
         fs.lutimesSync(file, t.atime, t.mtime);
         return undefined;
       }
       default:
-        throw refuse(entryName, `unsupported tar entry type ${String(header.type)}`);
+        throw refuse(entryName, `unsupported tar entry type (${header.type})`);
     }
   }
 
   /** Completes a regular file whose body has been written to fd. */
-  finishFile(fd: number, header: tar.Header): void {
-    const pax = (header as tar.Header & { pax?: PaxRecords }).pax;
-    const uid = header.uid ?? 0;
-    const gid = header.gid ?? 0;
+  private finishFile(fd: number, rel: string, header: TarHeader): void {
     // chown clears setuid/setgid and file capabilities, so: owner, then mode, then xattrs.
-    if (this.chown && (uid !== 0 || gid !== 0)) fs.fchownSync(fd, uid, gid);
-    fs.fchmodSync(fd, (header.mode ?? 0o644) & 0o7777);
-    const xattrs = xattrsOf(pax);
-    if (xattrs) this.setXattrs(this.abs(cleanPath(header.name, header.name, 'the name')), pax, header.name);
-    const t = timesOf(header, pax);
+    if (this.chown && (header.uid !== 0 || header.gid !== 0)) fs.fchownSync(fd, header.uid, header.gid);
+    fs.fchmodSync(fd, header.mode & 0o7777); // open(2)'s mode went through the umask
+    if (header.pax && xattrsOf(header.pax)) this.setXattrs(this.abs(rel), header.pax, header.name);
+    const t = timesOf(header);
     fs.futimesSync(fd, t.atime, t.mtime);
   }
 
-  private whiteout(rel: string, base: string, header: tar.Header, entryName: string): void {
+  private whiteout(rel: string, base: string, header: TarHeader, entryName: string): void {
     if (base === WHITEOUT_OPAQUE) {
       // The parent directory hides everything below it in lower layers.
       this.ensureParents(rel, entryName);
@@ -337,76 +317,97 @@ export function emptyDirectory(dir: string): void {
   for (const name of fs.readdirSync(dir)) fs.rmSync(`${dir}/${name}`, { recursive: true, force: true });
 }
 
-export async function applyLayer(input: Readable, targetDir: string, opts: ApplyOptions = {}): Promise<ApplyResult> {
-  const writer = new LayerWriter(targetDir.replace(/\/+$/, '') || '/', opts);
-  const counter = new HashingCounter({ readableHighWaterMark: 4 << 20 });
-  const extract = binarySafeExtract();
-  extract.on('entry', (header, stream, next) => {
-    // When the archive breaks mid-entry, tar-stream destroys the entry stream with the error
-    // that the pipeline already reports; without a listener it would be an uncaught exception.
-    stream.on('error', () => {});
-    let fd: number | undefined;
-    try {
-      fd = writer.begin(header);
-    } catch (err) {
-      stream.resume();
-      next(err as Error);
-      return;
-    }
-    if (fd === undefined) {
-      stream.on('end', () => next());
-      stream.resume();
-      return;
-    }
-    const file = fd;
-    let failed: unknown;
-    let open = true;
-    const closeFile = (): void => {
-      if (!open) return;
-      open = false;
-      try { fs.closeSync(file); } catch (err) { failed ??= err; }
-    };
-    // The archive broke inside this entry: no 'end' will come, but the fd must not leak.
-    stream.on('close', closeFile);
-    // Synchronous writes: one syscall per chunk with no thread-pool round trip, which is what
-    // makes many small files fast. Chunks are at most 1 MiB, so the event loop is not held long.
-    stream.on('data', (data: unknown) => {
-      const chunk = data as Buffer;
-      if (failed !== undefined) return;
-      try {
-        let off = 0;
-        while (off < chunk.length) off += fs.writeSync(file, chunk, off, chunk.length - off);
-      } catch (err) {
-        failed = err;
-      }
-    });
-    stream.on('end', () => {
-      try {
-        if (failed === undefined) writer.finishFile(file, header);
-      } catch (err) {
-        failed = err;
-      }
-      closeFile();
-      next(failed as Error | undefined);
-    });
-  });
+export interface ExtractorOptions extends ApplyOptions {
+  /**
+   * Hash the tar stream (default true). A caller that hashes the same bytes anyway (a content
+   * writer storing an uncompressed layer, whose digest is then the diffID) turns this off.
+   */
+  digest?: boolean;
+}
 
+/**
+ * A writable stream that extracts the uncompressed tar written to it into targetDir (see the
+ * contract at the top of this file). Each chunk is parsed and written to disk synchronously in
+ * write(), so the stream's backpressure is the disk's. On failure it stops and closes what it
+ * had open but leaves the partial tree: emptying or removing targetDir is the caller's job
+ * (applyLayer empties it; a snapshot is simply removed).
+ */
+export class LayerExtractor extends Writable {
+  private readonly writer: LayerWriter;
+  private readonly reader: TarReader;
+  private readonly hash: Hash | undefined;
+  private bytes = 0;
+
+  constructor(targetDir: string, opts: ExtractorOptions = {}) {
+    super({ highWaterMark: 4 << 20 });
+    this.writer = new LayerWriter(targetDir.replace(/\/+$/, '') || '/', opts);
+    this.reader = new TarReader(this.writer);
+    this.hash = opts.digest === false ? undefined : createHash('sha256');
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    try {
+      this.hash?.update(chunk);
+      this.bytes += chunk.length;
+      this.reader.write(chunk);
+    } catch (err) {
+      cb(err as Error);
+      return;
+    }
+    cb();
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    try {
+      this.reader.finish();
+      this.writer.finish();
+    } catch (err) {
+      cb(err as Error);
+      return;
+    }
+    cb();
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    try {
+      this.writer.abort();
+    } catch (closeErr) {
+      err ??= closeErr as Error;
+    }
+    cb(err);
+  }
+
+  /** Size (and, unless turned off, sha256) of the tar stream written so far. */
+  result(): { diffID?: string; size: number } {
+    return { diffID: this.hash ? `sha256:${this.hash.copy().digest('hex')}` : undefined, size: this.bytes };
+  }
+}
+
+/**
+ * The error to report for a failed extraction: refusals as they are, a syscall failure (ENOSPC,
+ * EIO, ...) as the daemon's problem, and anything else (zlib, tar format) as bad layer data.
+ */
+export function extractionError(err: unknown): Error {
+  if (err instanceof BerthError) return err;
+  if (typeof (err as NodeJS.ErrnoException).syscall === 'string') return systemError(`failed to apply layer: ${(err as Error).message}`, err);
+  return invalidParameter(`failed to apply layer: ${(err as Error).message}`);
+}
+
+export async function applyLayer(input: Readable, targetDir: string, opts: ApplyOptions = {}): Promise<ApplyResult> {
+  const extractor = new LayerExtractor(targetDir, opts);
   try {
     const { stages } = await decompressionStages(input);
-    await pipeline([...stages, counter, extract]);
-    writer.finish();
+    await pipeline([...stages, extractor]);
   } catch (err) {
     input.destroy();
+    extractor.destroy();
     try {
       emptyDirectory(targetDir);
     } catch (cleanupErr) {
       throw new Error(`${(err as Error).message} (and removing the partial layer failed: ${(cleanupErr as Error).message})`, { cause: err });
     }
-    if (err instanceof BerthError) throw err;
-    // A syscall failure (ENOSPC, EIO, ...) is the daemon's problem; anything else (zlib, tar
-    // parsing) means the layer data is bad.
-    if (typeof (err as NodeJS.ErrnoException).syscall === 'string') throw systemError(`failed to apply layer: ${(err as Error).message}`, err);
-    throw invalidParameter(`failed to apply layer: ${(err as Error).message}`);
+    throw extractionError(err);
   }
-  return { diffID: `sha256:${counter.hash.digest('hex')}`, size: counter.bytes };
+  const { diffID, size } = extractor.result();
+  return { diffID: diffID!, size };
 }

@@ -86,16 +86,14 @@ function zstdDecompressor(): Duplex {
   return duplex;
 }
 
+/** A stream that decompresses data compressed that way. */
+export function decompressor(compression: Exclude<Compression, 'none'>): Duplex {
+  return compression === 'gzip' ? zlib.createGunzip({ chunkSize: 1 << 20 }) : zstdDecompressor();
+}
+
 /** The stages (for stream.pipeline) that turn input into an uncompressed tar stream. */
 export async function decompressionStages(input: Readable): Promise<{ compression: Compression; stages: (Readable | Duplex)[] }> {
   const { head, stream } = await peek(input, 6);
   const compression = detectCompression(head);
-  switch (compression) {
-    case 'gzip':
-      return { compression, stages: [stream, zlib.createGunzip({ chunkSize: 1 << 20 })] };
-    case 'zstd':
-      return { compression, stages: [stream, zstdDecompressor()] };
-    default:
-      return { compression, stages: [stream] };
-  }
+  return { compression, stages: compression === 'none' ? [stream] : [stream, decompressor(compression)] };
 }

@@ -1,7 +1,6 @@
 // Binary-safe PAX extended headers. tar-stream decodes and encodes PAX values as UTF-8 strings,
 // which corrupts binary xattr values (security.capability, for one), so berth reads and writes
-// the SCHILY.xattr.* records itself and uses tar-stream for everything else.
-import * as tar from 'tar-stream';
+// the records itself: reader.ts parses them with decodePax, create.ts writes them with encodePax.
 
 export const XATTR_PREFIX = 'SCHILY.xattr.';
 
@@ -44,38 +43,6 @@ export function encodePax(records: [string, string | Buffer][]): Buffer {
     parts.push(Buffer.from(String(body.length + digits)), body);
   }
   return Buffer.concat(parts);
-}
-
-interface ExtractInternals {
-  _header: { type?: string } | null;
-  _paxGlobal: PaxRecords | null;
-  _pax: PaxRecords | null;
-  _decodeLongHeader(buf: Buffer): void;
-}
-
-/** A tar-stream extractor whose entries' header.pax carries RAW_XATTRS (see decodePax). */
-export function binarySafeExtract(): tar.Extract {
-  const extract = tar.extract();
-  const internals = extract as unknown as ExtractInternals;
-  const original = internals._decodeLongHeader.bind(extract);
-  // tar-stream 3 keeps the pending PAX records in _pax and attaches them to the next header;
-  // decoding them ourselves here only replaces how the values are read.
-  internals._decodeLongHeader = (buf: Buffer): void => {
-    if (internals._header?.type !== 'pax-header') {
-      original(buf);
-      return;
-    }
-    const own = decodePax(buf);
-    if (internals._paxGlobal === null) {
-      internals._pax = own;
-    } else {
-      const merged: PaxRecords = Object.assign({}, internals._paxGlobal, own);
-      const raw = own[RAW_XATTRS];
-      if (raw) Object.defineProperty(merged, RAW_XATTRS, { value: raw, enumerable: false });
-      internals._pax = merged;
-    }
-  };
-  return extract;
 }
 
 /** The xattrs of an extracted entry, from its PAX records. */

@@ -3,17 +3,17 @@
 // blobs that no image needs any more. Storage is delegated: blobs to the content store, unpacked
 // layers to the snapshotter, records to the ImageStore.
 import { createHash, randomBytes } from 'node:crypto';
-import { Transform, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 import { conflict, invalidParameter, isKind, notFound } from '../common/errors';
 import type { Logger } from '../common/logger';
 import type { ContentStore } from '../content/store';
 import type { Snapshotter } from '../snapshots/types';
-import { detectCompression } from '../archive/compression';
+import { teeLayer } from '../archive/tee';
+import { EXTRACT_KEY_PREFIX } from '../snapshots/overlay';
 import { applyChanges } from './changes';
 import type { ImageRecord, ImageStore } from './store';
 import { MediaTypes, type ImageConfig, type ImageLayer, type ImageRunConfig } from './types';
-import { chainIDs, unpackLayers, type LayerDescriptor } from './unpack';
+import { chainIDs, unpackLayers, writableDir, type LayerDescriptor } from './unpack';
 import { familiarString, formatReference, looksLikeID, parseNormalizedNamed, parseReference, validateTag, type Reference } from './reference';
 import type { Filters } from '../api/httputil';
 
@@ -153,8 +153,9 @@ export class ImageService {
   // ---- import -------------------------------------------------------------------------------
 
   /**
-   * Imports a root filesystem tar (plain or compressed) as a one-layer image: the stream is
-   * written to the content store and then unpacked once.
+   * Imports a root filesystem tar (plain or compressed) as a one-layer image, in one pass: the
+   * stream is stored in the content store and extracted into a fresh snapshot at the same time,
+   * and the snapshot is committed under the layer's chain ID once the stream has been verified.
    */
   async importRootfs(input: Readable, opts: { repo?: string; tag?: string; changes: string[]; message?: string; platform?: string; comment?: string }): Promise<string> {
     let tagRef: Reference | undefined;
@@ -171,14 +172,43 @@ export class ImageService {
     const [os, architecture, variant] = (opts.platform || `linux/${goArch()}`).split('/');
     if (os !== 'linux') throw invalidParameter(`operating system is not supported: ${os}`);
 
-    const layer = await this.ingestLayerStream(input);
+    // The chain ID is known only at the end of the stream, so the layer is extracted under a
+    // temporary "extract-" key (which the snapshotter removes after a crash) and committed
+    // under its chain ID afterwards.
+    const key = `${EXTRACT_KEY_PREFIX}${randomBytes(8).toString('hex')} import`;
+    const removeExtraction = (): void => {
+      try {
+        this.snapshotter.remove(key);
+      } catch (err) {
+        if (!isKind(err, 'NotFound')) this.log.warn('removing a failed import\'s snapshot', { key, error: (err as Error).message });
+      }
+    };
+    let layer: Omit<ImageLayer, 'chainID'>;
+    try {
+      layer = await this.ingestLayerStream(input, { extractTo: writableDir(this.snapshotter.prepare(key)) });
+    } catch (err) {
+      // A refused layer (hostile paths, corrupt data) leaves nothing: the ingest removed its
+      // data, and the partial tree goes with the snapshot.
+      removeExtraction();
+      throw err;
+    }
     const [chainID] = chainIDs([layer.diffID]);
     try {
-      await unpackLayers([{ digest: layer.blobDigest, diffID: layer.diffID, mediaType: layer.mediaType, size: layer.blobSize }], this.content, this.snapshotter);
+      this.snapshotter.commit(chainID, key);
     } catch (err) {
-      // A refused layer (hostile paths, corrupt data) must leave nothing: drop its blob too.
-      if (!this.store.blobInUse(layer.blobDigest)) await this.content.delete(layer.blobDigest).catch(() => {});
-      throw err;
+      removeExtraction();
+      // The same layer was committed meanwhile (or by an earlier import): same content, so that
+      // snapshot serves, and ours was surplus.
+      let existing: string | undefined;
+      try {
+        if (isKind(err, 'Conflict')) existing = this.snapshotter.stat(chainID).kind;
+      } catch {
+        // Gone again: report the commit's error.
+      }
+      if (existing !== 'committed') {
+        if (!this.store.blobInUse(layer.blobDigest)) await this.content.delete(layer.blobDigest).catch(() => {});
+        throw err;
+      }
     }
     const created = new Date().toISOString();
     const comment = opts.message || 'Imported from -';
@@ -199,55 +229,24 @@ export class ImageService {
 
   /**
    * Writes a layer stream to the content store, computing both the blob digest and (for a
-   * compressed stream, by decompressing alongside) the diffID.
+   * compressed stream, by decompressing alongside) the diffID, in one pass over the stream.
+   * With extractTo, the layer is also extracted into that directory in the same pass (see
+   * LayerExtractor: on failure the partial tree stays for the caller to remove).
    */
-  async ingestLayerStream(input: Readable): Promise<Omit<ImageLayer, 'chainID'>> {
+  async ingestLayerStream(input: Readable, opts: { extractTo?: string } = {}): Promise<Omit<ImageLayer, 'chainID'>> {
     const ref = `import-${randomBytes(8).toString('hex')}`;
     const w = await this.content.writer(ref);
-    let head: Buffer | undefined;
-    let total = 0;
-    const counter = new Transform({
-      transform(chunk: Buffer, _enc, cb) {
-        if (!head) head = chunk.subarray(0, 16);
-        total += chunk.length;
-        cb(null, chunk);
-      },
-    });
     try {
-      await pipeline(input, counter, async function (src: AsyncIterable<Buffer>) {
-        for await (const chunk of src) await w.write(chunk);
-      });
-      if (total === 0) throw invalidParameter('empty tar stream: nothing to import');
+      const t = await teeLayer(input, (chunk) => w.write(chunk), { extractTo: opts.extractTo });
+      if (t.rawSize === 0) throw invalidParameter('empty tar stream: nothing to import');
       const digest = await w.commit();
-      const compression = detectCompression(head ?? Buffer.alloc(0));
-      const mediaType = compression === 'gzip' ? MediaTypes.ociLayerGzip : compression === 'zstd' ? MediaTypes.ociLayerZstd : MediaTypes.ociLayer;
-      let diffID = digest;
-      let size = total;
-      if (compression !== 'none') {
-        const d = await this.uncompressedDigest(digest);
-        diffID = d.digest;
-        size = d.size;
-      }
-      return { diffID, blobDigest: digest, mediaType, blobSize: total, size };
+      const mediaType = t.compression === 'gzip' ? MediaTypes.ociLayerGzip : t.compression === 'zstd' ? MediaTypes.ociLayerZstd : MediaTypes.ociLayer;
+      // A plain tar's blob digest is its diffID; the store has hashed those bytes already.
+      return { diffID: t.diffID ?? digest, blobDigest: digest, mediaType, blobSize: t.rawSize, size: t.size };
     } catch (err) {
       await w.abort().catch(() => {});
       throw err;
     }
-  }
-
-  private async uncompressedDigest(blob: string): Promise<{ digest: string; size: number }> {
-    const { decompressionStages } = await import('../archive/compression');
-    const src = await this.content.createReadStream(blob);
-    const { stages } = await decompressionStages(src);
-    const h = createHash('sha256');
-    let size = 0;
-    await pipeline(...(stages as [Readable]), async function (s: AsyncIterable<Buffer>) {
-      for await (const c of s) {
-        h.update(c);
-        size += c.length;
-      }
-    });
-    return { digest: 'sha256:' + h.digest('hex'), size };
   }
 
   /** Unpacks layers given as content-store blobs; returns them with chain IDs filled in. */
