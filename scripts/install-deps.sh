@@ -10,7 +10,7 @@ PKGS=(
   iproute2 iptables procps            # network namespaces, NAT, `top`
   zstd openssl curl                   # zstd layers (Node 20 has no zstd), TLS test certs, set-up checks
   netavark aardvark-dns               # container networking and DNS
-  skopeo                              # registry interoperability tests
+  skopeo docker-registry              # registry interoperability tests and benchmarks
   build-essential python3 ca-certificates git
 )
 

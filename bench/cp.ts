@@ -1,0 +1,213 @@
+// `docker cp` benchmark: copying a big tree of files into and out of a running container through
+// berthd, beside `tar -c | tar -x` of the same tree between directories on the same file system,
+// measured in the same run.
+//
+// The tree is generated: --files files (default 20,000) in 100 directories two levels deep,
+// --mb MB of data in all (default 1024), sizes log-uniform between 512 B and 8 MiB and scaled to
+// the total, bodies cut from a random pool (nothing on the way compresses).
+//
+// These are measurements, not tests: each figure is printed beside its baseline from this run,
+// with the target from the issue and PASS/MISS. Steps take turns (tar first on even runs, cp first
+// on odd ones), `sync` runs before each step so one step's writeback is not charged to the next,
+// and nothing is deleted until the end (ext4 is slow to create files right after freeing many).
+//
+// Run: `npx tsc -p tsconfig.json && node dist/bench/cp.js` (as root; see bench/README.md).
+import { spawn, execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { setupDaemon, type CtrEnv } from '../test/containers/fixtures';
+
+const MiB = 1 << 20;
+
+interface Options {
+  mb: number;
+  files: number;
+  runs: number;
+}
+
+function parseOptions(argv: string[]): Options {
+  const opts: Options = { mb: 1024, files: 20_000, runs: 1 };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const value = (): number => {
+      const v = argv[++i];
+      if (v === undefined || !(Number(v) > 0)) throw new Error(`${a} needs a positive number`);
+      return Number(v);
+    };
+    if (a === '--mb') opts.mb = value();
+    else if (a === '--files') opts.files = value();
+    else if (a === '--runs') opts.runs = value();
+    else if (a === '-h' || a === '--help') {
+      process.stdout.write('usage: node dist/bench/cp.js [--mb N] [--files N] [--runs N]\n');
+      process.exit(0);
+    } else throw new Error(`unknown argument ${a}`);
+  }
+  return opts;
+}
+
+function log(msg: string): void {
+  process.stderr.write(`[bench] ${msg}\n`);
+}
+
+async function timed<T>(fn: () => Promise<T>): Promise<{ seconds: number; value: T }> {
+  const start = process.hrtime.bigint();
+  const value = await fn();
+  return { seconds: Number(process.hrtime.bigint() - start) / 1e9, value };
+}
+
+/** Runs a command (a shell pipeline through sh -c), failing loudly. */
+function exec(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    p.stderr.on('data', (b: Buffer) => (err += b.toString()));
+    const timer = setTimeout(() => p.kill('SIGKILL'), opts.timeoutMs ?? 1_800_000);
+    p.on('error', reject);
+    p.on('close', (code, signal) => {
+      clearTimeout(timer);
+      if (code === 0) resolve();
+      else reject(new Error(`${cmd} ${args.join(' ')} exited ${code ?? signal}: ${err.slice(0, 800)}`));
+    });
+  });
+}
+
+interface Row {
+  figure: string;
+  value: string;
+  baseline: string;
+  ratio: string;
+  target: string;
+  result: string;
+}
+
+function printTable(title: string, rows: Row[]): void {
+  const header = ['figure', 'value', 'baseline', 'ratio', 'target', 'result'];
+  const cells = rows.map((r) => [r.figure, r.value, r.baseline, r.ratio, r.target, r.result]);
+  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
+  const line = (c: string[]): string => c.map((s, i) => s.padEnd(widths[i])).join('  ').trimEnd();
+  process.stdout.write(`\n${title}\n${line(header)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}\n${cells.map(line).join('\n')}\n`);
+}
+
+/** Generates the tree; returns its file count and byte total. */
+function makeTree(root: string, files: number, totalBytes: number): { files: number; bytes: number } {
+  const pool = randomBytes(16 * MiB);
+  // Log-uniform weights, scaled to the wanted total: mostly small files, a few big ones.
+  const lo = Math.log(512);
+  const hi = Math.log(8 * MiB);
+  const weights = Array.from({ length: files }, () => Math.exp(lo + Math.random() * (hi - lo)));
+  const scale = totalBytes / weights.reduce((a, b) => a + b, 0);
+  let bytes = 0;
+  for (let i = 0; i < files; i++) {
+    const dir = path.join(root, `d${i % 10}`, `e${Math.floor(i / 10) % 10}`);
+    if (i < 100) fs.mkdirSync(dir, { recursive: true });
+    const size = Math.min(pool.length, Math.max(1, Math.round(weights[i] * scale)));
+    const start = Math.floor(Math.random() * (pool.length - size + 1));
+    fs.writeFileSync(path.join(dir, `f${i}.bin`), pool.subarray(start, start + size));
+    bytes += size;
+  }
+  return { files, bytes };
+}
+
+/** Regular files and their bytes below root. */
+function census(root: string): { files: number; bytes: number } {
+  let files = 0;
+  let bytes = 0;
+  const walk = (d: string): void => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile()) {
+        files++;
+        bytes += fs.statSync(p).size;
+      }
+    }
+  };
+  walk(root);
+  return { files, bytes };
+}
+
+function sync(): void {
+  execFileSync('sync');
+}
+
+async function tarCopy(from: string, to: string): Promise<number> {
+  fs.mkdirSync(to, { recursive: true });
+  sync();
+  const t = await timed(() => exec('sh', ['-c', 'tar -C "$1" -cf - . | tar -C "$2" -xf -', 'sh', from, to]));
+  return t.seconds;
+}
+
+async function main(): Promise<void> {
+  const opts = parseOptions(process.argv.slice(2));
+  let env: CtrEnv | undefined;
+  const onSignal = (): void => {
+    void (env?.cleanup() ?? Promise.resolve()).finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    log('starting berthd');
+    env = await setupDaemon('bench-cp');
+    // Everything lives in the daemon's temp dir (so on the same file system as its data root,
+    // and removed by its cleanup).
+    const dir = path.join(env.d.dir, 'bench');
+    const src = path.join(dir, 'src');
+    log(`generating ${opts.files} files, ${opts.mb} MB, in ${src}`);
+    const tree = makeTree(src, opts.files, opts.mb * MiB);
+    const dk = async (args: string[]): Promise<void> => {
+      const r = await env!.docker(args, { timeoutMs: 1_800_000 });
+      if (r.code !== 0) throw new Error(`docker ${args.join(' ')}: ${r.stderr}`);
+    };
+    await dk(['run', '-d', '--name', 'cpbench', '--network', 'none', 'busybox', 'sleep', '1000000']);
+
+    const tarIn: number[] = [];
+    const cpIn: number[] = [];
+    const tarOut: number[] = [];
+    const cpOut: number[] = [];
+    for (let run = 0; run < opts.runs; run++) {
+      log(`run ${run + 1}/${opts.runs}`);
+      const steps: (() => Promise<void>)[] = [];
+      const tarInDir = path.join(dir, `tar-in-${run}`);
+      const tarOutDir = path.join(dir, `tar-out-${run}`);
+      const cpOutDir = path.join(dir, `cp-out-${run}`);
+      const inside = `/data${run}`;
+      const doTarIn = async (): Promise<void> => void tarIn.push(await tarCopy(src, tarInDir));
+      const doCpIn = async (): Promise<void> => {
+        sync();
+        cpIn.push((await timed(() => dk(['cp', src, `cpbench:${inside}`]))).seconds);
+      };
+      const doTarOut = async (): Promise<void> => void tarOut.push(await tarCopy(tarInDir, tarOutDir));
+      const doCpOut = async (): Promise<void> => {
+        fs.mkdirSync(cpOutDir);
+        sync();
+        cpOut.push((await timed(() => dk(['cp', `cpbench:${inside}`, path.join(cpOutDir, 'data')]))).seconds);
+      };
+      if (run % 2 === 0) steps.push(doTarIn, doCpIn, doTarOut, doCpOut);
+      else steps.push(doCpIn, doTarIn, doCpOut, doTarOut);
+      for (const s of steps) await s();
+      // The copy that went in and came back out must be the whole tree.
+      const got = census(path.join(cpOutDir, 'data'));
+      if (got.files !== tree.files || got.bytes !== tree.bytes) {
+        throw new Error(`docker cp round trip lost data: ${got.files} files / ${got.bytes} B, want ${tree.files} / ${tree.bytes}`);
+      }
+    }
+
+    const best = (xs: number[]): number => Math.min(...xs);
+    const mbps = (s: number): string => `${(tree.bytes / MiB / s).toFixed(0)} MB/s (${s.toFixed(2)} s)`;
+    const row = (figure: string, cp: number, base: number): Row => ({
+      figure, value: mbps(cp), baseline: `tar|tar ${mbps(base)}`, ratio: `${(base / cp).toFixed(2)}x`, target: '>= 0.70x', result: base / cp >= 0.7 ? 'PASS' : 'MISS',
+    });
+    printTable(`docker cp of ${tree.files} files, ${(tree.bytes / MiB).toFixed(0)} MB (best of ${opts.runs}; ratio = share of tar's speed)`, [
+      row('docker cp into a running container', best(cpIn), best(tarIn)),
+      row('docker cp out of a running container', best(cpOut), best(tarOut)),
+    ]);
+  } finally {
+    await env?.cleanup();
+  }
+}
+
+main().catch((err) => {
+  process.stderr.write(`${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+  process.exit(1);
+});
