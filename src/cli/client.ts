@@ -435,6 +435,9 @@ export async function displayJSONMessages(stream: NodeJS.ReadableStream, out: Wr
       return;
     }
     if (m.status === undefined) return;
+    // As docker's jsonmessage: a progress bar (progressDetail with a position) is for terminals;
+    // a pipe gets only the other lines.
+    if (!tty && ((m.progressDetail?.current ?? 0) > 0 || (m.progressDetail?.total ?? 0) > 0)) return;
     const text = `${m.id ? `${m.id}: ` : ''}${m.status}${m.progress ? ` ${m.progress}` : ''}`;
     if (tty && m.id) {
       const at = lines.get(m.id);

@@ -8,6 +8,12 @@ import { TemplateError } from './format';
 import { systemCommands } from './commands/system';
 import { imageCommands } from './commands/images';
 import { containerCommands } from './commands/containers';
+import { networkCommands } from './commands/network';
+import { volumeCommands } from './commands/volume';
+import { registryClientCommands } from './commands/registry-client';
+import { buildCommands } from './commands/build';
+import { cpCommands } from './commands/cp';
+import { statsCommands } from './commands/stats';
 
 export const CLIENT_VERSION = '0.1.0';
 
@@ -24,8 +30,10 @@ const GLOBAL_FLAGS: CliFlag[] = [
 export const GROUPS: GroupSpec[] = [
   { name: 'container', description: 'Manage containers' },
   { name: 'image', description: 'Manage images' },
+  { name: 'network', description: 'Manage networks' },
   { name: 'registry', description: 'Run and maintain an image registry' },
   { name: 'system', description: 'Manage berth' },
+  { name: 'volume', description: 'Manage volumes' },
 ];
 
 /** Exit with a code and an optional message (printed to stderr), as docker's StatusError. */
@@ -36,7 +44,10 @@ export class ExitError extends Error {
 }
 
 export function allCommands(): CommandSpec[] {
-  return [...systemCommands(), ...imageCommands(), ...containerCommands()];
+  return [
+    ...systemCommands(), ...imageCommands(), ...containerCommands(), ...networkCommands(), ...volumeCommands(),
+    ...registryClientCommands(), ...buildCommands(), ...cpCommands(), ...statsCommands(),
+  ];
 }
 
 /** The command whose path matches the most leading words of argv. */
@@ -84,6 +95,8 @@ export async function runCli(argv: string[], io: CliIO = processIO()): Promise<n
     err(`${(e as Error).message}\n\nUsage:  ${PROG} [OPTIONS] COMMAND\n\nRun '${PROG} --help' for more information\n`);
     return 125;
   }
+  // --config names the client config directory, as BERTH_CONFIG does.
+  if (global.values.config) io = { ...io, env: { ...io.env, BERTH_CONFIG: global.values.config as string } };
   const commands = allCommands();
   const rest = global.args;
   if (global.values.version) {

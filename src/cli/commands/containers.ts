@@ -9,6 +9,7 @@ import { ellipsis, FormatContext, goTimeString, humanSize, renderRows, shortId, 
 import { buildCreateRequest, parseDurationNs, parseEnv, RUN_FLAGS, RUN_ONLY } from '../runopts';
 import { confirm } from './common';
 import { printInspect, splitReference } from './images';
+import { registryAuthHeader, registryOf } from './registry-client';
 
 const enc = encodeURIComponent;
 
@@ -33,7 +34,10 @@ async function inspectContainer(ctx: CommandContext, name: string): Promise<Cont
 /** Pulls an image as `run`/`create` do when it is missing, progress on stderr. */
 async function pullImage(ctx: CommandContext, image: string, platform: string | undefined, quiet: boolean): Promise<void> {
   const { repo, tag, digest } = splitReference(image);
-  const res = await ctx.client.request('POST', '/images/create', { query: { fromImage: repo, tag: digest ?? tag, platform } });
+  const res = await ctx.client.request('POST', '/images/create', {
+    query: { fromImage: repo, tag: digest ?? tag, platform },
+    headers: { 'X-Registry-Auth': registryAuthHeader(ctx.io.env, registryOf(repo)) },
+  });
   const sink = quiet ? new PassThrough().resume() : ctx.io.stderr;
   await displayJSONMessages(res, sink);
 }
