@@ -3,7 +3,9 @@
  * store needs (device nodes and fifos in layers, extended attributes such as overlayfs whiteout
  * markers and file capabilities, and mount/umount for snapshots).
  *
- * Every function is synchronous: they are single fast syscalls. On failure a function throws a
+ * Every function is synchronous (they are single fast syscalls) except umount2Async: unmounting
+ * an overlay syncs the whole file system under it, which can take a second on a busy disk, so
+ * it runs on libuv's thread pool. On failure a function throws a
  * plain Error carrying `errno` (positive) and `syscall`; src/native/index.ts turns that into a
  * Node-style error (code, negative errno, path), so the C side stays small.
  */
@@ -289,6 +291,74 @@ static napi_value js_umount2(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* umount2Async(target, flags) -> Promise<void>: umount2(2) on libuv's thread pool. */
+struct umount_work {
+  napi_async_work work;
+  napi_deferred deferred;
+  char *path;
+  int flags;
+  int err;
+};
+
+static void umount_execute(napi_env env, void *data) {
+  struct umount_work *w = data;
+  (void)env;
+  w->err = umount2(w->path, w->flags) == 0 ? 0 : errno;
+}
+
+static void umount_complete(napi_env env, napi_status status, void *data) {
+  struct umount_work *w = data;
+  napi_value result;
+  if (status == napi_ok && w->err == 0) {
+    napi_get_undefined(env, &result);
+    napi_resolve_deferred(env, w->deferred, result);
+  } else {
+    napi_value msg, errno_v, syscall_v;
+    int err = w->err ? w->err : ECANCELED;
+    napi_create_string_utf8(env, strerror(err), NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, NULL, msg, &result);
+    napi_create_int32(env, err, &errno_v);
+    napi_set_named_property(env, result, "errno", errno_v);
+    napi_create_string_utf8(env, "umount2", NAPI_AUTO_LENGTH, &syscall_v);
+    napi_set_named_property(env, result, "syscall", syscall_v);
+    napi_reject_deferred(env, w->deferred, result);
+  }
+  napi_delete_async_work(env, w->work);
+  free(w->path);
+  free(w);
+}
+
+static napi_value js_umount2_async(napi_env env, napi_callback_info info) {
+  napi_value argv[2], promise, name;
+  struct umount_work *w;
+  int32_t flags;
+  if (get_args(env, info, 2, argv)) return NULL;
+  if (napi_get_value_int32(env, argv[1], &flags) != napi_ok) {
+    napi_throw_type_error(env, NULL, "flags must be a number");
+    return NULL;
+  }
+  w = calloc(1, sizeof(*w));
+  if (w == NULL) {
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  if (get_string(env, argv[0], 0, &w->path)) {
+    free(w);
+    return NULL;
+  }
+  w->flags = flags;
+  if (napi_create_promise(env, &w->deferred, &promise) != napi_ok ||
+      napi_create_string_utf8(env, "berth:umount2", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_async_work(env, NULL, name, umount_execute, umount_complete, w, &w->work) != napi_ok ||
+      napi_queue_async_work(env, w->work) != napi_ok) {
+    free(w->path);
+    free(w);
+    napi_throw_error(env, NULL, "berth_native: cannot queue umount2");
+    return NULL;
+  }
+  return promise;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"mknod", NULL, js_mknod, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -297,6 +367,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"llistxattr", NULL, js_llistxattr, NULL, NULL, NULL, napi_enumerable, NULL},
     {"mount", NULL, js_mount, NULL, NULL, NULL, napi_enumerable, NULL},
     {"umount2", NULL, js_umount2, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"umount2Async", NULL, js_umount2_async, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok) return NULL;
   return exports;

@@ -11,6 +11,7 @@ interface RawBinding {
   llistxattr(path: string): string[];
   mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void;
   umount2(target: string, flags: number): void;
+  umount2Async(target: string, flags: number): Promise<void>;
 }
 
 // This file compiles to dist/src/native/index.js; the addon is built in place under src/native.
@@ -109,4 +110,9 @@ export function mount(source: string, target: string, fstype: string, flags: num
 /** umount2(2). */
 export function umount2(target: string, flags: number): void {
   try { raw().umount2(target, flags); } catch (err) { throw nodeError(err, 'umount2', target); }
+}
+
+/** umount2(2) on libuv's thread pool: unmounting an overlay can sync a whole file system. */
+export async function umount2Async(target: string, flags: number): Promise<void> {
+  try { await raw().umount2Async(target, flags); } catch (err) { throw nodeError(err, 'umount2', target); }
 }

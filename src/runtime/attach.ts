@@ -11,6 +11,14 @@ const STREAM_STDOUT = 2;
 const STREAM_STDERR = 3;
 /** conmon reads stdin packets into a 32 KiB buffer less one byte; a longer packet would be cut. */
 const MAX_STDIN_PACKET = 32 * 1024 - 1;
+/**
+ * The receive buffer for conmon's packets. node-unix-socket allocates its whole read buffer for
+ * every packet received (256 KiB by default), which made that allocation, not the data, the
+ * cost of a chatty container's output. conmon reads the container's output 8 KiB at a time and
+ * sends that as one packet (plus the stream byte); a packet longer than this buffer would be cut,
+ * so it keeps a wide margin.
+ */
+const ATTACH_READ_BUFFER = 32 * 1024;
 /** sockaddr_un.sun_path holds 108 bytes with the terminating NUL. */
 const MAX_SOCKET_PATH = 107;
 
@@ -81,6 +89,7 @@ export class AttachStream extends EventEmitter<AttachEvents> {
 export function connectAttach(socketPath: string): Promise<AttachStream> {
   return new Promise((resolve, reject) => {
     const sock = new SeqpacketSocket();
+    sock.setInternalReadBufferSize(ATTACH_READ_BUFFER);
     let dirFd = -1;
     let target = socketPath;
     try {

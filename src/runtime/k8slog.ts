@@ -8,14 +8,16 @@ import * as fs from 'node:fs';
 export interface LogRecord {
   stream: 'stdout' | 'stderr';
   /** Time as written, normalised to UTC RFC3339 with nanoseconds ("2024-05-01T10:00:00.123456789Z"). */
-  timestamp: string;
-  /** Nanoseconds since the epoch. */
-  timeNs: bigint;
-  time: Date;
+  readonly timestamp: string;
+  /** Nanoseconds since the epoch (0 when the record's time does not parse). */
+  readonly timeNs: bigint;
+  readonly time: Date;
   /** The data, without the record's newline. */
-  line: Buffer;
+  readonly line: Buffer;
+  /** What the container wrote: line, and for an F record the newline that ended it. */
+  readonly output: Buffer;
   /** True for a P record: the container's line continues in the next record (no newline here). */
-  partial: boolean;
+  readonly partial: boolean;
 }
 
 export interface ReadLogOptions {
@@ -33,6 +35,8 @@ export interface ReadLogOptions {
 }
 
 const BLOCK = 64 * 1024;
+/** Reads going forwards: large, since a whole log is often read. */
+const READ_BLOCK = 256 * 1024;
 const MAX_RECORD = 1024 * 1024;
 const TIME_RE = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$/;
 
@@ -57,27 +61,90 @@ export function formatRfc3339NanoUTC(ns: bigint): string {
   return `${iso.slice(0, 19)}.${frac}Z`;
 }
 
+/**
+ * A record whose time is parsed only when asked for: a big log is mostly copied out as it is, and
+ * parsing every timestamp cost more than everything else per line.
+ */
+class K8sRecord implements LogRecord {
+  private ns: bigint | undefined;
+  private lineData: Buffer | undefined;
+
+  constructor(
+    readonly stream: 'stdout' | 'stderr',
+    /** The buffer holding the record, and where its time ends in it (the time starts at start). */
+    private readonly buf: Buffer,
+    private readonly start: number,
+    private readonly timeEnd: number,
+    readonly output: Buffer,
+    readonly partial: boolean,
+    /** Whether output ends with the record's newline. */
+    private readonly hasNewline: boolean,
+  ) {}
+
+  /** Made on demand: most readers want output, and a subarray per record counts in a big log. */
+  get line(): Buffer {
+    return (this.lineData ??= this.hasNewline ? this.output.subarray(0, this.output.length - 1) : this.output);
+  }
+
+  /** The record's time, or undefined when it does not parse. */
+  parsedTime(): bigint | undefined {
+    if (this.ns === undefined) this.ns = parseRfc3339Nano(this.buf.toString('latin1', this.start, this.timeEnd)) ?? -1n;
+    return this.ns < 0n ? undefined : this.ns;
+  }
+
+  get timeNs(): bigint {
+    return this.parsedTime() ?? 0n;
+  }
+
+  get timestamp(): string {
+    const ns = this.parsedTime();
+    return ns === undefined ? this.buf.toString('latin1', this.start, this.timeEnd) : formatRfc3339NanoUTC(ns);
+  }
+
+  get time(): Date {
+    return new Date(Number(this.timeNs / 1_000_000n));
+  }
+}
+
+const SPACE = 0x20;
+const NEWLINE = 0x0a;
+const LETTER_F = 0x46;
+const LETTER_P = 0x50;
+/** "stdout" and "stderr" differ from "std" on: their fourth byte. */
+const LETTER_O = 0x6f;
+const LETTER_E = 0x65;
+
+/**
+ * Parses the record in buf[start, end) (end is where its newline is, or buf's length when it has
+ * none); undefined for a malformed record. Only the shape of the time is checked here (it starts
+ * with a digit and is at least as long as a time without fraction); it is parsed when needed.
+ */
+function parseRecordAt(buf: Buffer, start: number, end: number): K8sRecord | undefined {
+  const s1 = buf.indexOf(SPACE, start);
+  if (s1 < 0 || s1 >= end || s1 - start < 20 || buf[start] < 0x30 || buf[start] > 0x39) return undefined;
+  // " stdout F" or " stderr P": the stream, a space and the tag end 8 bytes after the space.
+  if (s1 + 8 >= end || buf[s1 + 7] !== SPACE) return undefined;
+  if (buf[s1 + 1] !== 0x73 || buf[s1 + 2] !== 0x74 || buf[s1 + 3] !== 0x64) return undefined;
+  let stream: 'stdout' | 'stderr';
+  if (buf[s1 + 4] === LETTER_O && buf[s1 + 5] === 0x75 && buf[s1 + 6] === 0x74) stream = 'stdout';
+  else if (buf[s1 + 4] === LETTER_E && buf[s1 + 5] === 0x72 && buf[s1 + 6] === 0x72) stream = 'stderr';
+  else return undefined;
+  const tag = buf[s1 + 8];
+  if (tag !== LETTER_F && tag !== LETTER_P) return undefined;
+  let lineStart = end;
+  if (s1 + 9 < end) {
+    if (buf[s1 + 9] !== SPACE) return undefined;
+    lineStart = s1 + 10;
+  }
+  const partial = tag === LETTER_P;
+  const withNewline = !partial && end < buf.length && buf[end] === NEWLINE;
+  return new K8sRecord(stream, buf, start, s1, buf.subarray(lineStart, withNewline ? end + 1 : end), partial, withNewline);
+}
+
 /** Parses one record (without its newline); undefined for a malformed line. */
 export function parseK8sRecord(raw: Buffer): LogRecord | undefined {
-  const s1 = raw.indexOf(0x20);
-  if (s1 < 0) return undefined;
-  const s2 = raw.indexOf(0x20, s1 + 1);
-  if (s2 < 0) return undefined;
-  const s3 = raw.indexOf(0x20, s2 + 1);
-  const stream = raw.toString('latin1', s1 + 1, s2);
-  if (stream !== 'stdout' && stream !== 'stderr') return undefined;
-  const tag = raw.toString('latin1', s2 + 1, s3 < 0 ? raw.length : s3);
-  if (tag !== 'F' && tag !== 'P') return undefined;
-  const ns = parseRfc3339Nano(raw.toString('latin1', 0, s1));
-  if (ns === undefined) return undefined;
-  return {
-    stream,
-    timestamp: formatRfc3339NanoUTC(ns),
-    timeNs: ns,
-    time: new Date(Number(ns / 1_000_000n)),
-    line: s3 < 0 ? Buffer.alloc(0) : raw.subarray(s3 + 1),
-    partial: tag === 'P',
-  };
+  const rec = parseRecordAt(raw, 0, raw.length);
+  return rec && rec.parsedTime() !== undefined ? rec : undefined;
 }
 
 function toNs(t: number | bigint): bigint {
@@ -146,10 +213,11 @@ export function tailOffset(fd: number, size: number, n: number): number {
 }
 
 /**
- * Yields the log's records. Records are complete lines of the file; with follow, a record being
- * written is waited for.
+ * Yields the log's records, in batches of what one read of the file brought (a generator step
+ * per record made reading a big log cost several times more than the records themselves).
+ * Records are complete lines of the file; with follow, a record being written is waited for.
  */
-export async function* readK8sLog(file: string, opts: ReadLogOptions = {}): AsyncGenerator<LogRecord> {
+export async function* readK8sLogBatches(file: string, opts: ReadLogOptions = {}): AsyncGenerator<LogRecord[]> {
   const since = opts.since !== undefined ? toNs(opts.since) : undefined;
   const until = opts.until !== undefined ? toNs(opts.until) : undefined;
   let fd: number;
@@ -163,8 +231,8 @@ export async function* readK8sLog(file: string, opts: ReadLogOptions = {}): Asyn
   try {
     let pos = 0;
     if (opts.tail !== undefined && opts.tail >= 0) pos = tailOffset(fd, fs.fstatSync(fd).size, opts.tail);
+    /** Bytes read but not yet parsed: the start of a record whose newline is still to come. */
     let pending = Buffer.alloc(0);
-    const buf = Buffer.alloc(BLOCK);
     let wake: (() => void) | undefined;
     let stopAfterDrain = false;
     if (opts.follow) {
@@ -183,22 +251,32 @@ export async function* readK8sLog(file: string, opts: ReadLogOptions = {}): Asyn
     }
     for (;;) {
       if (opts.signal?.aborted) return;
-      const n = fs.readSync(fd, buf, 0, BLOCK, pos);
+      // A fresh buffer per read (records handed out point into it), after the pending bytes.
+      const chunk = Buffer.allocUnsafe(pending.length + READ_BLOCK);
+      pending.copy(chunk, 0);
+      const n = fs.readSync(fd, chunk, pending.length, READ_BLOCK, pos);
       if (n > 0) {
         pos += n;
-        pending = pending.length ? Buffer.concat([pending, buf.subarray(0, n)]) : Buffer.from(buf.subarray(0, n));
+        const data = chunk.subarray(0, pending.length + n);
+        const batch: LogRecord[] = [];
         let start = 0;
         let nl: number;
-        while ((nl = pending.indexOf(0x0a, start)) >= 0) {
-          const rec = parseK8sRecord(pending.subarray(start, nl));
+        while ((nl = data.indexOf(NEWLINE, start)) >= 0) {
+          const rec = parseRecordAt(data, start, nl);
           start = nl + 1;
           if (!rec) continue;
-          if (since !== undefined && rec.timeNs < since) continue;
-          if (until !== undefined && rec.timeNs >= until) return;
-          yield rec;
-          if (opts.signal?.aborted) return;
+          if (since !== undefined || until !== undefined) {
+            const t = rec.parsedTime();
+            if (t === undefined || (since !== undefined && t < since)) continue;
+            if (until !== undefined && t >= until) {
+              if (batch.length > 0) yield batch;
+              return;
+            }
+          }
+          batch.push(rec);
         }
-        pending = pending.subarray(start);
+        pending = data.subarray(start);
+        if (batch.length > 0) yield batch;
         continue;
       }
       // At the end of the file.
@@ -220,5 +298,15 @@ export async function* readK8sLog(file: string, opts: ReadLogOptions = {}): Asyn
   } finally {
     watcher?.close();
     fs.closeSync(fd);
+  }
+}
+
+/** Yields the log's records one by one (see readK8sLogBatches). */
+export async function* readK8sLog(file: string, opts: ReadLogOptions = {}): AsyncGenerator<LogRecord> {
+  for await (const batch of readK8sLogBatches(file, opts)) {
+    for (const rec of batch) {
+      yield rec;
+      if (opts.signal?.aborted) return;
+    }
   }
 }

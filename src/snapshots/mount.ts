@@ -1,5 +1,6 @@
 // Applying snapshot mounts with mount(2) through the native addon: no `mount` process per
 // container start.
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as native from '../native';
 import type { Mount } from './types';
@@ -58,8 +59,66 @@ function commonDir(data: string[]): string {
   return common;
 }
 
-function mountOne(m: Mount, target: string): void {
+export interface MountAllOptions {
+  /**
+   * Mount overlays that have a writable layer with overlayfs's "volatile" option. The kernel then
+   * never syncs the writable layer, and in particular does not sync the whole file system under
+   * it when the overlay is unmounted (a second on a busy disk). The price: after a host crash the
+   * layer may be torn, so a volatile layer mounted during an earlier boot is emptied on its next
+   * mount. Only for layers that are disposable (a container run with --rm).
+   */
+  volatile?: boolean;
+  /** Told when a volatile writable layer from an earlier boot was emptied (see volatile). */
+  onDiscard?: (upperdir: string) => void;
+}
+
+/** Written in a volatile overlay's workdir: the boot it was mounted in. */
+const VOLATILE_BOOT_FILE = 'berth-volatile-boot';
+
+let cachedBootId: string | undefined;
+function bootId(): string {
+  return (cachedBootId ??= fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim());
+}
+
+function optionValue(data: string[], key: string): string | undefined {
+  const opt = data.find((o) => o.startsWith(`${key}=`));
+  return opt?.slice(key.length + 1);
+}
+
+/**
+ * Readies a workdir that a volatile mount may have used. overlayfs leaves work/incompat/volatile
+ * behind after every volatile mount, even a cleanly unmounted one, and refuses to mount over it.
+ * Within the boot that mounted it the layer is intact (nothing was skipped but the syncs), so
+ * the marker goes; after a reboot its writes may never have reached the disk, so the layer is
+ * emptied first, as the kernel's documentation asks.
+ */
+function clearVolatileMarker(upperdir: string, workdir: string, onDiscard?: (upperdir: string) => void): void {
+  const incompat = path.join(workdir, 'work', 'incompat');
+  if (!fs.existsSync(path.join(incompat, 'volatile'))) return;
+  let mountedIn = '';
+  try {
+    mountedIn = fs.readFileSync(path.join(workdir, VOLATILE_BOOT_FILE), 'utf8').trim();
+  } catch {}
+  if (mountedIn !== bootId()) {
+    for (const e of fs.readdirSync(upperdir)) fs.rmSync(path.join(upperdir, e), { recursive: true, force: true });
+    onDiscard?.(upperdir);
+  }
+  fs.rmSync(incompat, { recursive: true, force: true });
+}
+
+function mountOne(m: Mount, target: string, opts: MountAllOptions): void {
   const { flags, data } = parseMountOptions(m.options);
+  const upperdir = m.type === 'overlay' ? optionValue(data, 'upperdir') : undefined;
+  const workdir = m.type === 'overlay' ? optionValue(data, 'workdir') : undefined;
+  if (upperdir !== undefined && workdir !== undefined) {
+    clearVolatileMarker(upperdir, workdir, opts.onDiscard);
+    if (opts.volatile && !data.includes('volatile') && !data.includes('fsync=volatile')) {
+      // Not synced, and needs not be: a crash before it reaches the disk leaves an older boot's
+      // id or none, and either empties the layer, which is the safe side.
+      fs.writeFileSync(path.join(workdir, VOLATILE_BOOT_FILE), `${bootId()}\n`);
+      data.push('volatile');
+    }
+  }
   if (m.type === 'bind' || (flags & native.MS_BIND) !== 0) {
     const bindFlags = (flags | native.MS_BIND) & ~native.MS_RDONLY;
     native.mount(m.source, target, '', bindFlags, '');
@@ -91,11 +150,11 @@ function mountOne(m: Mount, target: string): void {
 }
 
 /** Mounts each of mounts on target, in order; on failure, undoes the ones already made. */
-export function mountAll(mounts: Mount[], target: string): void {
+export function mountAll(mounts: Mount[], target: string, opts: MountAllOptions = {}): void {
   let done = 0;
   try {
     for (const m of mounts) {
-      mountOne(m, target);
+      mountOne(m, target, opts);
       done++;
     }
   } catch (err) {
@@ -116,6 +175,27 @@ export function unmountAll(target: string, flags = 0): void {
       if (code === 'EINVAL' || code === 'ENOENT') return; // not (any longer) a mount point
       if (code === 'EBUSY' && (flags & native.MNT_DETACH) === 0) {
         flags |= native.MNT_DETACH; // still in use: detach it lazily rather than fail
+        continue;
+      }
+      throw err;
+    }
+  }
+  throw new Error(`unmounting ${target}: still mounted after 256 attempts`);
+}
+
+/**
+ * unmountAll, with each umount2 on libuv's thread pool: unmounting an overlay syncs the file
+ * system under it, which must not stall everything else berthd is doing.
+ */
+export async function unmountAllAsync(target: string, flags = 0): Promise<void> {
+  for (let i = 0; i < 256; i++) {
+    try {
+      await native.umount2Async(target, flags | native.UMOUNT_NOFOLLOW);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EINVAL' || code === 'ENOENT') return;
+      if (code === 'EBUSY' && (flags & native.MNT_DETACH) === 0) {
+        flags |= native.MNT_DETACH;
         continue;
       }
       throw err;
