@@ -186,6 +186,9 @@ export interface RequestOptions {
   timeoutMs?: number;
 }
 
+/** Passed through the agent to net.Socket, which @types/node's RequestOptions does not show. */
+const socketOptions = { highWaterMark: 4 << 20 } as object;
+
 const TLS_CODES = /^(ERR_SSL|ERR_TLS|EPROTO|CERT_|UNABLE_TO|SELF_SIGNED|DEPTH_ZERO|ERR_OSSL)/;
 
 /** Keep-alive connection pools, one set per registry client. */
@@ -227,7 +230,9 @@ export class HttpPools {
     return new Promise((resolve, reject) => {
       const headers: Record<string, string | number> = { ...opts.headers };
       if (Buffer.isBuffer(opts.body)) headers['Content-Length'] = opts.body.length;
-      const req = mod.request(opts.url, { method: opts.method, headers, agent, signal: opts.signal, timeout: opts.timeoutMs ?? 120_000 }, (res) => {
+      // A large socket buffer lets a layer download read ahead while the main thread extracts
+      // (the agent hands this to the socket it creates).
+      const req = mod.request(opts.url, { method: opts.method, headers, agent, signal: opts.signal, timeout: opts.timeoutMs ?? 120_000, ...socketOptions }, (res) => {
         // The timeout guards the whole exchange, body included: a stalled download fails too.
         resolve(res);
       });

@@ -3,13 +3,16 @@
 // content-store ingest named after its digest, so a broken download resumes with a Range request),
 // unpack them in order as they arrive, and record the image, its tag and its repository digest.
 // Progress goes out as dockerd's JSON messages.
+import { randomBytes } from 'node:crypto';
 import { Transform, PassThrough, pipeline, type Readable } from 'node:stream';
 import { BerthError, invalidParameter, isKind, notFound, systemError } from '../common/errors';
 import type { Logger } from '../common/logger';
-import type { Provider, ReadRange } from '../content/store';
+import type { ContentWriter, Provider, ReadRange } from '../content/store';
 import { isDigest } from '../content/digest';
 import { decompressionStages } from '../archive/compression';
-import { chainIDs, unpackLayers, type LayerDescriptor } from '../images/unpack';
+import { teeLayer, type TeeResult } from '../archive/tee';
+import { EXTRACT_KEY_PREFIX } from '../snapshots/overlay';
+import { chainIDs, unpackLayers, writableDir, type LayerDescriptor } from '../images/unpack';
 import { familiarName, familiarString, formatReference, type Reference } from '../images/reference';
 import { goArch, shortID, type ImageService } from '../images/service';
 import { MediaTypes, type Descriptor, type ImageConfig, type ImageLayer, type Index, type Manifest } from '../images/types';
@@ -193,6 +196,8 @@ interface LayerTask {
   id: string;
   /** Set when the layer is already unpacked here ("Already exists"). */
   existing?: ImageLayer;
+  /** The chain ID of the layer below (undefined for the bottom layer). */
+  parentChainID?: string;
   download?: Promise<void>;
   uncompressedSize?: number;
 }
@@ -229,7 +234,7 @@ async function pullOne(dc: DistributionContext, repo: RemoteRepository, opts: Pu
   }
 
   const chains = chainIDs(diffIDs);
-  const tasks: LayerTask[] = manifest.layers.map((desc, i) => ({ desc, diffID: diffIDs[i], chainID: chains[i], id: shortID(desc.digest) }));
+  const tasks: LayerTask[] = manifest.layers.map((desc, i) => ({ desc, diffID: diffIDs[i], chainID: chains[i], parentChainID: i === 0 ? undefined : chains[i - 1], id: shortID(desc.digest) }));
   const controller = new AbortController();
   const onAbort = (): void => controller.abort(opts.signal.reason);
   opts.signal.addEventListener('abort', onAbort, { once: true });
@@ -423,6 +428,13 @@ async function downloadOnce(dc: DistributionContext, repo: RemoteRepository, t: 
         current = 0;
       }
       const throttle = new ProgressThrottle(size, (c) => out.progress(t.id, 'Downloading', c, size));
+      const extraction = current === 0 ? startExtraction(dc.images, t) : undefined;
+      if (extraction) {
+        // One pass: store, decompress, hash and extract each chunk as it arrives.
+        await downloadAndExtract(dc.images, res, w, t, extraction, out, throttle, (n) => { current = n; });
+        finished = true;
+        return;
+      }
       for await (const chunk of res as AsyncIterable<Buffer>) {
         if (current + chunk.length > size) {
           res.destroy();
@@ -450,6 +462,107 @@ async function downloadOnce(dc: DistributionContext, repo: RemoteRepository, t: 
     // Keep a partial download for the next attempt (or the next pull).
     if (!finished) await w.close().catch(() => {});
   }
+}
+
+interface Extraction {
+  /** The temporary "extract-" snapshot the layer is written into. */
+  key: string;
+  dir: string;
+}
+
+/**
+ * Prepares a snapshot to extract t into while it downloads, when that is possible now: the
+ * layer's parent chain must be committed already (a snapshot's parent is fixed when it is
+ * prepared), and its own chain must not be. Otherwise the layer is unpacked after its download.
+ */
+function startExtraction(images: ImageService, t: LayerTask): Extraction | undefined {
+  if (committed(images, t.chainID)) return undefined;
+  if (t.parentChainID !== undefined && !committed(images, t.parentChainID)) return undefined;
+  // The chain ID is the snapshot's final name; until the content is verified it lives under a
+  // temporary key, which the snapshotter removes after a crash.
+  const key = `${EXTRACT_KEY_PREFIX}${randomBytes(8).toString('hex')} ${t.chainID}`;
+  const dir = writableDir(images.snapshotter.prepare(key, t.parentChainID));
+  return { key, dir };
+}
+
+function removeSnapshot(images: ImageService, key: string): void {
+  try {
+    images.snapshotter.remove(key);
+  } catch (err) {
+    if (!isKind(err, 'NotFound')) throw err;
+  }
+}
+
+/**
+ * Downloads the whole blob into w (which is empty) while extracting it into the prepared
+ * snapshot, then verifies both digests and commits blob and snapshot. On failure the snapshot
+ * goes; the partial download stays in w for a retry to resume (which then unpacks from the
+ * stored blob), except when the data itself was bad.
+ */
+async function downloadAndExtract(images: ImageService, res: Readable, w: ContentWriter, t: LayerTask, ex: Extraction, out: ProgressWriter, throttle: ProgressThrottle, setCurrent: (n: number) => void): Promise<void> {
+  const { digest, size } = t.desc;
+  let current = 0;
+  let inputEnded = false;
+  let inputError: Error | undefined;
+  let oversize = false;
+  res.once('end', () => { inputEnded = true; });
+  res.once('error', (err) => { inputError ??= err; });
+  let result: TeeResult;
+  try {
+    try {
+      result = await teeLayer(res, async (chunk) => {
+        if (current + chunk.length > size) {
+          oversize = true;
+          throw invalidParameter(`filesystem layer verification failed for digest ${digest}: more data than the ${size} bytes the manifest declares`);
+        }
+        await w.write(chunk);
+        current += chunk.length;
+        setCurrent(current);
+        throttle.tick(current);
+      });
+    } catch (err) {
+      const cutOff = !oversize && current < size && (inputError !== undefined || inputEnded);
+      res.destroy();
+      if (cutOff) {
+        // The connection failed or ended early: a cut-off stream also fails to decompress, but
+        // that is no fault of the data, so the download is retried (resuming).
+        throw inputError ?? Object.assign(new Error(`unexpected EOF downloading ${digest} (${current} of ${size} bytes)`), { code: 'EUNEXPECTEDEOF' });
+      }
+      throw err;
+    }
+    if (current < size) throw Object.assign(new Error(`unexpected EOF downloading ${digest} (${current} of ${size} bytes)`), { code: 'EUNEXPECTEDEOF' });
+    throttle.finish(current);
+    out.update(t.id, 'Verifying Checksum');
+    try {
+      await w.commit();
+    } catch (err) {
+      throw invalidParameter(`filesystem layer verification failed for digest ${digest}: ${(err as Error).message}`);
+    }
+  } catch (err) {
+    removeSnapshot(images, ex.key);
+    // Bad data is dropped; what a broken connection delivered stays for the retry to resume
+    // from (downloadOnce closes the writer).
+    if (err instanceof BerthError) await w.abort().catch(() => {});
+    throw err;
+  }
+  out.update(t.id, 'Download complete');
+  // A plain tar's diffID is its blob digest, which the commit has just verified.
+  const diffID = result.diffID ?? digest;
+  try {
+    if (diffID !== t.diffID) throw invalidParameter(`layer ${digest}: unpacked content has diffID ${diffID}, but the image config says ${t.diffID}`);
+    out.progress(t.id, 'Extracting', size, size);
+    try {
+      images.snapshotter.commit(t.chainID, ex.key);
+    } catch (err) {
+      // Another pull committed the same chain meanwhile: the same content, so ours is surplus.
+      if (!(isKind(err, 'Conflict') && committed(images, t.chainID))) throw err;
+      removeSnapshot(images, ex.key);
+    }
+  } catch (err) {
+    removeSnapshot(images, ex.key);
+    throw err;
+  }
+  t.uncompressedSize = result.size;
 }
 
 /**

@@ -3,17 +3,21 @@
 // repositories files, with layers as uncompressed tars, so Docker and berth both load it and the
 // image ID (the config digest) survives the round trip. load reads that, older Docker archives
 // (<id>/layer.tar, <id>.json) and plain OCI layouts.
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
-import { invalidParameter } from '../common/errors';
+import { invalidParameter, isKind } from '../common/errors';
+import { EXTRACT_KEY_PREFIX } from '../snapshots/overlay';
+import { chainIDs, writableDir } from './unpack';
 import { detectCompression, decompressionStages } from '../archive/compression';
 import { familiarString, parseReference, type Reference } from './reference';
 import { shortID, type ImageService } from './service';
 import { MediaTypes, type Descriptor, type ImageConfig, type Index, type Manifest } from './types';
 
 const SMALL_FILE_LIMIT = 16 << 20;
+/** Blobs up to this size are read into memory (configs, manifests; small layers too). */
+const SMALL_BLOB_LIMIT = 1 << 20;
 
 function sha256(b: Buffer | string): string {
   return 'sha256:' + createHash('sha256').update(b).digest('hex');
@@ -54,6 +58,14 @@ export async function saveImages(svc: ImageService, names: string[]): Promise<Re
     for (const [id, { tags }] of images) {
       svc.events('save', id, {});
       const record = svc.store.get(id)!;
+      // The config goes before the layers: a loader that reads it first knows each layer's
+      // place in its chain when the layer arrives, and can extract it as it reads it.
+      const configBytes = await svc.content.readBlob(id);
+      const cfgPath = `blobs/sha256/${id.slice(7)}`;
+      if (!written.has(cfgPath)) {
+        written.add(cfgPath);
+        await addFile(cfgPath, configBytes);
+      }
       const layerDescs: Descriptor[] = [];
       for (const l of record.layers) {
         const path = `blobs/sha256/${l.diffID.slice(7)}`;
@@ -62,12 +74,6 @@ export async function saveImages(svc: ImageService, names: string[]): Promise<Re
           await writeLayer(svc, pack, path, l.blobDigest, l.mediaType);
         }
         layerDescs.push({ mediaType: MediaTypes.ociLayer, digest: l.diffID, size: await uncompressedSize(svc, l.blobDigest, l.mediaType) });
-      }
-      const configBytes = await svc.content.readBlob(id);
-      const cfgPath = `blobs/sha256/${id.slice(7)}`;
-      if (!written.has(cfgPath)) {
-        written.add(cfgPath);
-        await addFile(cfgPath, configBytes);
       }
       const manifest: Manifest = {
         schemaVersion: 2,
@@ -146,6 +152,7 @@ export async function loadImages(svc: ImageService, input: Readable, quiet: bool
   const files = new Map<string, LoadedFile>();
   const links = new Map<string, string>();
   const staged: string[] = [];
+  const chains = new ChainPlaces(svc);
   const extract = tar.extract();
 
   // The archive may itself be compressed (docker load accepts gzip).
@@ -165,11 +172,19 @@ export async function loadImages(svc: ImageService, input: Readable, quiet: bool
       }
       const size = h.size ?? 0;
       const blobMatch = /^blobs\/sha256\/([a-f0-9]{64})$/.exec(name);
-      if (!blobMatch && size <= SMALL_FILE_LIMIT && !name.endsWith('layer.tar')) {
+      if (size <= (blobMatch ? SMALL_BLOB_LIMIT : SMALL_FILE_LIMIT) && !name.endsWith('layer.tar')) {
         const chunks: Buffer[] = [];
         for await (const c of entry) chunks.push(c as Buffer);
         const data = Buffer.concat(chunks);
         files.set(name, { digest: sha256(data), size: data.length, data });
+        if (blobMatch) chains.learn(data);
+        continue;
+      }
+      const diffID = blobMatch ? `sha256:${blobMatch[1]}` : undefined;
+      const place = diffID !== undefined && size > 0 ? chains.extractable(diffID) : undefined;
+      if (place) {
+        const digest = await loadLayerInOnePass(svc, entry as unknown as AsyncIterable<Buffer>, diffID!, place, staged);
+        files.set(name, { digest, size });
         continue;
       }
       const digest = await svc.content.ingestStream(`load-${name}-${process.hrtime.bigint()}`, entry as AsyncIterable<Uint8Array>, blobMatch ? { digest: `sha256:${blobMatch[1]}`, size } : { size });
@@ -294,6 +309,98 @@ export async function loadImages(svc: ImageService, input: Readable, quiet: bool
     // Blobs staged for this load that no image ended up using (manifests, stray files, or all of
     // them after a failure) are removed, so a failed load leaves nothing behind.
     for (const d of staged) if (!keep.has(d) && !svc.store.blobInUse(d)) await svc.content.delete(d).catch(() => {});
+  }
+}
+
+/** Where a layer sits: its chain ID and the chain below it (undefined for a bottom layer). */
+interface ChainPlace {
+  chainID: string;
+  parent?: string;
+}
+
+/**
+ * The layers of the image configs read so far in an archive, by diffID. A layer can be
+ * extracted while it is read only when its place is known (its config came first) and the chain
+ * below it is committed already; else it is stored and unpacked once the whole archive is in.
+ */
+class ChainPlaces {
+  private readonly places = new Map<string, ChainPlace[]>();
+
+  constructor(private readonly svc: ImageService) {}
+
+  /** Records the layers of data if it is an image config (anything else is ignored). */
+  learn(data: Buffer): void {
+    if (data[0] !== 0x7b) return; // '{': not JSON, so no config
+    let diffIDs: unknown;
+    try {
+      diffIDs = (JSON.parse(data.toString('utf8')) as ImageConfig).rootfs?.diff_ids;
+      if (!Array.isArray(diffIDs)) return;
+      const ids = chainIDs(diffIDs as string[]);
+      ids.forEach((chainID, i) => {
+        const list = this.places.get((diffIDs as string[])[i]) ?? [];
+        list.push({ chainID, parent: i === 0 ? undefined : ids[i - 1] });
+        this.places.set((diffIDs as string[])[i], list);
+      });
+    } catch {
+      // Not a config (or a broken one, which the load reports later).
+    }
+  }
+
+  /** A place for diffID whose parent chain is committed and whose own chain is not. */
+  extractable(diffID: string): ChainPlace | undefined {
+    const places = this.places.get(diffID) ?? [];
+    if (places.some((p) => this.committed(p.chainID))) return undefined;
+    return places.find((p) => p.parent === undefined || this.committed(p.parent));
+  }
+
+  private committed(key: string): boolean {
+    try {
+      return this.svc.snapshotter.stat(key).kind === 'committed';
+    } catch (err) {
+      if (isKind(err, 'NotFound')) return false;
+      throw err;
+    }
+  }
+}
+
+/**
+ * Stores a plain-tar layer named by its diffID and extracts it in the same pass, into a
+ * temporary "extract-" snapshot committed under its chain ID once both digests check out; on
+ * failure the snapshot goes (the blob is staged, so the load's cleanup removes it). Returns the
+ * blob's digest.
+ */
+async function loadLayerInOnePass(svc: ImageService, entry: AsyncIterable<Buffer>, diffID: string, place: ChainPlace, staged: string[]): Promise<string> {
+  const key = `${EXTRACT_KEY_PREFIX}${randomBytes(8).toString('hex')} ${place.chainID}`;
+  const dir = writableDir(svc.snapshotter.prepare(key, place.parent));
+  const removeSnapshot = (): void => {
+    try {
+      svc.snapshotter.remove(key);
+    } catch (err) {
+      if (!isKind(err, 'NotFound')) throw err;
+    }
+  };
+  try {
+    const layer = await svc.ingestLayerStream(Readable.from(entry), { extractTo: dir });
+    staged.push(layer.blobDigest);
+    if (layer.blobDigest !== diffID) throw invalidParameter(`invalid archive: blob ${diffID} has digest ${layer.blobDigest}`);
+    if (layer.diffID !== diffID) throw invalidParameter(`invalid archive: layer ${diffID} unpacks to content with diffID ${layer.diffID}`);
+    try {
+      svc.snapshotter.commit(place.chainID, key);
+    } catch (err) {
+      // Committed meanwhile by someone else: the same content, so ours is surplus.
+      let existing: string | undefined;
+      try {
+        existing = svc.snapshotter.stat(place.chainID).kind;
+      } catch {
+        // Gone again: report the commit's error.
+      }
+      if (!(isKind(err, 'Conflict') && existing === 'committed')) throw err;
+      removeSnapshot();
+    }
+    return layer.blobDigest;
+  } catch (err) {
+    removeSnapshot();
+    throw err;
   }
 }
 

@@ -2,7 +2,10 @@
 // (the identity of a layer *and everything below it*), so images sharing base layers share their
 // snapshots, and a chain that is already committed is not extracted again.
 import { createHash, randomBytes } from 'node:crypto';
-import { applyLayer } from '../archive/apply';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { extractionError, LayerExtractor } from '../archive/apply';
+import { decompressionStages } from '../archive/compression';
 import { BerthError, invalidParameter, isKind, systemError } from '../common/errors';
 import type { Provider } from '../content/store';
 import { validateDigest } from '../content/digest';
@@ -47,6 +50,26 @@ function committed(snapshotter: Snapshotter, key: string): boolean {
   }
 }
 
+/**
+ * Extracts a stored layer blob into dir and returns its diffID. A plain tar whose blob digest is
+ * its diffID (what `docker save` archives hold) is not hashed again: the content store verified
+ * that digest when the blob was written. Compressed blobs are hashed as they are unpacked.
+ */
+async function extractBlob(blob: Readable, dir: string, layer: LayerDescriptor): Promise<string> {
+  const { compression, stages } = await decompressionStages(blob);
+  const hashed = !(compression === 'none' && layer.digest === layer.diffID);
+  const extractor = new LayerExtractor(dir, { digest: hashed });
+  try {
+    await pipeline([...stages, extractor]);
+  } catch (err) {
+    blob.destroy();
+    extractor.destroy();
+    // The caller removes the snapshot, and the partial tree with it.
+    throw extractionError(err);
+  }
+  return hashed ? extractor.result().diffID! : layer.digest;
+}
+
 // Unpacks of the same chain in this process: the later one waits for the earlier's result.
 const inFlight = new WeakMap<Snapshotter, Map<string, Promise<void>>>();
 
@@ -56,7 +79,7 @@ async function unpackOne(layer: LayerDescriptor, chainID: string, parent: string
   try {
     const dir = writableDir(mounts);
     const blob = await content.createReadStream(layer.digest);
-    const { diffID } = await applyLayer(blob, dir);
+    const diffID = await extractBlob(blob, dir, layer);
     if (diffID !== layer.diffID) {
       throw invalidParameter(`layer ${layer.digest}: unpacked content has diffID ${diffID}, but the image config says ${layer.diffID}`);
     }
