@@ -1,11 +1,14 @@
 // The API listener: one HTTP server bound to every -H address. Unix sockets are made 0660 (group
-// "berth" when that group exists), never world-writable. tcp:// is refused until TLS exists.
+// "berth", created at start-up when missing), never world-writable. tcp:// needs mutual TLS
+// (--tlsverify) unless plain TCP is explicitly allowed (see tls.ts).
 import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as https from 'node:https';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import type { Logger } from '../common/logger';
 import type { Router } from './router';
+import { ApiSecurityError, checkTcpListen, ensureSocketGroup, tlsServerOptions, type ApiSecurity } from './tls';
 
 export interface Listener {
   address: string;
@@ -13,16 +16,6 @@ export interface Listener {
 }
 
 export class ListenAddressError extends Error {}
-
-function groupId(name: string): number | undefined {
-  try {
-    for (const line of fs.readFileSync('/etc/group', 'utf8').split('\n')) {
-      const f = line.split(':');
-      if (f[0] === name) return Number(f[2]);
-    }
-  } catch {}
-  return undefined;
-}
 
 /** True when something accepts connections on the unix socket at p. */
 function socketInUse(p: string): Promise<boolean> {
@@ -35,15 +28,23 @@ function socketInUse(p: string): Promise<boolean> {
 
 export class ApiServer {
   private readonly servers: http.Server[] = [];
+  /** The socket group's id, looked up (or the group created) once, at the first unix listen. */
+  private socketGid?: number | null;
 
-  constructor(private readonly router: Router, private readonly log: Logger) {}
+  constructor(private readonly router: Router, private readonly log: Logger, private readonly security: ApiSecurity = { tlsVerify: false, insecureTcp: false }) {}
 
-  /** One http.Server per address, all sharing the router. */
-  private createHttpServer(): http.Server {
+  /** One http.Server (https.Server for --tlsverify) per address, all sharing the router. */
+  private createHttpServer(tlsOptions?: https.ServerOptions): http.Server {
     const router = this.router;
-    const srv = http.createServer({ keepAliveTimeout: 60_000, requestTimeout: 0 }, (req, res) => {
+    const opts = { keepAliveTimeout: 60_000, requestTimeout: 0 };
+    const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
       void router.dispatch(req, res);
-    });
+    };
+    const srv: http.Server = tlsOptions ? https.createServer({ ...opts, ...tlsOptions }, onRequest) : http.createServer(opts, onRequest);
+    if (tlsOptions) {
+      // A client without a valid certificate never gets past the handshake; say so in the log.
+      srv.on('tlsClientError', (err: Error) => this.log.debug(`TLS handshake refused: ${err.message}`));
+    }
     srv.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
       // Hijacked connections (attach, exec start): the handler owns the socket from here on.
       const res = new http.ServerResponse(req);
@@ -59,9 +60,7 @@ export class ApiServer {
     const m = /^([a-z]+):\/\/(.*)$/.exec(address);
     if (!m) throw new ListenAddressError(`invalid listen address ${JSON.stringify(address)}: expected unix:///path`);
     const [, proto, rest] = m;
-    if (proto === 'tcp') {
-      throw new ListenAddressError(`refusing to listen on ${address}: tcp:// listeners need TLS, which berthd does not support yet; use unix://`);
-    }
+    if (proto === 'tcp') return this.listenTcp(address, rest);
     if (proto !== 'unix') throw new ListenAddressError(`invalid listen address ${JSON.stringify(address)}: unsupported protocol ${proto}`);
     const sockPath = rest;
     if (!path.isAbsolute(sockPath)) throw new ListenAddressError(`invalid listen address ${JSON.stringify(address)}: path must be absolute`);
@@ -81,15 +80,49 @@ export class ApiServer {
     } finally {
       process.umask(oldMask);
     }
-    const gid = groupId('berth');
+    if (this.socketGid === undefined) this.socketGid = ensureSocketGroup(this.log) ?? null;
     fs.chmodSync(sockPath, 0o660);
-    if (gid !== undefined) fs.chownSync(sockPath, 0, gid);
+    if (this.socketGid !== null) fs.chownSync(sockPath, 0, this.socketGid);
     this.servers.push(srv);
     this.log.info('API listen on ' + sockPath);
     return {
       address,
       close: () => new Promise<void>((resolve) => {
         srv.close(() => { fs.rmSync(sockPath, { force: true }); resolve(); });
+        srv.closeIdleConnections();
+      }),
+    };
+  }
+
+  /** tcp://host:port: mutual TLS with --tlsverify; plain only when explicitly allowed. */
+  private async listenTcp(address: string, rest: string): Promise<Listener> {
+    const hm = /^(\[[^\]]+\]|[^:/]*):(\d+)\/?$/.exec(rest);
+    if (!hm) throw new ListenAddressError(`invalid listen address ${JSON.stringify(address)}: expected tcp://host:port`);
+    const host = hm[1].replace(/^\[|\]$/g, '') || '0.0.0.0';
+    const port = Number(hm[2]);
+    if (port > 65535) throw new ListenAddressError(`invalid listen address ${JSON.stringify(address)}: invalid port`);
+    let tlsOptions: https.ServerOptions | undefined;
+    try {
+      checkTcpListen(address, this.security);
+      if (this.security.tlsVerify) tlsOptions = tlsServerOptions(this.security);
+    } catch (err) {
+      if (err instanceof ApiSecurityError) throw new ListenAddressError(err.message);
+      throw err;
+    }
+    if (!tlsOptions) this.log.warn(`API listening on ${address} WITHOUT TLS: anyone who can connect to it has root access on this machine`);
+    const srv = this.createHttpServer(tlsOptions);
+    await new Promise<void>((resolve, reject) => {
+      srv.once('error', reject);
+      srv.listen(port, host, () => { srv.off('error', reject); resolve(); });
+    });
+    this.servers.push(srv);
+    const bound = srv.address() as net.AddressInfo;
+    const actual = `tcp://${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`;
+    this.log.info(`API listen on ${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`, { tls: tlsOptions !== undefined });
+    return {
+      address: actual,
+      close: () => new Promise<void>((resolve) => {
+        srv.close(() => resolve());
         srv.closeIdleConnections();
       }),
     };

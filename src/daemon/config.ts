@@ -25,6 +25,12 @@ export interface DaemonConfig {
   maxConcurrentDownloads: number;
   maxConcurrentUploads: number;
   cgroupParent: string;
+  /** API transport security (src/api/tls.ts): --tlsverify and its files, and the plain-TCP opt-in. */
+  tlsVerify?: boolean;
+  tlsCACert?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  insecureTcp?: boolean;
   /** Free-form settings later subsystems read (log-driver, bip, ...), as given in daemon.json. */
   extra: Record<string, unknown>;
 }
@@ -46,6 +52,11 @@ const FLAGS: (FlagSpec & { key: string })[] = [
   { name: 'max-concurrent-downloads', type: 'int', key: 'max-concurrent-downloads', description: 'Set the max concurrent downloads' },
   { name: 'max-concurrent-uploads', type: 'int', key: 'max-concurrent-uploads', description: 'Set the max concurrent uploads' },
   { name: 'cgroup-parent', type: 'string', key: 'cgroup-parent', description: 'Set parent cgroup for all containers' },
+  { name: 'tlsverify', type: 'bool', key: 'tlsverify', description: 'Use TLS and verify the remote (required for tcp:// listeners)' },
+  { name: 'tlscacert', type: 'string', key: 'tlscacert', description: 'Trust certs signed only by this CA' },
+  { name: 'tlscert', type: 'string', key: 'tlscert', description: 'Path to TLS certificate file' },
+  { name: 'tlskey', type: 'string', key: 'tlskey', description: 'Path to TLS key file' },
+  { name: 'insecure-tcp-exposes-root', type: 'bool', key: 'insecure-tcp-exposes-root', description: 'Allow a tcp:// listener without --tlsverify (gives root to anyone who can connect)' },
   { name: 'storage-driver', short: 's', type: 'string', key: 'storage-driver', description: 'Storage driver to use (overlay2)' },
   { name: 'help', type: 'bool', key: '', description: 'Print usage' },
   { name: 'version', short: 'v', type: 'bool', key: '', description: 'Print version information and quit' },
@@ -53,7 +64,7 @@ const FLAGS: (FlagSpec & { key: string })[] = [
 
 /** daemon.json keys berthd accepts beyond those that have flags (later subsystems read them). */
 const FILE_ONLY_KEYS = ['runtimes', 'log-driver', 'log-opts', 'bip', 'bridge', 'dns', 'dns-search', 'default-address-pools',
-  'userns-remap', 'tls', 'tlsverify', 'tlscacert', 'tlscert', 'tlskey', 'features', 'experimental', 'live-restore', 'labels',
+  'userns-remap', 'tls', 'features', 'experimental', 'live-restore', 'labels',
   'default-ulimits', 'seccomp-profile', 'no-new-privileges', 'ip-forward', 'iptables', 'ipv6', 'mtu', 'group'];
 
 export function usage(): string {
@@ -128,8 +139,17 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     maxConcurrentDownloads: pick('max-concurrent-downloads', 'max-concurrent-downloads', 3),
     maxConcurrentUploads: pick('max-concurrent-uploads', 'max-concurrent-uploads', 5),
     cgroupParent: pick('cgroup-parent', 'cgroup-parent', ''),
+    tlsVerify: pick('tlsverify', 'tlsverify', false),
+    tlsCACert: optionalPath(pick<string | undefined>('tlscacert', 'tlscacert', undefined)),
+    tlsCert: optionalPath(pick<string | undefined>('tlscert', 'tlscert', undefined)),
+    tlsKey: optionalPath(pick<string | undefined>('tlskey', 'tlskey', undefined)),
+    insecureTcp: pick('insecure-tcp-exposes-root', 'insecure-tcp-exposes-root', false),
     extra,
     help: v.help as boolean,
     version: v.version as boolean,
   };
+}
+
+function optionalPath(p: string | undefined): string | undefined {
+  return p ? path.resolve(p) : undefined;
 }
