@@ -15,14 +15,17 @@ import { applyChanges } from '../images/changes';
 import type { ImageConfig, ImageRunConfig } from '../images/types';
 import { changes as fsChanges } from '../archive/changes';
 import { overlayUpperToLayer, tarDirectory } from '../archive/create';
-import { readK8sLog } from '../runtime/k8slog';
+import { readK8sLog, readK8sLogBatches } from '../runtime/k8slog';
 import type { AttachStream } from '../runtime/attach';
 import { ALL_STATES, checkAction } from './state';
 import type { ContainerPaths, ContainerRecord } from './store';
 import type { ContainerService, CreateRequest } from './service';
+import type { ContainerNetworks } from './networking';
 import { statusString } from './format';
+import { HEALTH_FILTER_VALUES, healthFilterValue } from '../health/state';
 import { DEFAULT_DETACH_KEYS, DetachMatcher, hijack, OutputBatcher, parseDetachKeys, stdcopyFrame, STDERR, STDOUT, type HijackedConn } from './streams';
 import { processTable } from './top';
+import { containerArchive } from './archive';
 import { parseStatsQuery, writeStats } from '../stats/stream';
 
 const RAW_STREAM = 'application/vnd.docker.raw-stream';
@@ -48,6 +51,7 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
     private readonly svc: ContainerService,
     private readonly images: ImageService,
     private readonly paths: ContainerPaths,
+    private readonly networks?: ContainerNetworks,
   ) {}
 
   async create(name: string | null, body: Record<string, unknown>): Promise<object> {
@@ -57,6 +61,7 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
   // ---- list and inspect ----
 
   private summary(rec: ContainerRecord, size: boolean): Record<string, unknown> {
+    const net = this.networks?.summary(rec);
     const out: Record<string, unknown> = {
       Id: rec.id,
       Names: [`/${rec.name}`],
@@ -64,12 +69,12 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
       ImageID: rec.imageId,
       Command: command(rec),
       Created: unixSeconds(rec.created),
-      Ports: [],
+      Ports: net?.Ports ?? [],
       Labels: rec.config.Labels ?? {},
       State: rec.state.Status,
       Status: statusString(rec.state),
       HostConfig: { NetworkMode: rec.hostConfig.NetworkMode },
-      NetworkSettings: { Networks: {} },
+      NetworkSettings: { Networks: net?.Networks ?? {} },
       Mounts: this.mounts(rec),
     };
     if (size) {
@@ -81,6 +86,8 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
   }
 
   private mounts(rec: ContainerRecord): object[] {
+    const recorded = this.svc.mountPoints(rec.id);
+    if (recorded) return recorded.api;
     return (rec.hostConfig.Binds ?? []).map((b) => {
       const [source, destination, mode = ''] = b.split(':');
       return { Type: 'bind', Source: source, Destination: destination, Mode: mode, RW: !mode.split(',').includes('ro'), Propagation: 'rprivate' };
@@ -125,6 +132,10 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
       }
     });
     const isTask = f.get('is-task');
+    const health = f.get('health');
+    for (const h of health ?? []) {
+      if (!HEALTH_FILTER_VALUES.includes(h as never)) throw invalidParameter(`Unrecognised filter value for health: ${h}`);
+    }
 
     let recs = this.svc.all().filter((rec) => {
       const st = rec.state.Status;
@@ -143,6 +154,7 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
       if (before && !before.every((c) => rec.created < c)) return false;
       if (since && !since.every((c) => rec.created > c)) return false;
       if (isTask && isTask.includes('true')) return false;
+      if (health && !health.includes(healthFilterValue(rec.state.Health))) return false;
       return true;
     });
     if (opts.limit > 0) recs = recs.slice(0, opts.limit);
@@ -174,6 +186,7 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
         Error: s.Error,
         StartedAt: s.StartedAt,
         FinishedAt: s.FinishedAt,
+        ...(s.Health ? { Health: s.Health } : {}),
       },
       Image: rec.imageId,
       ResolvConfPath: this.paths.resolvConfPath(rec.id),
@@ -192,7 +205,7 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
       GraphDriver: { Data: graph, Name: 'overlay2' },
       Mounts: this.mounts(rec),
       Config: rec.config,
-      NetworkSettings: {
+      NetworkSettings: this.networks?.settings(rec) ?? {
         Bridge: '', SandboxID: '', SandboxKey: '', Ports: {}, HairpinMode: false, LinkLocalIPv6Address: '', LinkLocalIPv6PrefixLen: 0,
         SecondaryIPAddresses: null, SecondaryIPv6Addresses: null, EndpointID: '', Gateway: '', GlobalIPv6Address: '', GlobalIPv6PrefixLen: 0,
         IPAddress: '', IPPrefixLen: 0, IPv6Gateway: '', MacAddress: '', Networks: {},
@@ -251,6 +264,10 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
     this.svc.resize(ref, h, w);
   }
 
+  update(ref: string, body: Record<string, unknown>): Promise<object> {
+    return this.svc.update(ref, body);
+  }
+
   wait(ref: string, condition: string): Promise<object> {
     return this.svc.wait(ref, condition);
   }
@@ -300,6 +317,11 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
   async changes(ref: string): Promise<object[]> {
     const { upper, lowers } = this.svc.layerDirs(ref);
     return fsChanges(upper, lowers);
+  }
+
+  /** docker cp: HEAD (stat), GET (tar of a path) and PUT (extract into a path) of /archive. */
+  async archive(ctx: RequestContext, ref: string, method: 'HEAD' | 'GET' | 'PUT'): Promise<void> {
+    await containerArchive(this.svc, ctx, ref, method);
   }
 
   async export(ctx: RequestContext, ref: string): Promise<void> {
@@ -382,17 +404,28 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
     const batch = new OutputBatcher((b) => {
       if (!ctx.res.writableEnded && !ctx.res.write(b)) blocked = true;
     }, tty);
-    const newline = Buffer.from('\n');
     try {
-      for await (const r of readK8sLog(file, { follow: exited !== undefined, followUntil: exited, since, until, tail, signal: abort.signal })) {
-        if (r.stream === 'stdout' ? !wantOut : !wantErr) continue;
-        const stream = r.stream === 'stdout' ? STDOUT : STDERR;
-        if (timestamps) batch.push(stream, Buffer.from(`${r.timestamp} `));
-        batch.push(stream, r.line);
-        if (!r.partial) batch.push(stream, newline);
+      // Records come in batches of one read of the file; r.output is the line with its newline.
+      for await (const records of readK8sLogBatches(file, { follow: exited !== undefined, followUntil: exited, since, until, tail, signal: abort.signal })) {
+        for (const r of records) {
+          if (r.stream === 'stdout' ? !wantOut : !wantErr) continue;
+          const stream = r.stream === 'stdout' ? STDOUT : STDERR;
+          if (timestamps) batch.push(stream, Buffer.from(`${r.timestamp} `));
+          batch.push(stream, r.output);
+        }
         if (blocked) {
           blocked = false;
-          await new Promise((resolve) => ctx.res.once('drain', resolve));
+          // A response closed by the client never drains.
+          if (abort.signal.aborted) break;
+          await new Promise<void>((resolve) => {
+            const done = (): void => {
+              ctx.res.off('drain', done);
+              ctx.res.off('close', done);
+              resolve();
+            };
+            ctx.res.on('drain', done);
+            ctx.res.on('close', done);
+          });
         }
       }
     } catch (err) {

@@ -1,6 +1,7 @@
 // docker's human-readable times and the Status column of `docker ps`.
 import type { RunState } from './store';
 import { ZERO_TIME } from './store';
+import { healthString } from '../health/state';
 
 /** go-units HumanDuration, as docker prints "Up 3 seconds". */
 export function humanDuration(ms: number): string {
@@ -32,7 +33,8 @@ export function statusString(s: RunState, now = Date.now()): string {
     case 'restarting':
       return `Restarting (${s.ExitCode}) ${humanDuration(now - Date.parse(s.FinishedAt))} ago`;
     case 'running':
-      return `Up ${humanDuration(now - Date.parse(s.StartedAt))}`;
+      // "Up 5 seconds (healthy)" once the container has a health state.
+      return s.Health ? `Up ${humanDuration(now - Date.parse(s.StartedAt))} (${healthString(s.Health)})` : `Up ${humanDuration(now - Date.parse(s.StartedAt))}`;
     case 'removing':
       return 'Removal In Progress';
     case 'dead':

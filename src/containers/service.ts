@@ -8,11 +8,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { BerthError, conflict, invalidParameter, isKind, notFound, systemError } from '../common/errors';
-import { mkdirp, writeFileAtomic } from '../common/fsutil';
+import { mkdirp } from '../common/fsutil';
 import type { Logger } from '../common/logger';
 import type { ImageService } from '../images/service';
 import type { Snapshotter } from '../snapshots/types';
-import { mountAll, unmountAll } from '../snapshots/mount';
+import { mountAll, unmountAll, unmountAllAsync } from '../snapshots/mount';
 import type { ConmonRuntime, ExitStatus } from '../runtime/runtime';
 import { hostNofileLimit } from '../runtime/runtime';
 import { cgroupPids } from '../runtime/cgroups';
@@ -25,11 +25,18 @@ import { checkAction, transition, type ContainerState } from './state';
 import { ZERO_TIME, type ContainerConfig, type ContainerPaths, type ContainerRecord, type ContainerStore, type HostConfig, type RestartPolicy } from './store';
 import { generateName, normalizeName } from './names';
 import { resolveUser } from './rootfs';
-import { writeHostFiles } from './hostfiles';
+import { writeHostFiles, writeRegeneratedFile } from './hostfiles';
 import { boundingCapabilities, hostDevices, capLastCap } from './host';
 import { rfc3339Nano } from './format';
-import { parseSecurityOpts, resourcesOf, validateResources } from './options';
+import { parseSecurityOpts, validateResources } from './options';
 import { oomKillCount } from './oom';
+import type { ContainerMounts, MountPoint } from './mounts';
+import { HealthMonitor } from '../health/monitor';
+import { execProbes } from '../health/exec';
+import { mergeHealthConfig, validateHealthConfig } from '../health/config';
+import { applyLiveResources, mergeUpdate, type UpdateRequest } from './update';
+import { cgroupParentOf, devicesOf, dropUnsupported, groupAddGids, rlimitsOf, specResourcesOf, sysctlsOf, validateLimits } from './limits';
+import { normalizeNetworkMode, type ContainerNetworks } from './networking';
 
 /** Where the init binary is bind-mounted in containers started with --init. */
 export const INIT_PATH = '/sbin/docker-init';
@@ -57,6 +64,10 @@ export interface ContainerServiceOptions {
   log: Logger;
   /** Where container events go (the daemon's EventsService). */
   events?: ContainerEventSink;
+  /** Volumes, binds and tmpfs mounts (src/containers/mounts.ts); without it, only host binds. */
+  mounts?: ContainerMounts;
+  /** Container networking (sandboxes through the network service); without it, loopback only. */
+  network?: ContainerNetworks;
 }
 
 /** The part of the events service the container service publishes to. */
@@ -167,9 +178,23 @@ export class ContainerService {
   private readonly execs = new Map<string, ExecRecord>();
   private readonly o: ContainerServiceOptions;
   private closed = false;
+  /** Runs the containers' health checks (State.Health). */
+  readonly health: HealthMonitor;
 
   constructor(o: ContainerServiceOptions) {
     this.o = o;
+    this.health = new HealthMonitor({
+      host: {
+        subject: (id) => this.live.get(id)?.rec,
+        persist: (ids) => this.o.store.saveStates(ids.flatMap((id) => this.live.get(id)?.rec ?? [])),
+        event: (id, action) => {
+          const l = this.live.get(id);
+          if (l) this.emit(l.rec, action);
+        },
+      },
+      probes: execProbes(this),
+      log: o.log,
+    });
     mkdirp(path.join(o.paths.dataRoot, 'containers'), 0o700);
     mkdirp(o.paths.execRoot, 0o700);
   }
@@ -262,8 +287,8 @@ export class ContainerService {
   }
 
   private cgroupsPath(id: string): string {
-    const parent = (this.o.cgroupParent || 'berth').replace(/^\/+|\/+$/g, '');
-    return `/${parent}/${id}`;
+    // A container's own --cgroup-parent wins over the daemon's.
+    return `/${cgroupParentOf(this.live.get(id)?.rec.hostConfig, this.o.cgroupParent)}/${id}`;
   }
 
   // ---- create ----
@@ -280,8 +305,9 @@ export class ContainerService {
     const runtimeName = hc.Runtime || this.o.defaultRuntime;
     if (!this.o.runtimes[runtimeName]) throw invalidParameter(`unknown or invalid runtime name: ${runtimeName}`);
     if (hc.ShmSize !== undefined && hc.ShmSize !== null && hc.ShmSize < 0) throw invalidParameter('SHM size can not be less than 0');
-    for (const b of hc.Binds ?? []) parseBind(b);
+    if (!this.o.mounts) for (const b of hc.Binds ?? []) parseBind(b);
     if (req.StopSignal) parseSignal(req.StopSignal);
+    validateHealthConfig(req.Healthcheck);
     if (hc.Init && !fs.existsSync(this.o.initBinary ?? DEFAULT_INIT_BINARY)) {
       throw invalidParameter(`init binary ${this.o.initBinary ?? DEFAULT_INIT_BINARY} not found on the host`);
     }
@@ -299,6 +325,8 @@ export class ContainerService {
     this.seccompOf({ Privileged: hc.Privileged === true, CapAdd: hc.CapAdd ?? null, CapDrop: hc.CapDrop ?? null } as HostConfig, security);
     const resources = { ...hc };
     validateResources(resources);
+    const warnings = [...validateLimits(resources, hostNofileLimit()), ...dropUnsupported(resources)];
+    const endpoints = this.o.network?.validateCreate(hc, req.NetworkingConfig, req.ExposedPorts ?? ic.ExposedPorts) ?? {};
 
     // docker's merge of the request with the image's defaults.
     const userEntrypoint = req.Entrypoint ?? null;
@@ -336,10 +364,13 @@ export class ContainerService {
       OnBuild: null,
       Labels: { ...(ic.Labels ?? {}), ...(req.Labels ?? {}) },
       StopSignal: req.StopSignal || ic.StopSignal || undefined,
+      Healthcheck: mergeHealthConfig(req.Healthcheck, ic.Healthcheck),
+      ...(!req.Shell && ic.Shell ? { Shell: ic.Shell } : {}),
     };
     delete (config as Record<string, unknown>).HostConfig;
     delete (config as Record<string, unknown>).NetworkingConfig;
     if (config.StopSignal === undefined) delete config.StopSignal;
+    if (config.Healthcheck === undefined) delete config.Healthcheck;
     const hostConfig: HostConfig = {
       ...resources,
       Binds: hc.Binds ?? null,
@@ -352,7 +383,7 @@ export class ContainerService {
       CapAdd: hc.CapAdd ?? null,
       CapDrop: hc.CapDrop ?? null,
       ReadonlyRootfs: hc.ReadonlyRootfs === true,
-      NetworkMode: hc.NetworkMode || 'none',
+      NetworkMode: this.o.network ? normalizeNetworkMode(hc.NetworkMode) : hc.NetworkMode || 'none',
       Dns: hc.Dns ?? [],
       DnsOptions: hc.DnsOptions ?? [],
       DnsSearch: hc.DnsSearch ?? [],
@@ -376,7 +407,10 @@ export class ContainerService {
     // Storage first, the record last: a record always has its layer.
     this.prepareLayers(id, this.o.images.topChainID(image));
     try {
+      // Volumes are created (and the request's mounts validated against the host) with the record.
+      this.o.mounts?.create(id, { Binds: hc.Binds, Mounts: hc.Mounts as never, Tmpfs: hc.Tmpfs as never, VolumesFrom: hc.VolumesFrom as never, Volumes: Object.keys({ ...(ic.Volumes ?? {}), ...(req.Volumes ?? {}) }) }, (ref) => this.get(ref).rec.id);
       mkdirp(this.o.paths.dir(id), 0o700);
+      this.o.network?.recordCreate(id, endpoints);
       for (let attempt = 0; ; attempt++) {
         if (!wanted) rec.name = generateName(attempt);
         if (this.o.store.insert(rec)) break;
@@ -389,13 +423,14 @@ export class ContainerService {
       wanted = rec.name;
     } catch (err) {
       this.removeLayers(id);
+      this.o.mounts?.forget(id, { removeAnonymous: true });
       fs.rmSync(this.o.paths.dir(id), { recursive: true, force: true });
       throw err;
     }
     this.live.set(id, new Live(rec));
     this.log.debug('container created', { id, name: rec.name });
     this.emit(rec, 'create');
-    return { Id: id, Warnings: [] };
+    return { Id: id, Warnings: warnings };
   }
 
   /** The container's writable layer on a small init layer (mount points) on the image. */
@@ -469,19 +504,26 @@ export class ContainerService {
     try {
       mkdirp(rootfs, 0o755);
       unmountAll(rootfs);
-      mountAll(this.o.snapshotter.mounts(id), rootfs);
+      // A --rm container's writable layer is thrown away with it: volatile spares the sync of
+      // the whole file system that unmounting an overlay otherwise costs.
+      mountAll(this.o.snapshotter.mounts(id), rootfs, {
+        volatile: rec.hostConfig.AutoRemove === true,
+        onDiscard: (upper) => this.log.warn('discarded a volatile writable layer mounted before a reboot', { id, upper }),
+      });
       const hostname = rec.config.Hostname;
       writeHostFiles(
         { hostname: paths.hostnamePath(id), hosts: paths.hostsPath(id), resolvConf: paths.resolvConfPath(id) },
         { hostname, extraHosts: rec.hostConfig.ExtraHosts ?? [], dns: rec.hostConfig.Dns ?? [], dnsSearch: rec.hostConfig.DnsSearch ?? [], dnsOptions: rec.hostConfig.DnsOptions ?? [] },
       );
+      // The network sandbox (and the hosts/resolv.conf that go with it) before the spec names its netns.
+      const net = this.o.network ? await this.o.network.start(rec, (ref) => this.record(ref)) : undefined;
       const user = resolveUser(rootfs, rec.config.User);
       const security = parseSecurityOpts(rec.hostConfig.SecurityOpt as string[] | undefined);
       const spec = generateSpec({
         args: rec.hostConfig.Init ? [INIT_PATH, '--', rec.path, ...rec.args] : [rec.path, ...rec.args],
         env: this.containerEnv(rec, user.home),
         cwd: rec.config.WorkingDir || '/',
-        user: { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids },
+        user: { uid: user.uid, gid: user.gid, additionalGids: [...new Set([...user.additionalGids, ...groupAddGids(rootfs, rec.hostConfig)])] },
         hostname,
         domainname: rec.config.Domainname || undefined,
         tty: rec.config.Tty,
@@ -496,14 +538,18 @@ export class ContainerService {
         capDrop: rec.hostConfig.CapDrop ?? [],
         privileged: rec.hostConfig.Privileged,
         hostDevices: rec.hostConfig.Privileged ? hostDevices() : undefined,
+        devices: devicesOf(rec.hostConfig),
+        rlimits: rlimitsOf(rec.hostConfig),
+        sysctl: sysctlsOf(rec.hostConfig),
         shmSize: rec.hostConfig.ShmSize,
         capLastCap: capLastCap(),
         noNewPrivileges: security.noNewPrivileges,
         seccomp: this.seccompOf(rec.hostConfig, security),
-        resources: resourcesOf(rec.hostConfig),
+        resources: specResourcesOf(rec.hostConfig),
+        ...(net ? { namespaces: { network: net.namespace } } : {}),
       });
       if (rec.hostConfig.Privileged) clampCapabilities(spec.process);
-      writeFileAtomic(path.join(bundle, 'config.json'), JSON.stringify(spec));
+      writeRegeneratedFile(path.join(bundle, 'config.json'), JSON.stringify(spec));
       // A runtime record left from an earlier run (a crash between exit and clean-up) goes first.
       if (this.o.runtime.list().includes(id)) await this.o.runtime.delete(id, { force: true }).catch(() => {});
       const { pid } = await this.o.runtime.create(id, bundle, {
@@ -532,13 +578,15 @@ export class ContainerService {
       void l.exited.then((exit) => this.onExit(l, generation, exit));
       await this.o.runtime.start(id);
       rec.state = { ...rec.state, Status: transition(rec.state.Status, 'running', rec), Pid: pid, ExitCode: 0, Error: '', OOMKilled: false, StartedAt: nowISO() };
+      this.health.containerStarted(id);
       this.save(l);
       this.log.debug('container started', { id, pid });
       this.emit(rec, 'start');
     } catch (err) {
       l.generation++;
       if (created) await this.o.runtime.delete(id, { force: true }).catch(() => {});
-      this.cleanupRun(id);
+      await this.cleanupRun(id);
+      await this.o.network?.stop(id);
       const msg = err instanceof BerthError ? err.message : (err as Error).message;
       rec.state.Error = msg;
       rec.state.ExitCode = /not found|no such file/i.test(msg) ? 127 : /permission denied/i.test(msg) ? 126 : 128;
@@ -571,6 +619,10 @@ export class ContainerService {
     if (rec.hostConfig.Init) {
       mounts.push({ destination: INIT_PATH, type: 'bind', source: this.o.initBinary ?? DEFAULT_INIT_BINARY, options: ['bind', 'ro', 'nosuid', 'nodev'] });
     }
+    if (this.o.mounts) {
+      mounts.push(...this.o.mounts.ociMounts(rec.id, paths.rootfs(rec.id)));
+      return mounts;
+    }
     for (const b of rec.hostConfig.Binds ?? []) {
       const m = parseBind(b);
       mounts.push({ destination: m.destination, type: 'bind', source: m.source, options: ['rbind', m.readonly ? 'ro' : 'rw', 'rprivate'] });
@@ -579,11 +631,12 @@ export class ContainerService {
   }
 
   /** Unmounts the root filesystem and removes the bundle (the runtime record is gone already). */
-  private cleanupRun(id: string): void {
+  private async cleanupRun(id: string): Promise<void> {
+    this.o.mounts?.release(id);
     const bundle = this.o.paths.bundle(id);
     const rootfs = this.o.paths.rootfs(id);
     try {
-      unmountAll(rootfs);
+      await unmountAllAsync(rootfs);
     } catch (err) {
       this.log.warn('cannot unmount container rootfs', { id, error: (err as Error).message });
       return;
@@ -598,7 +651,7 @@ export class ContainerService {
         return;
       }
     }
-    fs.rmSync(bundle, { recursive: true, force: true });
+    await fs.promises.rm(bundle, { recursive: true, force: true });
   }
 
   // ---- exits, restart policies ----
@@ -621,7 +674,8 @@ export class ContainerService {
     await this.o.runtime.delete(id, { force: true }).catch((err) => {
       if (!isKind(err, 'NotFound')) this.log.warn('runtime delete failed', { id, error: (err as Error).message });
     });
-    this.cleanupRun(id);
+    await this.cleanupRun(id);
+    await this.o.network?.stop(id);
     for (const execId of l.execs) {
       const e = this.execs.get(execId);
       if (e && e.running) {
@@ -632,6 +686,7 @@ export class ContainerService {
     const startedAt = Date.parse(rec.state.StartedAt);
     const ranMs = exit.exitedAt.getTime() - (Number.isNaN(startedAt) ? exit.exitedAt.getTime() : startedAt);
     const restart = !l.removing && this.shouldRestart(rec, exit.exitCode);
+    this.health.containerStopped(id);
     rec.state = {
       ...rec.state,
       Status: transition(rec.state.Status, restart ? 'restarting' : 'exited', rec),
@@ -787,6 +842,7 @@ export class ContainerService {
       checkAction('pause', l.rec.state.Status, l.rec);
       await this.o.runtime.pause(l.rec.id);
       l.rec.state.Status = transition(l.rec.state.Status, 'paused', l.rec);
+      this.health.containerStopped(l.rec.id);
       this.save(l);
       this.emit(l.rec, 'pause');
     });
@@ -798,6 +854,7 @@ export class ContainerService {
       checkAction('unpause', l.rec.state.Status, l.rec);
       await this.o.runtime.resume(l.rec.id);
       l.rec.state.Status = transition(l.rec.state.Status, 'running', l.rec);
+      this.health.containerResumed(l.rec.id);
       this.save(l);
       this.emit(l.rec, 'unpause');
     });
@@ -830,6 +887,26 @@ export class ContainerService {
       throw err;
     }
     this.emit(l.rec, 'resize', { height: String(height), width: String(width) });
+  }
+
+  // ---- update ----
+
+  /** docker update: new limits (written into a running container's cgroups) and restart policy. */
+  async update(ref: string, req: UpdateRequest): Promise<{ Warnings: string[] }> {
+    const l = this.get(ref);
+    return l.lock(() => {
+      const rec = l.rec;
+      if (rec.state.Status === 'removing' || rec.state.Status === 'dead' || l.removing) throw conflict(`Cannot update container ${rec.id}: container is marked for removal and cannot be "update"`);
+      const next = mergeUpdate(rec.hostConfig, req);
+      next.RestartPolicy = validateRestartPolicy(next.RestartPolicy, false);
+      const warnings = dropUnsupported(next);
+      const live = rec.state.Status === 'running' || rec.state.Status === 'paused';
+      if (live) warnings.push(...applyLiveResources(this.cgroupsPath(rec.id), rec.hostConfig, next));
+      rec.hostConfig = next;
+      this.o.store.saveHostConfig(rec);
+      this.emit(rec, 'update');
+      return { Warnings: warnings };
+    });
   }
 
   // ---- wait ----
@@ -882,10 +959,13 @@ export class ContainerService {
           await this.o.runtime.delete(l.rec.id, { force: true }).catch((err) => {
             if (!isKind(err, 'NotFound')) throw err;
           });
-          this.cleanupRun(l.rec.id);
+          await this.cleanupRun(l.rec.id);
+          await this.o.network?.stop(l.rec.id);
           this.removeLayers(l.rec.id);
-          fs.rmSync(this.o.paths.dir(l.rec.id), { recursive: true, force: true });
+          // On the thread pool: on a busy disk, removing files waits on the journal.
+          await fs.promises.rm(this.o.paths.dir(l.rec.id), { recursive: true, force: true });
           this.o.store.delete(l.rec.id);
+          this.o.mounts?.forget(l.rec.id, { removeAnonymous: opts.volumes === true });
         } catch (err) {
           l.rec.state.Status = transition('removing', 'dead', l.rec);
           l.rec.state.Error = (err as Error).message;
@@ -893,6 +973,7 @@ export class ContainerService {
           throw systemError(`unable to remove container ${l.rec.id}: ${(err as Error).message}`, err);
         }
         this.live.delete(l.rec.id);
+        this.health.forget(l.rec.id);
         for (const execId of l.execs) this.execs.delete(execId);
         const result = { StatusCode: l.rec.state.ExitCode, Error: null };
         for (const w of [...l.nextExitWaiters.splice(0), ...l.notRunningWaiters.splice(0), ...l.removedWaiters.splice(0)]) w(result);
@@ -972,6 +1053,14 @@ export class ContainerService {
     l.execs.add(id);
     this.emit(l.rec, `exec_create: ${execCommand(req.Cmd)}`, { execID: id });
     return id;
+  }
+
+  /** Drops a finished exec's record (health probes: dockerd does not keep them either). */
+  forgetExec(id: string): void {
+    const e = this.execs.get(id);
+    if (!e) return;
+    this.execs.delete(id);
+    this.live.get(e.containerId)?.execs.delete(id);
   }
 
   getExec(id: string): ExecRecord {
@@ -1083,6 +1172,13 @@ export class ContainerService {
     };
   }
 
+  /** The container's recorded mounts (docker's Mounts in inspect; cp's view of volumes). */
+  mountPoints(ref: string): { api: object[]; records: MountPoint[] } | undefined {
+    const rec = this.record(ref);
+    if (!this.o.mounts) return undefined;
+    return { api: this.o.mounts.mountPoints(rec.id), records: this.o.mounts.records(rec.id) };
+  }
+
   /** Pauses for the duration of fn when asked and the container runs (commit --pause). */
   async withPaused<T>(ref: string, pause: boolean, fn: () => Promise<T>): Promise<T> {
     const l = this.get(ref);
@@ -1133,7 +1229,7 @@ export class ContainerService {
     if (s !== 'running' && s !== 'paused' && s !== 'restarting') {
       // Not running: make sure nothing of an earlier run is left mounted (crash mid-clean-up).
       if (this.o.runtime.list().includes(id)) await this.o.runtime.delete(id, { force: true }).catch(() => {});
-      this.cleanupRun(id);
+      await this.cleanupRun(id);
       return;
     }
     if (s === 'restarting') {
@@ -1162,6 +1258,8 @@ export class ContainerService {
     }
     rec.state.Status = found.status === 'paused' ? 'paused' : 'running';
     if (found.pid) rec.state.Pid = found.pid;
+    // As dockerd restores a live container: its health starts over (the log is kept).
+    if (rec.state.Status === 'running') this.health.containerStarted(id);
     this.save(l);
     const generation = ++l.generation;
     l.exited = this.o.runtime.onExit(id);
@@ -1171,6 +1269,7 @@ export class ContainerService {
   /** Stops watching; containers keep running (live restore). */
   close(): void {
     this.closed = true;
+    this.health.close();
     for (const l of this.live.values()) {
       if (l.restartTimer) clearTimeout(l.restartTimer);
       l.restartTimer = undefined;

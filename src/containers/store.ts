@@ -8,6 +8,8 @@
 import * as path from 'node:path';
 import type { DB, MetadataDB } from '../metadata/db';
 import type { ContainerState } from './state';
+import type { HealthConfig } from '../health/config';
+import type { HealthState } from '../health/state';
 
 /** docker's container Config (the subset berth acts on; unknown fields are kept as given). */
 export interface ContainerConfig {
@@ -31,6 +33,8 @@ export interface ContainerConfig {
   Labels: Record<string, string>;
   StopSignal?: string;
   StopTimeout?: number;
+  Healthcheck?: HealthConfig | null;
+  Shell?: string[] | null;
   [k: string]: unknown;
 }
 
@@ -71,6 +75,8 @@ export interface RunState {
   FinishedAt: string;
   /** `docker stop` (or kill through stop) happened: restart policies must not fire. */
   ManuallyStopped: boolean;
+  /** Present once the container ran with a health check (docker's State.Health). */
+  Health?: HealthState;
 }
 
 export const ZERO_TIME = '0001-01-01T00:00:00Z';
@@ -167,8 +173,21 @@ export class ContainerStore {
     }
   }
 
+  /** After docker update: the new limits and restart policy. */
+  saveHostConfig(c: ContainerRecord): void {
+    this.db.prepare('UPDATE containers SET host_config = ? WHERE id = ?').run(JSON.stringify(c.hostConfig), c.id);
+  }
+
   saveState(c: ContainerRecord): void {
     this.db.prepare('UPDATE containers SET state = ?, restart_count = ? WHERE id = ?').run(JSON.stringify(c.state), c.restartCount, c.id);
+  }
+
+  /** Several records' state in one transaction: one commit (one fsync) for all of them. */
+  saveStates(cs: ContainerRecord[]): void {
+    const update = this.db.prepare('UPDATE containers SET state = ? WHERE id = ?');
+    this.db.transaction(() => {
+      for (const c of cs) update.run(JSON.stringify(c.state), c.id);
+    })();
   }
 
   /** Renames; false when the new name is taken. */

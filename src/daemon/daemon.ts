@@ -7,6 +7,7 @@ import { mkdirp, writeFileAtomic } from '../common/fsutil';
 import type { Logger } from '../common/logger';
 import { MetadataDB } from '../metadata/db';
 import { ApiServer, type Listener } from '../api/server';
+import { apiSecurityFrom } from '../api/tls';
 import { Router, API_VERSION, MIN_API_VERSION } from '../api/router';
 import { systemRoutes, type SystemBackend } from '../api/routes/system';
 import type { DaemonConfig } from './config';
@@ -30,8 +31,16 @@ import { ensureCgroupsUsable } from '../runtime/cgroups';
 import { ContainerPaths, ContainerStore } from '../containers/store';
 import { ContainerService } from '../containers/service';
 import { ContainerApi } from '../containers/api';
+import { ContainerNetworkingBackend, ContainerNetworks, containerRegistry } from '../containers/networking';
 import { NetworkService, optionsFromDaemonConfig } from '../network/service';
 import { networkRoutes } from '../api/routes/networks';
+import { VolumeService } from '../volumes/service';
+import { volumeRoutes } from '../api/routes/volumes';
+import { MountStore } from '../containers/mounts';
+import { buildRoutes } from '../api/routes/build';
+import { BuildCache } from '../build/cache';
+import { Builder } from '../build/builder';
+import { ContainerBuildExecutor } from '../build/executor';
 
 export const BERTH_VERSION = '0.1.0';
 
@@ -44,6 +53,7 @@ export class Daemon implements SystemBackend {
   private distribution?: DistributionService;
   containers?: ContainerService;
   networks?: NetworkService;
+  volumes?: VolumeService;
   private containerApi?: ContainerApi;
   private server?: ApiServer;
   private listeners: Listener[] = [];
@@ -74,7 +84,12 @@ export class Daemon implements SystemBackend {
     this.networks = new NetworkService(this.meta, { dataRoot: cfg.dataRoot, execRoot: cfg.execRoot, log, ...optionsFromDaemonConfig(cfg.extra) });
     await this.networks.init();
     const containerPaths = new ContainerPaths(cfg.dataRoot, cfg.execRoot);
+    const containerNetworks = new ContainerNetworks(this.networks, containerPaths, log);
+    this.volumes = new VolumeService(this.meta, path.join(cfg.dataRoot, 'volumes'), log, this.events);
+    const containerMounts = new MountStore(this.meta, this.volumes, log);
+    this.volumes.setUsage(containerMounts);
     this.containers = new ContainerService({
+      mounts: containerMounts,
       paths: containerPaths,
       store: new ContainerStore(this.meta),
       images: this.images,
@@ -85,10 +100,14 @@ export class Daemon implements SystemBackend {
       cgroupParent: cfg.cgroupParent,
       log,
       events: this.events,
+      network: containerNetworks,
     });
     await this.containers.recover();
+    // Running containers keep their networking; what dead ones left is torn down.
+    await containerNetworks.reconcile(this.containers.all().filter((r) => ['running', 'paused', 'restarting'].includes(r.state.Status)).map((r) => r.id));
+    const containerNetworking = new ContainerNetworkingBackend(containerRegistry(this.containers), containerNetworks);
     this.images.setUsage(this.containers);
-    this.containerApi = new ContainerApi(this.containers, this.images, containerPaths);
+    this.containerApi = new ContainerApi(this.containers, this.images, containerPaths, containerNetworks);
 
     this.distribution = new DistributionService({
       images: this.images,
@@ -108,8 +127,10 @@ export class Daemon implements SystemBackend {
       .add(containerRoutes(this.containerApi))
       .add(execRoutes(this.containerApi))
       .add(eventRoutes(this.events))
-      .add(networkRoutes({ networks: this.networks }));
-    this.server = new ApiServer(router, log);
+      .add(volumeRoutes(this.volumes))
+      .add(networkRoutes({ networks: this.networks, containers: () => containerNetworking }))
+      .add(buildRoutes(this.buildBackend()));
+    this.server = new ApiServer(router, log, apiSecurityFrom(cfg));
     for (const h of cfg.hosts) this.listeners.push(await this.server.listen(h));
     writeFileAtomic(cfg.pidfile, `${process.pid}`);
     log.info('Daemon has completed initialization', { version: BERTH_VERSION, dataRoot: cfg.dataRoot });
@@ -131,6 +152,19 @@ export class Daemon implements SystemBackend {
     } catch {}
     this.lock?.release();
     this.log.info('Daemon shutdown complete');
+  }
+
+  /** The classic builder: RUN steps run as ordinary containers of the container service. */
+  private buildBackend(): Parameters<typeof buildRoutes>[0] {
+    const cache = new BuildCache(this.meta!);
+    const builder = new Builder({
+      images: this.images,
+      cache,
+      executor: new ContainerBuildExecutor(this.containers!, this.log),
+      tmpRoot: path.join(this.cfg.dataRoot, 'tmp', 'build'),
+      log: this.log,
+    });
+    return { build: (params, context, send, signal) => builder.build(params, context, send, signal), pruneCache: () => cache.prune() };
   }
 
   /** A stable identity for this data root, as dockerd's engine ID. */
@@ -261,7 +295,10 @@ export class Daemon implements SystemBackend {
       }));
     }
     if (want('container')) out.Containers = this.containerApi ? await this.containerApi.list({ all: true, limit: -1, size: true, filters: new Map() }) : [];
-    if (want('volume')) out.Volumes = [];
+    if (want('volume')) {
+      const vols = this.volumes;
+      out.Volumes = vols ? vols.all().map((v) => ({ ...v, UsageData: { Size: vols.usageOf(v.Name), RefCount: vols.inUse(v.Name).length } })) : [];
+    }
     if (want('build-cache')) out.BuildCache = [];
     return out;
   }

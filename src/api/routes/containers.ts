@@ -25,8 +25,12 @@ export interface ContainerBackend {
   stats(ctx: RequestContext, ref: string): Promise<void>;
   attach(ctx: RequestContext, ref: string): Promise<void>;
   export(ctx: RequestContext, ref: string): Promise<void>;
+  /** docker cp: HEAD stats a path, GET sends its tar, PUT extracts a tar into it. */
+  archive(ctx: RequestContext, ref: string, method: 'HEAD' | 'GET' | 'PUT'): Promise<void>;
   commit(ref: string, opts: { repo?: string; tag?: string; comment?: string; author?: string; pause: boolean; changes: string[]; config?: Record<string, unknown> }): Promise<object>;
   prune(filters: Filters): Promise<object>;
+  /** docker update: resources and restart policy; answers {"Warnings": [...]}. */
+  update(ref: string, body: Record<string, unknown>): Promise<object>;
 }
 
 const LIST_FILTERS = ['ancestor', 'before', 'expose', 'exited', 'health', 'id', 'isolation', 'is-task', 'label', 'name', 'network', 'publish', 'since', 'status', 'volume'];
@@ -139,12 +143,23 @@ export function containerRoutes(b: ContainerBackend): Route[] {
         sendNoContent(ctx);
       },
     },
+    {
+      method: 'POST',
+      path: '/containers/{id}/update',
+      handler: async (ctx) => {
+        const body = await readJSON<Record<string, unknown>>(ctx);
+        sendJSON(ctx, 200, await b.update(ctx.params.id, body ?? {}));
+      },
+    },
     { method: 'GET', path: '/containers/{id}/top', handler: async (ctx) => sendJSON(ctx, 200, await b.top(ctx.params.id, ctx.query.get('ps_args') ?? '')) },
     { method: 'GET', path: '/containers/{id}/changes', handler: async (ctx) => sendJSON(ctx, 200, await b.changes(ctx.params.id)) },
     { method: 'GET', path: '/containers/{id}/logs', handler: (ctx) => b.logs(ctx, ctx.params.id) },
     { method: 'GET', path: '/containers/{id}/stats', handler: (ctx) => b.stats(ctx, ctx.params.id) },
     { method: 'POST', path: '/containers/{id}/attach', handler: (ctx) => b.attach(ctx, ctx.params.id) },
     { method: 'GET', path: '/containers/{id}/export', handler: (ctx) => b.export(ctx, ctx.params.id) },
+    { method: 'HEAD', path: '/containers/{id}/archive', handler: (ctx) => b.archive(ctx, ctx.params.id, 'HEAD') },
+    { method: 'GET', path: '/containers/{id}/archive', handler: (ctx) => b.archive(ctx, ctx.params.id, 'GET') },
+    { method: 'PUT', path: '/containers/{id}/archive', handler: (ctx) => b.archive(ctx, ctx.params.id, 'PUT') },
     {
       method: 'POST',
       path: '/commit',
