@@ -21,7 +21,7 @@ import { ImageService } from '../images/service';
 import { ImageApi } from '../images/backend';
 import { imageRoutes } from '../api/routes/images';
 import { authRoutes } from '../api/routes/auth';
-import { DistributionService } from '../distribution/service';
+import type { DistributionService } from '../distribution/service';
 import { containerRoutes } from '../api/routes/containers';
 import { execRoutes } from '../api/routes/exec';
 import { eventRoutes } from '../api/routes/events';
@@ -38,9 +38,8 @@ import { VolumeService } from '../volumes/service';
 import { volumeRoutes } from '../api/routes/volumes';
 import { MountStore } from '../containers/mounts';
 import { buildRoutes } from '../api/routes/build';
-import { BuildCache } from '../build/cache';
-import { Builder } from '../build/builder';
-import { ContainerBuildExecutor } from '../build/executor';
+import type { BuildCache } from '../build/cache';
+import type { Builder } from '../build/builder';
 
 export const BERTH_VERSION = '0.1.0';
 
@@ -109,21 +108,10 @@ export class Daemon implements SystemBackend {
     this.images.setUsage(this.containers);
     this.containerApi = new ContainerApi(this.containers, this.images, containerPaths, containerNetworks);
 
-    this.distribution = new DistributionService({
-      images: this.images,
-      meta: this.meta,
-      log,
-      insecureRegistries: cfg.insecureRegistries,
-      registryMirrors: cfg.registryMirrors,
-      maxConcurrentDownloads: cfg.maxConcurrentDownloads,
-      maxConcurrentUploads: cfg.maxConcurrentUploads,
-      userAgent: `berth/${BERTH_VERSION}`,
-    });
-
     const router = new Router(log)
       .add(systemRoutes(this))
-      .add(imageRoutes(new ImageApi(this.images, this.distribution)))
-      .add(authRoutes(this.distribution))
+      .add(imageRoutes(new ImageApi(this.images, { pull: (ctx, p) => this.dist().pull(ctx, p), push: (ctx, n, p) => this.dist().push(ctx, n, p) })))
+      .add(authRoutes({ login: (auth) => this.dist().login(auth) }))
       .add(containerRoutes(this.containerApi))
       .add(execRoutes(this.containerApi))
       .add(eventRoutes(this.events))
@@ -154,17 +142,53 @@ export class Daemon implements SystemBackend {
     this.log.info('Daemon shutdown complete');
   }
 
-  /** The classic builder: RUN steps run as ordinary containers of the container service. */
+  /**
+   * The registry client, made on first use: an idle daemon does not load the distribution code
+   * (idle RSS is one of berth's targets).
+   */
+  private dist(): DistributionService {
+    if (!this.distribution) {
+      const { DistributionService } = require('../distribution/service') as typeof import('../distribution/service');
+      const cfg = this.cfg;
+      this.distribution = new DistributionService({
+        images: this.images,
+        meta: this.meta!,
+        log: this.log,
+        insecureRegistries: cfg.insecureRegistries,
+        registryMirrors: cfg.registryMirrors,
+        maxConcurrentDownloads: cfg.maxConcurrentDownloads,
+        maxConcurrentUploads: cfg.maxConcurrentUploads,
+        userAgent: `berth/${BERTH_VERSION}`,
+      });
+    }
+    return this.distribution;
+  }
+
+  /** The classic builder, made on first use; RUN steps run as ordinary containers. */
+  private builder?: { builder: Builder; cache: BuildCache };
+  private build(): { builder: Builder; cache: BuildCache } {
+    if (!this.builder) {
+      const { BuildCache } = require('../build/cache') as typeof import('../build/cache');
+      const { Builder } = require('../build/builder') as typeof import('../build/builder');
+      const { ContainerBuildExecutor } = require('../build/executor') as typeof import('../build/executor');
+      const cache = new BuildCache(this.meta!);
+      const builder = new Builder({
+        images: this.images,
+        cache,
+        executor: new ContainerBuildExecutor(this.containers!, this.log),
+        tmpRoot: path.join(this.cfg.dataRoot, 'tmp', 'build'),
+        log: this.log,
+      });
+      this.builder = { builder, cache };
+    }
+    return this.builder;
+  }
+
   private buildBackend(): Parameters<typeof buildRoutes>[0] {
-    const cache = new BuildCache(this.meta!);
-    const builder = new Builder({
-      images: this.images,
-      cache,
-      executor: new ContainerBuildExecutor(this.containers!, this.log),
-      tmpRoot: path.join(this.cfg.dataRoot, 'tmp', 'build'),
-      log: this.log,
-    });
-    return { build: (params, context, send, signal) => builder.build(params, context, send, signal), pruneCache: () => cache.prune() };
+    return {
+      build: (params, context, send, signal) => this.build().builder.build(params, context, send, signal),
+      pruneCache: () => this.build().cache.prune(),
+    };
   }
 
   /** A stable identity for this data root, as dockerd's engine ID. */
