@@ -11,6 +11,7 @@ PKGS=(
   zstd openssl curl                   # zstd layers (Node 20 has no zstd), TLS test certs, set-up checks
   netavark aardvark-dns               # container networking and DNS
   skopeo docker-registry              # registry interoperability tests and benchmarks
+  python3-docker docker-compose       # client compatibility tests (docker-py, compose v1)
   build-essential python3 ca-certificates git
 )
 
