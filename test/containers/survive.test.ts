@@ -36,10 +36,11 @@ async function until(what: string, fn: () => Promise<boolean> | boolean, ms = 15
   }
 }
 
-const N = 5;
+// The issue's own figure: berthd SIGKILLed while 20 containers run.
+const N = 20;
 
 test('containers survive a SIGKILLed berthd; exits meanwhile are noticed; then nothing leaks', async () => {
-  const names = Array.from({ length: N }, (_v, i) => `keep${i}`);
+  const names = Array.from({ length: N }, (_v, i) => `keep${i}`).sort();
   for (const n of names) await ok(['run', '-d', '--name', n, 'busybox', 'sh', '-c', `echo started-${n}; while true; do sleep 1; done`]);
   await ok(['run', '-d', '--name', 'quitter', 'busybox', 'sh', '-c', 'sleep 1; exit 5']);
   await ok(['run', '-d', '--rm', '--name', 'ephemeral', 'busybox', 'sleep', '1']);
