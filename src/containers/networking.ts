@@ -343,10 +343,12 @@ export class ContainerNetworks {
     if (req.ipv4Address && n.isDefaultBridge) throw invalidParameter('user specified IP address is supported on user defined networks only');
     if (req.aliases && n.isDefaultBridge) throw invalidParameter('network-scoped aliases are supported only for containers in user defined networks');
     const eps = this.endpoints(rec.id);
-    const already = running
-      ? this.net.sandbox(rec.id)?.networks[n.name] !== undefined
-      : this.networkRef(mode)?.id === n.id || Object.keys(eps).some((k) => this.networkRef(k)?.id === n.id);
-    if (already) throw forbidden(`endpoint with name ${rec.name} already exists in network ${n.name}`);
+    if (running && this.net.sandbox(rec.id)?.networks[n.name] !== undefined) throw forbidden(`endpoint with name ${rec.name} already exists in network ${n.name}`);
+    // Like docker, connecting a stopped container to a network whose endpoint it already has is a
+    // no-op. Its primary network without a recorded endpoint (never configured, or dropped by a
+    // disconnect) takes the new request: docker-compose disconnects and reconnects a created
+    // container's network to set its aliases.
+    if (!running && Object.keys(eps).some((k) => this.networkRef(k)?.id === n.id)) return;
     if (running) {
       await this.net.connectSandbox(rec.id, n.id, req);
       this.refreshFiles(rec.id);

@@ -389,7 +389,10 @@ export class ContainerService {
       DnsSearch: hc.DnsSearch ?? [],
       ExtraHosts: hc.ExtraHosts ?? null,
       ConsoleSize: hc.ConsoleSize ?? [0, 0],
-      LogConfig: { Type: 'k8s-file', Config: {} },
+      // Reported as Docker's default driver (what /info says too): clients such as docker-py only
+      // read logs back from containers whose driver they know to be readable. The file itself is
+      // conmon's k8s-file format, which the logs endpoint reads.
+      LogConfig: { Type: 'json-file', Config: {} },
     };
     const rec: ContainerRecord = {
       id,

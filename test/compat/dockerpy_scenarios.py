@@ -1,0 +1,148 @@
+"""docker-py scenarios run against a berthd by test/compat/dockerpy.test.ts.
+
+Usage: dockerpy_scenarios.py <scenario> [workdir]. DOCKER_HOST points at the daemon. Each scenario
+drives the real docker-py client and prints one JSON object of what it observed on stdout; the
+Node test asserts on it, so that a failure shows the client's own exception text.
+"""
+import datetime
+import json
+import os
+import sys
+import time
+
+import docker
+
+
+def client():
+    return docker.DockerClient(base_url=os.environ["DOCKER_HOST"], version="auto", timeout=60)
+
+
+def system():
+    c = client()
+    env_client = docker.from_env()
+    return {
+        "ping": c.ping(),
+        "from_env_ping": env_client.ping(),
+        "version": c.version(),
+        "info_keys": sorted(c.info().keys()),
+        "api_version": c.api.api_version,
+    }
+
+
+def images():
+    c = client()
+    listed = [t for i in c.images.list() for t in i.tags]
+    img = c.images.get("busybox")
+    tagged = img.tag("compat/tagged", "v1")
+    after_tag = c.images.get("compat/tagged:v1").id
+    c.images.remove("compat/tagged:v1")
+    try:
+        c.images.get("compat/tagged:v1")
+        gone = False
+    except docker.errors.ImageNotFound:
+        gone = True
+    return {"listed": listed, "id": img.id, "tagged": tagged, "same_id": after_tag == img.id, "gone": gone}
+
+
+def run_output():
+    c = client()
+    out = c.containers.run("busybox", "echo hi", remove=True)
+    return {"output": out.decode()}
+
+
+def detached():
+    c = client()
+    ctr = c.containers.run("busybox", ["sh", "-c", "echo started; while true; do sleep 1; done"], detach=True, name="compat-detached")
+    deadline = time.time() + 15
+    logs = b""
+    while time.time() < deadline:
+        logs = ctr.logs()
+        if b"started" in logs:
+            break
+        time.sleep(0.2)
+    ctr.reload()
+    status_running = ctr.status
+    ok = ctr.exec_run(["sh", "-c", "echo from-exec; exit 0"])
+    bad = ctr.exec_run(["sh", "-c", "echo oops >&2; exit 3"])
+    ctr.stop(timeout=1)
+    ctr.reload()
+    status_stopped = ctr.status
+    ctr.remove()
+    remaining = [x.name for x in c.containers.list(all=True)]
+    return {
+        "logs": logs.decode(),
+        "running": status_running,
+        "exec_ok": [ok.exit_code, ok.output.decode()],
+        "exec_bad": [bad.exit_code, bad.output.decode()],
+        "stopped": status_stopped,
+        "remaining": remaining,
+    }
+
+
+def build(workdir):
+    c = client()
+    with open(os.path.join(workdir, "Dockerfile"), "w") as f:
+        f.write(
+            "FROM busybox AS builder\n"
+            "RUN mkdir /out && echo built-in-stage-one > /out/greeting\n"
+            "COPY hello.txt /out/hello.txt\n"
+            "FROM busybox\n"
+            "COPY --from=builder /out/ /app/\n"
+            'CMD ["sh", "-c", "cat /app/greeting /app/hello.txt"]\n'
+        )
+    with open(os.path.join(workdir, "hello.txt"), "w") as f:
+        f.write("hello-from-context\n")
+    image, log = c.images.build(path=workdir, tag="compat/multistage:latest", rm=True)
+    stream = "".join(chunk.get("stream", "") for chunk in log)
+    out = c.containers.run("compat/multistage:latest", remove=True)
+    return {"tags": image.tags, "stream": stream, "output": out.decode()}
+
+
+def networks():
+    c = client()
+    net = c.networks.create("compat-net", driver="bridge")
+    listed = [n.name for n in c.networks.list()]
+    got = c.networks.get(net.id).name
+    net.remove()
+    after = [n.name for n in c.networks.list()]
+    return {"listed": listed, "got": got, "after": after}
+
+
+def volumes():
+    c = client()
+    vol = c.volumes.create("compat-vol", labels={"compat": "yes"})
+    listed = [v.name for v in c.volumes.list()]
+    labels = c.volumes.get("compat-vol").attrs.get("Labels")
+    vol.remove()
+    after = [v.name for v in c.volumes.list()]
+    return {"listed": listed, "labels": labels, "after": after}
+
+
+def events():
+    c = client()
+    since = datetime.datetime.utcnow() - datetime.timedelta(seconds=2)
+    c.containers.run("busybox", "true", name="compat-events", remove=True)
+    until = datetime.datetime.utcnow() + datetime.timedelta(seconds=2)
+    seen = []
+    started = time.time()
+    for ev in c.events(since=since, until=until, decode=True, filters={"type": "container", "container": "compat-events"}):
+        seen.append(ev.get("Action") or ev.get("status"))
+    return {"actions": seen, "seconds": time.time() - started}
+
+
+SCENARIOS = {
+    "system": system,
+    "images": images,
+    "run_output": run_output,
+    "detached": detached,
+    "build": build,
+    "networks": networks,
+    "volumes": volumes,
+    "events": events,
+}
+
+if __name__ == "__main__":
+    name = sys.argv[1]
+    fn = SCENARIOS[name]
+    result = fn(sys.argv[2]) if len(sys.argv) > 2 else fn()
+    print(json.dumps(result))
