@@ -58,12 +58,14 @@ const FLAGS: (FlagSpec & { key: string })[] = [
   { name: 'tlskey', type: 'string', key: 'tlskey', description: 'Path to TLS key file' },
   { name: 'insecure-tcp-exposes-root', type: 'bool', key: 'insecure-tcp-exposes-root', description: 'Allow a tcp:// listener without --tlsverify (gives root to anyone who can connect)' },
   { name: 'storage-driver', short: 's', type: 'string', key: 'storage-driver', description: 'Storage driver to use (overlay2)' },
+  { name: 'bip', type: 'string', key: 'bip', description: 'Specify default-bridge IP (CIDR)' },
+  { name: 'bridge', short: 'b', type: 'string', key: 'bridge', description: 'Attach containers to a network bridge' },
   { name: 'help', type: 'bool', key: '', description: 'Print usage' },
   { name: 'version', short: 'v', type: 'bool', key: '', description: 'Print version information and quit' },
 ];
 
 /** daemon.json keys berthd accepts beyond those that have flags (later subsystems read them). */
-const FILE_ONLY_KEYS = ['runtimes', 'log-driver', 'log-opts', 'bip', 'bridge', 'dns', 'dns-search', 'default-address-pools',
+const FILE_ONLY_KEYS = ['runtimes', 'log-driver', 'log-opts', 'dns', 'dns-search', 'default-address-pools',
   'userns-remap', 'tls', 'features', 'experimental', 'live-restore', 'labels',
   'default-ulimits', 'seccomp-profile', 'no-new-privileges', 'ip-forward', 'iptables', 'ipv6', 'mtu', 'group'];
 
@@ -124,6 +126,11 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
 
   const extra: Record<string, unknown> = {};
   for (const k of FILE_ONLY_KEYS) if (k in file && k !== 'runtimes') extra[k] = file[k];
+  // Settings with flags that only later subsystems read travel in extra too (the network service).
+  for (const k of ['bip', 'bridge']) {
+    const v = pick<string | undefined>(k, k, undefined);
+    if (v !== undefined) extra[k] = v;
+  }
 
   return {
     hosts: hosts.length > 0 ? hosts : [DEFAULT_SOCKET],
