@@ -27,6 +27,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { setupDaemon, type CtrEnv } from '../test/containers/fixtures';
 import { cgroupDirsOf, mountsUnder, pidsMentioning, rmCgroupTree } from '../test/helpers/cleanup';
+import { log, median, printTable, ratio, sleep, verdict, type Row } from './lib';
 
 /** The client for berth and the classic builder; docker.io's /usr/bin/docker must not replace it. */
 const DOCKER_CLI = '/usr/local/bin/docker';
@@ -87,20 +88,6 @@ function writeContext(dir: string): void {
 
 // ---- helpers --------------------------------------------------------------------------------
 
-function log(msg: string): void {
-  process.stderr.write(`[bench] ${msg}\n`);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
 const sec = (s: number): string => `${s.toFixed(3)} s`;
 const list = (xs: number[]): string => xs.map((t) => t.toFixed(3)).join('/');
 
@@ -143,26 +130,6 @@ function ping(socket: string): Promise<boolean> {
     req.end();
   });
 }
-
-interface Row {
-  figure: string;
-  value: string;
-  baseline: string;
-  ratio: string;
-  target: string;
-  result: string;
-}
-
-function printTable(title: string, rows: Row[]): void {
-  const header = ['figure', 'value', 'baseline', 'ratio', 'target', 'result'];
-  const cells = rows.map((r) => [r.figure, r.value, r.baseline, r.ratio, r.target, r.result]);
-  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
-  const line = (c: string[]): string => c.map((s, i) => s.padEnd(widths[i])).join('  ').trimEnd();
-  process.stdout.write(`\n${title}\n${line(header)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}\n${cells.map(line).join('\n')}\n`);
-}
-
-const verdict = (ok: boolean): string => (ok ? 'PASS' : 'MISS');
-const ratio = (a: number, b: number): string => (b > 0 && Number.isFinite(a / b) ? `${(a / b).toFixed(2)}x` : '-');
 
 // ---- engines --------------------------------------------------------------------------------
 

@@ -23,8 +23,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { berth, destroyDaemon, docker, startDaemon, type TestDaemon } from '../test/helpers/daemon';
 import { busyboxTar, importBusybox } from '../test/containers/fixtures';
-
-const MiB = 1 << 20;
+import { log, median, MiB, parseArgs, pool, printTable, ratio, sleep, timed, verdict, type Row } from './lib';
 
 interface Options {
   /** Containers in the start/ps/memory steps. */
@@ -40,47 +39,19 @@ interface Options {
 
 function parseOptions(argv: string[]): Options {
   const opts: Options = { count: 50, parallel: 8, runs: 7, outputBytes: 200_000_000, compare: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const value = (): number => {
-      const v = argv[++i];
-      if (v === undefined || !(Number(v) > 0)) throw new Error(`${a} needs a positive number`);
-      return Number(v);
-    };
+  parseArgs(argv, 'usage: node dist/bench/containers.js [--count N] [--parallel N] [--runs N] [--output-mb N] [--compare]', (a, value) => {
     if (a === '--count') opts.count = value();
     else if (a === '--parallel') opts.parallel = value();
     else if (a === '--runs') opts.runs = value();
     else if (a === '--output-mb') opts.outputBytes = value() * 1_000_000;
     else if (a === '--compare') opts.compare = true;
-    else if (a === '-h' || a === '--help') {
-      process.stdout.write('usage: node dist/bench/containers.js [--count N] [--parallel N] [--runs N] [--output-mb N] [--compare]\n');
-      process.exit(0);
-    } else throw new Error(`unknown argument ${a}`);
-  }
+    else return false;
+    return true;
+  });
   return opts;
 }
 
 // ---- helpers --------------------------------------------------------------------------------
-
-function log(msg: string): void {
-  process.stderr.write(`[bench] ${msg}\n`);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-async function timed<T>(fn: () => Promise<T>): Promise<{ seconds: number; value: T }> {
-  const start = process.hrtime.bigint();
-  const value = await fn();
-  return { seconds: Number(process.hrtime.bigint() - start) / 1e9, value };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
 
 const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
 const ms = (s: number): string => `${(s * 1000).toFixed(1)} ms`;
@@ -150,35 +121,6 @@ function processes(): ProcInfo[] {
   }
   return out;
 }
-
-/** Runs fn over items with at most `limit` in flight. */
-async function pool<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) await fn(items[next++]);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-}
-
-interface Row {
-  figure: string;
-  value: string;
-  baseline: string;
-  ratio: string;
-  target: string;
-  result: string;
-}
-
-function printTable(title: string, rows: Row[]): void {
-  const header = ['figure', 'value', 'baseline', 'ratio', 'target', 'result'];
-  const cells = rows.map((r) => [r.figure, r.value, r.baseline, r.ratio, r.target, r.result]);
-  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
-  const line = (c: string[]): string => c.map((s, i) => s.padEnd(widths[i])).join('  ').trimEnd();
-  process.stdout.write(`\n${title}\n${line(header)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}\n${cells.map(line).join('\n')}\n`);
-}
-
-const verdict = (ok: boolean): string => (ok ? 'PASS' : 'MISS');
-const ratio = (a: number, b: number): string => (b > 0 && Number.isFinite(a / b) ? `${(a / b).toFixed(2)}x` : '-');
 
 // ---- the floor: bare crun -------------------------------------------------------------------
 

@@ -12,13 +12,11 @@
 // and nothing is deleted until the end (ext4 is slow to create files right after freeing many).
 //
 // Run: `npx tsc -p tsconfig.json && node dist/bench/cp.js` (as root; see bench/README.md).
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { setupDaemon, type CtrEnv } from '../test/containers/fixtures';
-
-const MiB = 1 << 20;
+import { best, log, MiB, parseArgs, printTable, runMain, sync, timed, verdict, withDaemon, type Row } from './lib';
 
 interface Options {
   mb: number;
@@ -28,32 +26,14 @@ interface Options {
 
 function parseOptions(argv: string[]): Options {
   const opts: Options = { mb: 1024, files: 20_000, runs: 1 };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const value = (): number => {
-      const v = argv[++i];
-      if (v === undefined || !(Number(v) > 0)) throw new Error(`${a} needs a positive number`);
-      return Number(v);
-    };
+  parseArgs(argv, 'usage: node dist/bench/cp.js [--mb N] [--files N] [--runs N]', (a, value) => {
     if (a === '--mb') opts.mb = value();
     else if (a === '--files') opts.files = value();
     else if (a === '--runs') opts.runs = value();
-    else if (a === '-h' || a === '--help') {
-      process.stdout.write('usage: node dist/bench/cp.js [--mb N] [--files N] [--runs N]\n');
-      process.exit(0);
-    } else throw new Error(`unknown argument ${a}`);
-  }
+    else return false;
+    return true;
+  });
   return opts;
-}
-
-function log(msg: string): void {
-  process.stderr.write(`[bench] ${msg}\n`);
-}
-
-async function timed<T>(fn: () => Promise<T>): Promise<{ seconds: number; value: T }> {
-  const start = process.hrtime.bigint();
-  const value = await fn();
-  return { seconds: Number(process.hrtime.bigint() - start) / 1e9, value };
 }
 
 /** Runs a command (a shell pipeline through sh -c), failing loudly. */
@@ -70,23 +50,6 @@ function exec(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; time
       else reject(new Error(`${cmd} ${args.join(' ')} exited ${code ?? signal}: ${err.slice(0, 800)}`));
     });
   });
-}
-
-interface Row {
-  figure: string;
-  value: string;
-  baseline: string;
-  ratio: string;
-  target: string;
-  result: string;
-}
-
-function printTable(title: string, rows: Row[]): void {
-  const header = ['figure', 'value', 'baseline', 'ratio', 'target', 'result'];
-  const cells = rows.map((r) => [r.figure, r.value, r.baseline, r.ratio, r.target, r.result]);
-  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
-  const line = (c: string[]): string => c.map((s, i) => s.padEnd(widths[i])).join('  ').trimEnd();
-  process.stdout.write(`\n${title}\n${line(header)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}\n${cells.map(line).join('\n')}\n`);
 }
 
 /** Generates the tree; returns its file count and byte total. */
@@ -127,10 +90,6 @@ function census(root: string): { files: number; bytes: number } {
   return { files, bytes };
 }
 
-function sync(): void {
-  execFileSync('sync');
-}
-
 async function tarCopy(from: string, to: string): Promise<number> {
   fs.mkdirSync(to, { recursive: true });
   sync();
@@ -140,15 +99,7 @@ async function tarCopy(from: string, to: string): Promise<number> {
 
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
-  let env: CtrEnv | undefined;
-  const onSignal = (): void => {
-    void (env?.cleanup() ?? Promise.resolve()).finally(() => process.exit(130));
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  try {
-    log('starting berthd');
-    env = await setupDaemon('bench-cp');
+  await withDaemon('bench-cp', {}, async (env) => {
     // Everything lives in the daemon's temp dir (so on the same file system as its data root,
     // and removed by its cleanup).
     const dir = path.join(env.d.dir, 'bench');
@@ -156,7 +107,7 @@ async function main(): Promise<void> {
     log(`generating ${opts.files} files, ${opts.mb} MB, in ${src}`);
     const tree = makeTree(src, opts.files, opts.mb * MiB);
     const dk = async (args: string[]): Promise<void> => {
-      const r = await env!.docker(args, { timeoutMs: 1_800_000 });
+      const r = await env.docker(args, { timeoutMs: 1_800_000 });
       if (r.code !== 0) throw new Error(`docker ${args.join(' ')}: ${r.stderr}`);
     };
     await dk(['run', '-d', '--name', 'cpbench', '--network', 'none', 'busybox', 'sleep', '1000000']);
@@ -193,21 +144,15 @@ async function main(): Promise<void> {
       }
     }
 
-    const best = (xs: number[]): number => Math.min(...xs);
     const mbps = (s: number): string => `${(tree.bytes / MiB / s).toFixed(0)} MB/s (${s.toFixed(2)} s)`;
     const row = (figure: string, cp: number, base: number): Row => ({
-      figure, value: mbps(cp), baseline: `tar|tar ${mbps(base)}`, ratio: `${(base / cp).toFixed(2)}x`, target: '>= 0.70x', result: base / cp >= 0.7 ? 'PASS' : 'MISS',
+      figure, value: mbps(cp), baseline: `tar|tar ${mbps(base)}`, ratio: `${(base / cp).toFixed(2)}x`, target: '>= 0.70x', result: verdict(base / cp >= 0.7),
     });
     printTable(`docker cp of ${tree.files} files, ${(tree.bytes / MiB).toFixed(0)} MB (best of ${opts.runs}; ratio = share of tar's speed)`, [
       row('docker cp into a running container', best(cpIn), best(tarIn)),
       row('docker cp out of a running container', best(cpOut), best(tarOut)),
     ]);
-  } finally {
-    await env?.cleanup();
-  }
+  });
 }
 
-main().catch((err) => {
-  process.stderr.write(`${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
-  process.exit(1);
-});
+runMain(main);

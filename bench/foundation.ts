@@ -15,8 +15,7 @@ import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { destroyDaemon, startDaemon, type TestDaemon } from '../test/helpers/daemon';
-
-const MiB = 1 << 20;
+import { log, MiB, sleep, sync } from './lib';
 
 interface Options {
   /** Total bytes of file data in the generated layer. */
@@ -241,15 +240,6 @@ async function loadBody(data: DataSet, label: string, tag: string): Promise<Part
 
 // ---- measuring ------------------------------------------------------------------------------
 
-function log(msg: string): void {
-  process.stderr.write(`[bench] ${msg}\n`);
-}
-
-/** Flushes dirty pages of earlier steps, so that their writeback does not land on the next one. */
-function syncAll(): void {
-  execFileSync('sync');
-}
-
 async function timed(fn: () => Promise<void>): Promise<number> {
   const start = process.hrtime.bigint();
   await fn();
@@ -339,10 +329,6 @@ async function bareNodeRss(idleSeconds: number): Promise<number> {
   }
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
 interface Row {
   figure: string;
   value: string;
@@ -387,11 +373,11 @@ async function main(): Promise<void> {
     for (let i = 0; i < opts.runs; i++) {
       const dest = path.join(d.dir, `tar-x-${i}`);
       fs.mkdirSync(dest);
-      syncAll();
+      sync();
       times.tar.push(await timed(async () => { cpu.tar.push(await runTarExtract(data.layerTar, dest)); }));
 
       const imp = importBody(data, `import-${i}`);
-      syncAll();
+      sync();
       times.import.push(await timed(async () => {
         cpu.import.push(await daemonCpu(async () => {
           checkResponse('import', await post(socket, `/images/create?fromSrc=-&repo=bench/imported&tag=run${i}`, imp));
@@ -399,7 +385,7 @@ async function main(): Promise<void> {
       }));
 
       const load = await loadBody(data, `load-${i}`, `bench/loaded:run${i}`);
-      syncAll();
+      sync();
       times.load.push(await timed(async () => {
         cpu.load.push(await daemonCpu(async () => {
           checkResponse('load', await post(socket, '/images/load?quiet=1', load));

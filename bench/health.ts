@@ -22,6 +22,7 @@ import * as path from 'node:path';
 import { api, destroyDaemon, startDaemon, type TestDaemon } from '../test/helpers/daemon';
 import { importBusybox } from '../test/containers/fixtures';
 import { mountsUnder } from '../test/helpers/cleanup';
+import { pool } from './lib';
 
 interface Options {
   count: number;
@@ -92,13 +93,6 @@ function selfChildrenCpuMs(): number {
   return ((Number(f[13]) + Number(f[14])) * 1000) / CLK_TCK;
 }
 
-async function mapLimit<T>(items: T[], limit: number, fn: (t: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) await fn(items[next++]);
-  }));
-}
-
 /** Counts exec_die events while it runs. */
 function countExecDies(d: TestDaemon): { count(): number; stop(): void } {
   let n = 0;
@@ -140,7 +134,7 @@ async function main(): Promise<void> {
 
     console.log(`starting ${o.count} containers probing \`true\` every ${o.intervalMs} ms ...`);
     const ids: string[] = [];
-    await mapLimit(Array.from({ length: o.count }, (_v, i) => i), 4, async (i) => {
+    await pool(Array.from({ length: o.count }, (_v, i) => i), 4, async (i) => {
       const c = await api(d!.socket, 'POST', `/containers/create?name=hb${i}`, {
         Image: 'busybox', Cmd: ['sleep', '100000'],
         Healthcheck: { Test: ['CMD', 'true'], Interval: o.intervalMs * 1e6, Retries: 3 },

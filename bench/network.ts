@@ -16,8 +16,8 @@
 // Run: `npx tsc -p tsconfig.json && node dist/bench/network.js` (as root; see bench/README.md).
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
-import { setupDaemon, testSubnet, type CtrEnv } from '../test/containers/fixtures';
+import { testSubnet } from '../test/containers/fixtures';
+import { best, freePort, log, median, parseArgs, printTable, sleep, timed, verdict, withDaemon, runMain, type Row } from './lib';
 
 interface Options {
   runs: number;
@@ -27,62 +27,16 @@ interface Options {
 
 function parseOptions(argv: string[]): Options {
   const opts: Options = { runs: 7, throughputRuns: 3, mb: 1000 };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const value = (): number => {
-      const v = argv[++i];
-      if (v === undefined || !(Number(v) > 0)) throw new Error(`${a} needs a positive number`);
-      return Number(v);
-    };
+  parseArgs(argv, 'usage: node dist/bench/network.js [--runs N] [--throughput-runs N] [--mb N]', (a, value) => {
     if (a === '--runs') opts.runs = value();
     else if (a === '--throughput-runs') opts.throughputRuns = value();
     else if (a === '--mb') opts.mb = value();
-    else if (a === '-h' || a === '--help') {
-      process.stdout.write('usage: node dist/bench/network.js [--runs N] [--throughput-runs N] [--mb N]\n');
-      process.exit(0);
-    } else throw new Error(`unknown argument ${a}`);
-  }
+    else return false;
+    return true;
+  });
   return opts;
 }
 
-function log(msg: string): void {
-  process.stderr.write(`[bench] ${msg}\n`);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-async function timed<T>(fn: () => Promise<T>): Promise<{ seconds: number; value: T }> {
-  const start = process.hrtime.bigint();
-  const value = await fn();
-  return { seconds: Number(process.hrtime.bigint() - start) / 1e9, value };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
-interface Row {
-  figure: string;
-  value: string;
-  baseline: string;
-  ratio: string;
-  target: string;
-  result: string;
-}
-
-function printTable(title: string, rows: Row[]): void {
-  const header = ['figure', 'value', 'baseline', 'ratio', 'target', 'result'];
-  const cells = rows.map((r) => [r.figure, r.value, r.baseline, r.ratio, r.target, r.result]);
-  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
-  const line = (c: string[]): string => c.map((s, i) => s.padEnd(widths[i])).join('  ').trimEnd();
-  process.stdout.write(`\n${title}\n${line(header)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}\n${cells.map(line).join('\n')}\n`);
-}
-
-const verdict = (ok: boolean): string => (ok ? 'PASS' : 'MISS');
 const ms = (s: number): string => `${(s * 1000).toFixed(0)} ms`;
 
 /** Runs a command; resolves with its exit code and output. */
@@ -98,18 +52,6 @@ function run(cmd: string, args: string[], timeoutMs = 300_000): Promise<{ code: 
     p.on('close', (code) => {
       clearTimeout(timer);
       resolve({ code: code ?? -1, stdout, stderr });
-    });
-  });
-}
-
-/** A port on 127.0.0.1 that was free a moment ago (busybox nc takes a number, not a socket). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
     });
   });
 }
@@ -160,16 +102,7 @@ function parseElapsed(stderr: string): number {
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
   const userNet = testSubnet();
-  let env: CtrEnv | undefined;
-  const onSignal = (): void => {
-    void (env?.cleanup() ?? Promise.resolve()).finally(() => process.exit(130));
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  try {
-    log('starting berthd');
-    env = await setupDaemon('bench-net', { subnets: [userNet.subnet] });
-    const e = env;
+  await withDaemon('bench-net', { subnets: [userNet.subnet] }, async (e) => {
     const dk = async (args: string[]): Promise<string> => {
       const r = await e.docker(args, { timeoutMs: 300_000 });
       if (r.code !== 0) throw new Error(`docker ${args.join(' ')}: ${r.stderr}`);
@@ -270,7 +203,6 @@ async function main(): Promise<void> {
     const none = median(noneRun);
     const plain = median(startPlain);
     const pub = median(startPublished);
-    const best = (xs: number[]): number => Math.min(...xs);
     const mbps = (s: number): number => opts.mb / s;
     const lo = mbps(best(loopback));
     const cc = mbps(best(c2c));
@@ -282,12 +214,7 @@ async function main(): Promise<void> {
       { figure: 'TCP host -> published port (127.0.0.1)', value: `${hp.toFixed(0)} MB/s`, baseline: `host loopback ${lo.toFixed(0)} MB/s`, ratio: `${(hp / lo).toFixed(2)}x`, target: '>= 0.50x (provisional)', result: verdict(hp / lo >= 0.5) },
     ];
     printTable(`network (set-up: median of ${opts.runs}; throughput: best of ${opts.throughputRuns}, ${opts.mb} MB each, busybox dd | nc)`, rows);
-  } finally {
-    await env?.cleanup();
-  }
+  });
 }
 
-main().catch((err) => {
-  process.stderr.write(`${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
-  process.exit(1);
-});
+runMain(main);

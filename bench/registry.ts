@@ -18,7 +18,6 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -27,8 +26,7 @@ import * as zlib from 'node:zlib';
 import * as tar from 'tar-stream';
 import { BERTH } from '../test/helpers/daemon';
 import { setupDaemon, type CtrEnv } from '../test/containers/fixtures';
-
-const MiB = 1 << 20;
+import { best, freePort, log, MiB, parseArgs, printTable, ratio, runMain, sleep, sync, timed, verdict, type Row } from './lib';
 
 interface Options {
   bigMB: number;
@@ -39,43 +37,19 @@ interface Options {
 
 function parseOptions(argv: string[]): Options {
   const opts: Options = { bigMB: 256, smallLayers: 200, runs: 1, compare: true };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const value = (): number => {
-      const v = argv[++i];
-      if (v === undefined || !(Number(v) > 0)) throw new Error(`${a} needs a positive number`);
-      return Number(v);
-    };
+  parseArgs(argv, 'usage: node dist/bench/registry.js [--big-mb N] [--layers N] [--runs N] [--no-compare]', (a, value) => {
     if (a === '--big-mb') opts.bigMB = value();
     else if (a === '--layers') opts.smallLayers = value();
     else if (a === '--runs') opts.runs = value();
     else if (a === '--compare') opts.compare = true;
     else if (a === '--no-compare') opts.compare = false;
-    else if (a === '-h' || a === '--help') {
-      process.stdout.write('usage: node dist/bench/registry.js [--big-mb N] [--layers N] [--runs N] [--no-compare]\n');
-      process.exit(0);
-    } else throw new Error(`unknown argument ${a}`);
-  }
+    else return false;
+    return true;
+  });
   return opts;
 }
 
 // ---- helpers --------------------------------------------------------------------------------
-
-function log(msg: string): void {
-  process.stderr.write(`[bench] ${msg}\n`);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-async function timed<T>(fn: () => Promise<T>): Promise<{ seconds: number; value: T }> {
-  const start = process.hrtime.bigint();
-  const value = await fn();
-  return { seconds: Number(process.hrtime.bigint() - start) / 1e9, value };
-}
-
-const best = (xs: number[]): number => Math.min(...xs);
 
 /** Runs a command, failing loudly; resolves with its stdout. */
 function exec(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<string> {
@@ -95,39 +69,8 @@ function exec(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; time
   });
 }
 
-interface Row {
-  figure: string;
-  value: string;
-  baseline: string;
-  ratio: string;
-  target: string;
-  result: string;
-}
-
-function printTable(title: string, rows: Row[]): void {
-  const header = ['figure', 'value', 'baseline', 'ratio', 'target', 'result'];
-  const cells = rows.map((r) => [r.figure, r.value, r.baseline, r.ratio, r.target, r.result]);
-  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
-  const line = (c: string[]): string => c.map((s, i) => s.padEnd(widths[i])).join('  ').trimEnd();
-  process.stdout.write(`\n${title}\n${line(header)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}\n${cells.map(line).join('\n')}\n`);
-}
-
-const verdict = (ok: boolean): string => (ok ? 'PASS' : 'MISS');
-const ratio = (a: number, b: number): string => (b > 0 && Number.isFinite(a / b) ? `${(a / b).toFixed(2)}x` : '-');
 const sec = (s: number): string => (Number.isFinite(s) ? `${s.toFixed(2)} s` : '-');
 const rate = (bytes: number, s: number): string => (Number.isFinite(s) ? `${(bytes / MiB / s).toFixed(0)} MB/s` : '-');
-
-/** A port on 127.0.0.1 that was free a moment ago (the registries take an address, not a socket). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function waitForHttp(url: string, proc: ChildProcess, output: () => string): Promise<void> {
   const deadline = Date.now() + 20_000;
@@ -407,10 +350,6 @@ interface Engine {
   pull(image: GeneratedImage, host: string): Promise<number>;
 }
 
-function sync(): void {
-  execFileSync('sync');
-}
-
 function berthEngine(env: CtrEnv): Engine {
   const dockerOk = async (args: string[]): Promise<string> => {
     const r = await env.docker(args, { timeoutMs: 600_000 });
@@ -597,7 +536,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err) => {
-  process.stderr.write(`${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
-  process.exit(1);
-});
+runMain(main);

@@ -83,3 +83,43 @@ export function inspectCommand(print: (ctx: CommandContext, objects: unknown[], 
     },
   };
 }
+
+/**
+ * Runs fn for each name in turn, as docker's rm-style commands do: a daemon error is printed and
+ * makes the exit status 1, and the names after it still run. `ignore` picks daemon errors that
+ * are not failures at all (rm -f of something already gone). Any other error is thrown.
+ */
+export async function forEachName(ctx: CommandContext, names: string[], fn: (name: string) => Promise<void>, ignore?: (e: DaemonError) => boolean): Promise<number> {
+  let failed = false;
+  for (const n of names) {
+    try {
+      await fn(n);
+    } catch (e) {
+      if (!(e instanceof DaemonError)) throw e;
+      if (ignore?.(e)) continue;
+      ctx.err(`Error response from daemon: ${e.message}\n`);
+      failed = true;
+    }
+  }
+  return failed ? 1 : 0;
+}
+
+/**
+ * docker's `<object> inspect`: gets each name, prints what was found (print), then one line per
+ * daemon error; the exit status is 1 when any name failed.
+ */
+export async function inspectEach(ctx: CommandContext, names: string[], get: (name: string) => Promise<unknown>, print: (found: unknown[]) => void): Promise<number> {
+  const found: unknown[] = [];
+  const errors: string[] = [];
+  for (const n of names) {
+    try {
+      found.push(await get(n));
+    } catch (e) {
+      if (!(e instanceof DaemonError)) throw e;
+      errors.push(`Error response from daemon: ${e.message}`);
+    }
+  }
+  print(found);
+  for (const e of errors) ctx.err(`${e}\n`);
+  return errors.length ? 1 : 0;
+}

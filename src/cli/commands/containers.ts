@@ -7,7 +7,7 @@ import { formatFlag, type CliFlag, type CommandContext, type CommandSpec } from 
 import { monitorTtySize, proxySignals, pumpHijacked } from '../attach';
 import { ellipsis, FormatContext, goTimeString, humanSize, renderRows, shortId, tabwrite, timeAgo } from '../format';
 import { buildCreateRequest, parseDurationNs, parseEnv, RUN_FLAGS, RUN_ONLY } from '../runopts';
-import { confirm } from './common';
+import { confirm, forEachName, inspectEach } from './common';
 import { printInspect, splitReference } from './images';
 import { registryAuthHeader, registryOf } from './registry-client';
 
@@ -175,25 +175,10 @@ async function startCmd(ctx: CommandContext, v: Record<string, unknown>, names: 
       stopSignals();
     }
   }
-  return eachContainer(ctx, names, async (n) => {
+  return forEachName(ctx, names, async (n) => {
     await ctx.client.call('POST', `/containers/${enc(n)}/start`);
     ctx.out(`${n}\n`);
   });
-}
-
-/** Runs fn for each name; errors are printed per container and make the exit status 1. */
-async function eachContainer(ctx: CommandContext, names: string[], fn: (name: string) => Promise<void>): Promise<number> {
-  let failed = false;
-  for (const n of names) {
-    try {
-      await fn(n);
-    } catch (e) {
-      if (!(e instanceof DaemonError)) throw e;
-      ctx.err(`Error response from daemon: ${e.message}\n`);
-      failed = true;
-    }
-  }
-  return failed ? 1 : 0;
 }
 
 function stopQuery(v: Record<string, unknown>): Record<string, string | number | undefined> {
@@ -510,20 +495,9 @@ async function containerPruneCmd(ctx: CommandContext, v: Record<string, unknown>
   return 0;
 }
 
-async function containerInspectCmd(ctx: CommandContext, v: Record<string, unknown>, names: string[]): Promise<number> {
-  const found: unknown[] = [];
-  const errors: string[] = [];
-  for (const n of names) {
-    try {
-      found.push(await ctx.client.json('GET', `/containers/${enc(n)}/json`, { query: { size: v.size ? '1' : undefined } }));
-    } catch (e) {
-      if (!(e instanceof DaemonError)) throw e;
-      errors.push(`Error response from daemon: ${e.message}`);
-    }
-  }
-  printInspect(ctx, found, v.format as string | undefined);
-  for (const e of errors) ctx.err(`${e}\n`);
-  return errors.length ? 1 : 0;
+function containerInspectCmd(ctx: CommandContext, v: Record<string, unknown>, names: string[]): Promise<number> {
+  const get = (n: string): Promise<unknown> => ctx.client.json('GET', `/containers/${enc(n)}/json`, { query: { size: v.size ? '1' : undefined } });
+  return inspectEach(ctx, names, get, (found) => printInspect(ctx, found, v.format as string | undefined));
 }
 
 const timeoutFlag: CliFlag = { name: 'timeout', short: 't', type: 'int', description: 'Seconds to wait before killing the container' };
@@ -579,7 +553,7 @@ export function containerCommands(): CommandSpec[] {
       description: 'Stop one or more running containers',
       flags: [signalFlag, timeoutFlag],
       args: { min: 1 },
-      run: (ctx, f) => eachContainer(ctx, f.args, async (n) => {
+      run: (ctx, f) => forEachName(ctx, f.args, async (n) => {
         await ctx.client.call('POST', `/containers/${enc(n)}/stop`, { query: stopQuery(f.values) });
         ctx.out(`${n}\n`);
       }),
@@ -590,7 +564,7 @@ export function containerCommands(): CommandSpec[] {
       description: 'Restart one or more containers',
       flags: [signalFlag, timeoutFlag],
       args: { min: 1 },
-      run: (ctx, f) => eachContainer(ctx, f.args, async (n) => {
+      run: (ctx, f) => forEachName(ctx, f.args, async (n) => {
         await ctx.client.call('POST', `/containers/${enc(n)}/restart`, { query: stopQuery(f.values) });
         ctx.out(`${n}\n`);
       }),
@@ -601,7 +575,7 @@ export function containerCommands(): CommandSpec[] {
       description: 'Kill one or more running containers',
       flags: [{ name: 'signal', short: 's', type: 'string', description: 'Signal to send to the container' }],
       args: { min: 1 },
-      run: (ctx, f) => eachContainer(ctx, f.args, async (n) => {
+      run: (ctx, f) => forEachName(ctx, f.args, async (n) => {
         await ctx.client.call('POST', `/containers/${enc(n)}/kill`, { query: { signal: (f.values.signal as string) || undefined } });
         ctx.out(`${n}\n`);
       }),
@@ -612,7 +586,7 @@ export function containerCommands(): CommandSpec[] {
       description: 'Block until one or more containers stop, then print their exit codes',
       flags: [],
       args: { min: 1 },
-      run: (ctx, f) => eachContainer(ctx, f.args, async (n) => {
+      run: (ctx, f) => forEachName(ctx, f.args, async (n) => {
         const r = await ctx.client.json<{ StatusCode: number }>('POST', `/containers/${enc(n)}/wait`);
         ctx.out(`${r.StatusCode}\n`);
       }),
@@ -627,7 +601,7 @@ export function containerCommands(): CommandSpec[] {
         { name: 'volumes', short: 'v', type: 'bool', description: 'Remove anonymous volumes associated with the container' },
       ],
       args: { min: 1 },
-      run: (ctx, f) => eachContainer(ctx, f.args, async (n) => {
+      run: (ctx, f) => forEachName(ctx, f.args, async (n) => {
         await ctx.client.call('DELETE', `/containers/${enc(n)}`, { query: { force: f.values.force ? '1' : undefined, v: f.values.volumes ? '1' : undefined, link: f.values.link ? '1' : undefined } });
         ctx.out(`${n}\n`);
       }),
@@ -718,7 +692,7 @@ export function containerCommands(): CommandSpec[] {
       description: 'Pause all processes within one or more containers',
       flags: [],
       args: { min: 1 },
-      run: (ctx, f) => eachContainer(ctx, f.args, async (n) => {
+      run: (ctx, f) => forEachName(ctx, f.args, async (n) => {
         await ctx.client.call('POST', `/containers/${enc(n)}/pause`);
         ctx.out(`${n}\n`);
       }),
@@ -729,7 +703,7 @@ export function containerCommands(): CommandSpec[] {
       description: 'Unpause all processes within one or more containers',
       flags: [],
       args: { min: 1 },
-      run: (ctx, f) => eachContainer(ctx, f.args, async (n) => {
+      run: (ctx, f) => forEachName(ctx, f.args, async (n) => {
         await ctx.client.call('POST', `/containers/${enc(n)}/unpause`);
         ctx.out(`${n}\n`);
       }),

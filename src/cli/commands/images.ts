@@ -1,10 +1,10 @@
 // Image commands: images / image ls, image inspect, history, tag, rmi, import, load, save,
 // image prune, and image seed (busybox and debian base images built on this machine).
 import * as fs from 'node:fs';
-import { DaemonError, displayJSONMessages, filtersParam, openInput, UsageError } from '../client';
+import { displayJSONMessages, filtersParam, openInput, UsageError } from '../client';
 import { formatFlag, type CommandContext, type CommandSpec } from '../command';
 import { FormatContext, goTimeString, humanSize, prettyJSON, renderRows, shortId, Template, timeAgo, ellipsis } from '../format';
-import { confirm, inspectCommand } from './common';
+import { confirm, forEachName, inspectCommand, inspectEach } from './common';
 
 /** Splits "repo[:tag]" or "repo@digest"; the tag defaults to latest when asked. */
 export function splitReference(ref: string, defaultTag = 'latest'): { repo: string; tag: string; digest?: string } {
@@ -183,19 +183,11 @@ async function tagCmd(ctx: CommandContext, source: string, target: string): Prom
 
 interface DeleteItem { Untagged?: string; Deleted?: string }
 
-async function rmiCmd(ctx: CommandContext, v: Record<string, unknown>, names: string[]): Promise<number> {
-  let failed = false;
-  for (const name of names) {
-    try {
-      const items = await ctx.client.json<DeleteItem[]>('DELETE', `/images/${encodeURIComponent(name)}`, { query: { force: v.force ? '1' : undefined, noprune: v['no-prune'] ? '1' : undefined } });
-      for (const it of items ?? []) ctx.out(it.Untagged ? `Untagged: ${it.Untagged}\n` : `Deleted: ${it.Deleted}\n`);
-    } catch (e) {
-      if (!(e instanceof DaemonError)) throw e;
-      ctx.err(`Error response from daemon: ${e.message}\n`);
-      failed = true;
-    }
-  }
-  return failed ? 1 : 0;
+function rmiCmd(ctx: CommandContext, v: Record<string, unknown>, names: string[]): Promise<number> {
+  return forEachName(ctx, names, async (name) => {
+    const items = await ctx.client.json<DeleteItem[]>('DELETE', `/images/${encodeURIComponent(name)}`, { query: { force: v.force ? '1' : undefined, noprune: v['no-prune'] ? '1' : undefined } });
+    for (const it of items ?? []) ctx.out(it.Untagged ? `Untagged: ${it.Untagged}\n` : `Deleted: ${it.Deleted}\n`);
+  });
 }
 
 async function importCmd(ctx: CommandContext, v: Record<string, unknown>, args: string[]): Promise<number> {
@@ -289,20 +281,9 @@ async function pruneCmd(ctx: CommandContext, v: Record<string, unknown>): Promis
   return 0;
 }
 
-async function imageInspectCmd(ctx: CommandContext, v: Record<string, unknown>, names: string[]): Promise<number> {
-  const found: unknown[] = [];
-  const errors: string[] = [];
-  for (const n of names) {
-    try {
-      found.push(await ctx.client.json('GET', `/images/${encodeURIComponent(n)}/json`));
-    } catch (e) {
-      if (!(e instanceof DaemonError)) throw e;
-      errors.push(e.status === 404 ? `Error response from daemon: ${e.message}` : `Error response from daemon: ${e.message}`);
-    }
-  }
-  printInspect(ctx, found, v.format as string | undefined);
-  for (const e of errors) ctx.err(`${e}\n`);
-  return errors.length ? 1 : 0;
+function imageInspectCmd(ctx: CommandContext, v: Record<string, unknown>, names: string[]): Promise<number> {
+  const get = (n: string): Promise<unknown> => ctx.client.json('GET', `/images/${encodeURIComponent(n)}/json`);
+  return inspectEach(ctx, names, get, (found) => printInspect(ctx, found, v.format as string | undefined));
 }
 
 /** inspect's output: the indented JSON array, or the template once per object. */

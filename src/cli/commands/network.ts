@@ -1,10 +1,10 @@
 // Network commands: network create / ls / inspect / rm / prune / connect / disconnect, laid out
 // as docker 28 prints them.
 import { parseKeyValues } from '../../common/flags';
-import { DaemonError, filtersParam, UsageError } from '../client';
+import { filtersParam, UsageError } from '../client';
 import { formatFlag, type CommandContext, type CommandSpec } from '../command';
 import { FormatContext, goTimeString, renderRows } from '../format';
-import { confirm } from './common';
+import { confirm, forEachName, inspectEach } from './common';
 import { printInspect } from './images';
 
 const enc = encodeURIComponent;
@@ -197,23 +197,14 @@ async function createCmd(ctx: CommandContext, v: Record<string, unknown>, name: 
   return 0;
 }
 
-async function inspectCmd(ctx: CommandContext, v: Record<string, unknown>, names: string[]): Promise<number> {
-  const found: unknown[] = [];
-  const errors: string[] = [];
-  for (const n of names) {
-    try {
-      found.push(sortMapKeys(await ctx.client.json('GET', `/networks/${enc(n)}`, { query: { verbose: v.verbose ? 'true' : undefined } }), NETWORK_MAPS));
-    } catch (e) {
-      if (!(e instanceof DaemonError)) throw e;
-      errors.push(`Error response from daemon: ${e.message}`);
-    }
-  }
+function inspectCmd(ctx: CommandContext, v: Record<string, unknown>, names: string[]): Promise<number> {
   const format = v.format as string | undefined;
-  // A template sees docker's decoded struct, whose IPAM config fields come in Go's field order.
-  if (format && format !== 'json') for (const n of found) orderIpamConfig(n);
-  printInspect(ctx, found, format);
-  for (const e of errors) ctx.err(`${e}\n`);
-  return errors.length ? 1 : 0;
+  const get = async (n: string): Promise<unknown> => sortMapKeys(await ctx.client.json('GET', `/networks/${enc(n)}`, { query: { verbose: v.verbose ? 'true' : undefined } }), NETWORK_MAPS);
+  return inspectEach(ctx, names, get, (found) => {
+    // A template sees docker's decoded struct, whose IPAM config fields come in Go's field order.
+    if (format && format !== 'json') for (const n of found) orderIpamConfig(n);
+    printInspect(ctx, found, format);
+  });
 }
 
 const IPAM_CONFIG_FIELDS = ['Subnet', 'IPRange', 'Gateway', 'AuxiliaryAddresses'];
@@ -230,22 +221,15 @@ function orderIpamConfig(n: unknown): void {
 }
 
 async function rmCmd(ctx: CommandContext, v: Record<string, unknown>, names: string[]): Promise<number> {
-  let failed = false;
-  for (const n of names) {
-    try {
-      await ctx.client.call('DELETE', `/networks/${enc(n)}`);
-      ctx.out(`${n}\n`);
-    } catch (e) {
-      if (!(e instanceof DaemonError)) throw e;
-      // -f: a network that is already gone is not an error.
-      if (v.force && e.status === 404) continue;
-      ctx.err(`Error response from daemon: ${e.message}\n`);
-      failed = true;
-    }
-  }
+  const remove = async (n: string): Promise<void> => {
+    await ctx.client.call('DELETE', `/networks/${enc(n)}`);
+    ctx.out(`${n}\n`);
+  };
+  // -f: a network that is already gone is not an error.
+  const status = await forEachName(ctx, names, remove, (e) => Boolean(v.force) && e.status === 404);
   // docker ends with a bare status error, whose message is "exit status 1".
-  if (failed) ctx.err('exit status 1\n');
-  return failed ? 1 : 0;
+  if (status) ctx.err('exit status 1\n');
+  return status;
 }
 
 async function pruneCmd(ctx: CommandContext, v: Record<string, unknown>): Promise<number> {

@@ -1,9 +1,9 @@
 // Volume commands: volume create / ls / inspect / rm / prune, laid out as docker 28 prints them.
 import { parseKeyValues } from '../../common/flags';
-import { DaemonError, filtersParam } from '../client';
+import { filtersParam } from '../client';
 import { formatFlag, type CommandContext, type CommandSpec } from '../command';
 import { FormatContext, humanSize, renderRows } from '../format';
-import { confirm } from './common';
+import { confirm, forEachName, inspectEach } from './common';
 import { printInspect } from './images';
 import { joinLabels, naturalLess, sortMapKeys } from './network';
 
@@ -85,35 +85,15 @@ async function createCmd(ctx: CommandContext, v: Record<string, unknown>, args: 
   return 0;
 }
 
-async function inspectCmd(ctx: CommandContext, v: Record<string, unknown>, names: string[]): Promise<number> {
-  const found: unknown[] = [];
-  const errors: string[] = [];
-  for (const n of names) {
-    try {
-      found.push(sortMapKeys(await ctx.client.json('GET', `/volumes/${enc(n)}`), [['Labels'], ['Options'], ['Status']]));
-    } catch (e) {
-      if (!(e instanceof DaemonError)) throw e;
-      errors.push(`Error response from daemon: ${e.message}`);
-    }
-  }
-  printInspect(ctx, found, v.format as string | undefined);
-  for (const e of errors) ctx.err(`${e}\n`);
-  return errors.length ? 1 : 0;
+function inspectCmd(ctx: CommandContext, v: Record<string, unknown>, names: string[]): Promise<number> {
+  return inspectEach(ctx, names, async (n) => sortMapKeys(await ctx.client.json('GET', `/volumes/${enc(n)}`), [['Labels'], ['Options'], ['Status']]), (found) => printInspect(ctx, found, v.format as string | undefined));
 }
 
-async function rmCmd(ctx: CommandContext, v: Record<string, unknown>, names: string[]): Promise<number> {
-  let failed = false;
-  for (const n of names) {
-    try {
-      await ctx.client.call('DELETE', `/volumes/${enc(n)}`, { query: { force: v.force ? '1' : undefined } });
-      ctx.out(`${n}\n`);
-    } catch (e) {
-      if (!(e instanceof DaemonError)) throw e;
-      ctx.err(`Error response from daemon: ${e.message}\n`);
-      failed = true;
-    }
-  }
-  return failed ? 1 : 0;
+function rmCmd(ctx: CommandContext, v: Record<string, unknown>, names: string[]): Promise<number> {
+  return forEachName(ctx, names, async (n) => {
+    await ctx.client.call('DELETE', `/volumes/${enc(n)}`, { query: { force: v.force ? '1' : undefined } });
+    ctx.out(`${n}\n`);
+  });
 }
 
 async function pruneCmd(ctx: CommandContext, v: Record<string, unknown>): Promise<number> {
