@@ -23,6 +23,8 @@ export interface StatsStreamOptions extends Omit<ReadStatsOptions, 'name' | 'id'
   name: string;
   id: string;
   intervalMs?: number;
+  /** stream=false: how long after the first sample the second is taken (default 100 ms). */
+  settleMs?: number;
 }
 
 function flag(q: URLSearchParams, name: string, def: boolean): boolean {
@@ -74,11 +76,13 @@ export function writeStats(res: http.ServerResponse, target: () => StatsTarget |
         res.end(JSON.stringify(first) + '\n');
         return done();
       }
+      // The second sample only gives precpu_stats a baseline; CPU% is a rate, so a short window
+      // serves as well as docker's one-second tick and `docker stats --no-stream` answers quickly.
       timer = setTimeout(() => {
         if (closed) return;
         res.end(JSON.stringify(sample(target, first, opts)) + '\n');
         done();
-      }, interval);
+      }, opts.settleMs ?? 100);
       return;
     }
 
