@@ -1,6 +1,7 @@
 // Shared fixtures for container tests: a busybox image imported from the host's static busybox,
 // and a daemon whose containers, mounts, conmons and cgroups are all cleaned up by pid and path
 // even when a test fails.
+import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -144,6 +145,8 @@ export interface CtrEnv {
   bridge: string;
   subnet: string;
   docker(args: string[], opts?: { input?: Buffer | string; timeoutMs?: number }): ReturnType<typeof docker>;
+  /** Runs the docker CLI and fails the test unless it exits 0; gives its stdout. */
+  ok(args: string[], input?: string): Promise<string>;
   /** Idempotent; call it from the test file's top-level after(). */
   cleanup(): Promise<void>;
 }
@@ -165,7 +168,19 @@ export async function setupDaemon(name: string, opts: { config?: Record<string, 
     cleaned = true;
     await cleanupNetworking(d, { bridges: [net.bridge], subnets: [subnet, ...(opts.subnets ?? [])] });
   };
-  const env: CtrEnv = { d, cgroupParent, bridge: net.bridge, subnet, docker: (args, opts) => docker(d, args, opts), cleanup };
+  const env: CtrEnv = {
+    d,
+    cgroupParent,
+    bridge: net.bridge,
+    subnet,
+    docker: (args, opts) => docker(d, args, opts),
+    ok: async (args, input) => {
+      const r = await docker(d, args, { input });
+      assert.equal(r.code, 0, `docker ${args.join(' ')} failed (${r.code}): ${r.stderr}`);
+      return r.stdout;
+    },
+    cleanup,
+  };
   try {
     await importBusybox(d);
   } catch (err) {
@@ -203,4 +218,20 @@ export interface ContainerJSON {
   Config: { Labels: Record<string, string>; Cmd: string[] };
   HostConfig: { RestartPolicy: { Name: string } };
   GraphDriver: { Data: { UpperDir: string } };
+}
+
+/** GET /containers/{ref}/json, which must answer 200. */
+export async function inspectContainer(env: CtrEnv, ref: string): Promise<ContainerJSON> {
+  const r = await api(env.d.socket, 'GET', `/containers/${ref}/json`);
+  assert.equal(r.status, 200, r.body.toString());
+  return r.json<ContainerJSON>();
+}
+
+/** Polls fn until it is true; throws naming `what` after ms. */
+export async function until(what: string, fn: () => Promise<boolean> | boolean, ms = 15_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await fn())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }

@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { api } from '../helpers/daemon';
-import { mountsUnder, setupDaemon, tarNames, type CtrEnv, type ContainerJSON } from './fixtures';
+import { mountsUnder, setupDaemon, tarNames, inspectContainer, until, type CtrEnv, type ContainerJSON } from './fixtures';
 
 let e: CtrEnv;
 before(async () => {
@@ -15,25 +15,10 @@ after(async () => {
   await e?.cleanup();
 });
 
-async function ok(args: string[], input?: string): Promise<string> {
-  const r = await e.docker(args, { input });
-  assert.equal(r.code, 0, `docker ${args.join(' ')} failed (${r.code}): ${r.stderr}`);
-  return r.stdout;
-}
+const ok = (args: string[], input?: string): Promise<string> => e.ok(args, input);
 
-async function inspect(ref: string): Promise<ContainerJSON> {
-  const r = await api(e.d.socket, 'GET', `/containers/${ref}/json`);
-  assert.equal(r.status, 200, r.body.toString());
-  return r.json<ContainerJSON>();
-}
+const inspect = (ref: string): Promise<ContainerJSON> => inspectContainer(e, ref);
 
-async function until(what: string, fn: () => Promise<boolean> | boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await fn())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 test('docker run --rm prints the output, and leaves nothing behind', async () => {
   assert.equal(await ok(['run', '--rm', 'busybox', 'echo', 'hi']), 'hi\n');

@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { api } from '../helpers/daemon';
-import { cgroupDirsOf, mountsUnder, pidsMentioning, setupDaemon, type CtrEnv, type ContainerJSON } from './fixtures';
+import { cgroupDirsOf, mountsUnder, pidsMentioning, setupDaemon, inspectContainer, until, type CtrEnv, type ContainerJSON } from './fixtures';
 
 let e: CtrEnv;
 before(async () => {
@@ -16,25 +16,10 @@ after(async () => {
   await e?.cleanup();
 });
 
-async function ok(args: string[], input?: string): Promise<string> {
-  const r = await e.docker(args, { input });
-  assert.equal(r.code, 0, `docker ${args.join(' ')} failed (${r.code}): ${r.stderr}`);
-  return r.stdout;
-}
+const ok = (args: string[], input?: string): Promise<string> => e.ok(args, input);
 
-async function state(ref: string): Promise<ContainerJSON> {
-  const r = await api(e.d.socket, 'GET', `/containers/${ref}/json`);
-  assert.equal(r.status, 200, r.body.toString());
-  return r.json<ContainerJSON>();
-}
+const state = (ref: string): Promise<ContainerJSON> => inspectContainer(e, ref);
 
-async function until(what: string, fn: () => Promise<boolean> | boolean, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await fn())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 // The issue's own figure: berthd SIGKILLed while 20 containers run.
 const N = 20;

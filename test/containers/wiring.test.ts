@@ -20,11 +20,7 @@ after(async () => {
   await e?.cleanup();
 });
 
-async function ok(args: string[], input?: string): Promise<string> {
-  const r = await e.docker(args, { input });
-  assert.equal(r.code, 0, `docker ${args.join(' ')} failed (${r.code}): ${r.stderr}`);
-  return r.stdout;
-}
+const ok = (args: string[], input?: string): Promise<string> => e.ok(args, input);
 
 interface EventJSON {
   Type: string;

@@ -22,11 +22,7 @@ interface Health {
   Log: { Start: string; End: string; ExitCode: number; Output: string }[];
 }
 
-async function ok(args: string[]): Promise<string> {
-  const r = await e.docker(args);
-  assert.equal(r.code, 0, `docker ${args.join(' ')} failed (${r.code}): ${r.stderr}`);
-  return r.stdout;
-}
+const ok = (args: string[]): Promise<string> => e.ok(args);
 
 async function health(ref: string): Promise<Health | null> {
   return JSON.parse(await ok(['inspect', '--format', '{{json .State.Health}}', ref])) as Health | null;

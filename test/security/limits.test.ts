@@ -20,11 +20,7 @@ after(async () => {
   await e?.cleanup();
 });
 
-async function ok(args: string[]): Promise<string> {
-  const r = await e.docker(args);
-  assert.equal(r.code, 0, `docker ${args.join(' ')} failed (${r.code}): ${r.stderr}`);
-  return r.stdout;
-}
+const ok = (args: string[]): Promise<string> => e.ok(args);
 
 /** CPU time (ns) the container's cgroup used over ms milliseconds, read inside it. */
 async function cpuUsedOver(name: string, ms: number): Promise<number> {
