@@ -55,6 +55,7 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
   ) {}
 
   async create(name: string | null, body: Record<string, unknown>): Promise<object> {
+    checkCreateBody(body);
     return this.svc.create(name, body as CreateRequest);
   }
 
@@ -633,4 +634,36 @@ function mergeRunConfig(base: ImageRunConfig, over: ImageRunConfig | undefined):
     (out as Record<string, unknown>)[k] = v;
   }
   return out;
+}
+
+/** JSON types of the create body's top-level fields that the service reads without checking. */
+const CREATE_FIELD_TYPES: Record<string, 'string' | 'boolean' | 'object' | 'string[]' | 'strings'> = {
+  Image: 'string', Hostname: 'string', Domainname: 'string', User: 'string', WorkingDir: 'string', StopSignal: 'string',
+  Tty: 'boolean', OpenStdin: 'boolean', StdinOnce: 'boolean', AttachStdin: 'boolean', AttachStdout: 'boolean', AttachStderr: 'boolean',
+  Env: 'string[]', Cmd: 'strings', Entrypoint: 'strings',
+  Labels: 'object', ExposedPorts: 'object', Volumes: 'object', HostConfig: 'object', NetworkingConfig: 'object', Healthcheck: 'object',
+};
+
+const GO_TYPES = { string: 'string', boolean: 'bool', object: 'map', 'string[]': '[]string', strings: 'strslice.StrSlice' } as const;
+
+/**
+ * A wrongly typed field is a 400 before anything is created, worded as dockerd's JSON decoder
+ * words it; `null` means "not given", as in Go.
+ */
+function checkCreateBody(body: Record<string, unknown>): void {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalidParameter('invalid JSON: the request body must be an object');
+  for (const [field, want] of Object.entries(CREATE_FIELD_TYPES)) {
+    const v = body[field];
+    if (v === undefined || v === null) continue;
+    const isStrings = Array.isArray(v) && v.every((x) => typeof x === 'string');
+    const okType =
+      want === 'string[]' ? isStrings
+        : want === 'strings' ? isStrings || typeof v === 'string'
+          : want === 'object' ? typeof v === 'object' && !Array.isArray(v)
+            : typeof v === want;
+    if (!okType) {
+      const got = Array.isArray(v) ? 'array' : typeof v === 'object' ? 'object' : typeof v;
+      throw invalidParameter(`json: cannot unmarshal ${got} into Go struct field ContainerConfigWrapper.${field} of type ${GO_TYPES[want]}`);
+    }
+  }
 }

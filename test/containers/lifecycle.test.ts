@@ -334,3 +334,13 @@ test('runc via --runtime, --read-only, capabilities, --shm-size, --privileged, h
   assert.equal(fs.readFileSync(`${host}/out`, 'utf8'), 'back\n');
   assert.notEqual((await e.docker(['run', '--rm', '-v', `${host}:/mnt:ro`, 'busybox', 'touch', '/mnt/x'])).code, 0);
 });
+
+test('create: wrongly typed fields are a 400 in dockerd\'s words, and nothing is created', async () => {
+  const before = (await ok(['ps', '-aq'])).trim();
+  for (const body of [{ Image: 5 }, { Image: 'busybox', Cmd: [1] }, { Image: 'busybox', Env: 'A=b' }, { Image: 'busybox', HostConfig: [] }]) {
+    const r = await api(e.d.socket, 'POST', '/containers/create', body);
+    assert.equal(r.status, 400, JSON.stringify(body));
+    assert.match(r.json<{ message: string }>().message, /^json: cannot unmarshal \w+ into Go struct field ContainerConfigWrapper\.\w+ of type /);
+  }
+  assert.equal((await ok(['ps', '-aq'])).trim(), before);
+});
