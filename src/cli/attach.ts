@@ -35,6 +35,19 @@ export function parseDetachKeys(spec: string): Buffer {
   return Buffer.from(out);
 }
 
+/**
+ * libuv's raw mode leaves output post-processing on, so the container's own "\r\n" would print
+ * as "\r\r\n"; docker's raw mode clears OPOST. Restoring stdin's mode restores it too (same tty).
+ */
+function rawTerminalOutput(stdout: { isTTY?: boolean }): void {
+  const fd = (stdout as { fd?: unknown }).fd;
+  if (!stdout.isTTY || typeof fd !== 'number') return;
+  try {
+    // Loaded here, not at the top: the client needs the addon only for an interactive TTY.
+    (require('../native') as typeof import('../native')).ttyRawOutput(fd);
+  } catch { /* output stays as libuv left it: cosmetic only */ }
+}
+
 export const DEFAULT_DETACH_KEYS = 'ctrl-p,ctrl-q';
 
 /**
@@ -71,6 +84,7 @@ export function pumpHijacked(ctx: CommandContext, h: Hijacked, opts: PumpOptions
     if (opts.tty && stdin.isTTY && stdin.setRawMode) {
       stdin.setRawMode(true);
       restoreTerminal = () => stdin.setRawMode?.(false);
+      rawTerminalOutput(stdout);
     }
     stdin.on('data', onStdin);
     stdin.on('end', onStdinEnd);

@@ -18,6 +18,7 @@
 #include <sys/sysmacros.h>
 #include <sys/types.h>
 #include <sys/xattr.h>
+#include <termios.h>
 #include <node_api.h>
 
 #define CHECK(call)                                                        \
@@ -359,6 +360,26 @@ static napi_value js_umount2_async(napi_env env, napi_callback_info info) {
   return promise;
 }
 
+/*
+ * ttyRawOutput(fd): clears OPOST on a terminal. libuv's raw mode keeps output post-processing
+ * (ONLCR), so a container's "\r\n" reached the screen as "\r\r\n"; docker's raw mode turns it
+ * off. Node's setRawMode(false) restores the termios libuv saved first, OPOST included.
+ */
+static napi_value js_tty_raw_output(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  int32_t fd;
+  struct termios t;
+  if (get_args(env, info, 1, argv)) return NULL;
+  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
+    napi_throw_type_error(env, NULL, "fd must be a number");
+    return NULL;
+  }
+  if (tcgetattr(fd, &t) != 0) return throw_errno(env, errno, "tcgetattr");
+  t.c_oflag &= ~(tcflag_t)OPOST;
+  if (tcsetattr(fd, TCSANOW, &t) != 0) return throw_errno(env, errno, "tcsetattr");
+  return NULL;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"mknod", NULL, js_mknod, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -368,6 +389,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"mount", NULL, js_mount, NULL, NULL, NULL, napi_enumerable, NULL},
     {"umount2", NULL, js_umount2, NULL, NULL, NULL, napi_enumerable, NULL},
     {"umount2Async", NULL, js_umount2_async, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"ttyRawOutput", NULL, js_tty_raw_output, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok) return NULL;
   return exports;

@@ -12,6 +12,7 @@ interface RawBinding {
   mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void;
   umount2(target: string, flags: number): void;
   umount2Async(target: string, flags: number): Promise<void>;
+  ttyRawOutput(fd: number): void;
 }
 
 // This file compiles to dist/src/native/index.js; the addon is built in place under src/native.
@@ -115,4 +116,9 @@ export function umount2(target: string, flags: number): void {
 /** umount2(2) on libuv's thread pool: unmounting an overlay can sync a whole file system. */
 export async function umount2Async(target: string, flags: number): Promise<void> {
   try { await raw().umount2Async(target, flags); } catch (err) { throw nodeError(err, 'umount2', target); }
+}
+
+/** Turns off output post-processing (OPOST) on terminal `fd`, as docker's raw mode does. */
+export function ttyRawOutput(fd: number): void {
+  try { raw().ttyRawOutput(fd); } catch (err) { throw nodeError(err, 'tcsetattr', `fd ${fd}`); }
 }
