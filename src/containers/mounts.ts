@@ -42,6 +42,8 @@ export interface ContainerMounts {
   create(id: string, req: MountRequest, lookupContainer: (ref: string) => string): MountPoint[];
   /** The OCI mounts for a start; rootfs is the container's mounted root (for copy-up). */
   ociMounts(id: string, rootfs: string): OciMount[];
+  /** The container kept running across a daemon restart: it still holds its volumes. */
+  adopt(id: string): void;
   /** The run ended: driver-backed volumes may be unmounted. */
   release(id: string): void;
   /** The container is gone: forget its mounts, and remove its anonymous volumes when asked. */
@@ -284,6 +286,12 @@ export class MountStore implements ContainerMounts, VolumeUsage {
       out.push({ destination: mp.Destination, type: 'bind', source, options: ['rbind', mp.RW ? 'rw' : 'ro', propagation] });
     }
     return out;
+  }
+
+  adopt(id: string): void {
+    for (const mp of this.records(id)) {
+      if (mp.Type === 'volume') this.volumes.adopt(mp.Name!, id);
+    }
   }
 
   release(id: string): void {

@@ -1261,6 +1261,7 @@ export class ContainerService {
     }
     rec.state.Status = found.status === 'paused' ? 'paused' : 'running';
     if (found.pid) rec.state.Pid = found.pid;
+    this.o.mounts?.adopt(id);
     // As dockerd restores a live container: its health starts over (the log is kept).
     if (rec.state.Status === 'running') this.health.containerStarted(id);
     this.save(l);

@@ -72,6 +72,17 @@ export class LocalDriver {
     return data;
   }
 
+  /**
+   * A container that kept running across a daemon restart still uses the volume: count it again
+   * without remounting, so a new user shares the live mount and the last user's exit unmounts it.
+   */
+  adopt(name: string, opts: Record<string, string>, containerId: string): void {
+    if (!LocalDriver.isMounted(opts) || !isMountPoint(this.dataPath(name))) return;
+    let set = this.holders.get(name);
+    if (!set) this.holders.set(name, (set = new Set()));
+    set.add(containerId);
+  }
+
   /** containerId no longer uses the volume; the last user unmounts it. */
   release(name: string, opts: Record<string, string>, containerId: string): void {
     if (!LocalDriver.isMounted(opts)) return;

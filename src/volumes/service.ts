@@ -226,6 +226,12 @@ export class VolumeService {
     return p;
   }
 
+  /** containerId, found running after a daemon restart, holds the volume's mount (if any). */
+  adopt(name: string, containerId: string): void {
+    const r = this.row(name);
+    if (r) this.driver.adopt(name, JSON.parse(r.options) as Record<string, string>, containerId);
+  }
+
   unmount(name: string, containerId: string): void {
     const r = this.row(name);
     if (!r) return;

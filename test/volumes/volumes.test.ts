@@ -107,6 +107,24 @@ describe('container mounts', () => {
     assert.equal((await dk(['volume', 'rm', 'shared'])).code, 0);
   });
 
+  it('a tmpfs volume mounted by a container that outlives a daemon restart stays shared, and its last user unmounts it', async () => {
+    const dk = env.docker;
+    assert.equal((await dk(['volume', 'create', '-o', 'type=tmpfs', '-o', 'device=tmpfs', 'tvol'])).code, 0);
+    const data = path.join(env.d.dataRoot, 'volumes', 'tvol', '_data');
+    const a = await dk(['run', '-d', '--name', 'tholder', '-v', 'tvol:/t', 'busybox', 'sh', '-c', 'echo live > /t/f; exec sleep 300']);
+    assert.equal(a.code, 0, a.stderr);
+    const mounted = (): boolean => fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === data);
+    assert.equal(mounted(), true);
+    await env.d.restart();
+    // A new user after the restart joins the live tmpfs instead of mounting a fresh, empty one.
+    const b = await dk(['run', '--rm', '-v', 'tvol:/t', 'busybox', 'cat', '/t/f']);
+    assert.equal(b.stdout, 'live\n', b.stderr);
+    assert.equal(mounted(), true, 'the holder still runs: the volume stays mounted');
+    assert.equal((await dk(['rm', '-f', 'tholder'])).code, 0);
+    assert.equal(mounted(), false, 'the last user gone: unmounted');
+    assert.equal((await dk(['volume', 'rm', 'tvol'])).code, 0);
+  });
+
   it('binds a host directory (created when missing), and :ro is enforced', async () => {
     const dk = env.docker;
     const tables = path.join(hostDir, 'var', 'db', 'tables');
