@@ -322,7 +322,7 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
 
   /** docker cp: HEAD (stat), GET (tar of a path) and PUT (extract into a path) of /archive. */
   async archive(ctx: RequestContext, ref: string, method: 'HEAD' | 'GET' | 'PUT'): Promise<void> {
-    await containerArchive(this.svc, ctx, ref, method);
+    await this.svc.withFrozen(ref, () => containerArchive(this.svc, ctx, ref, method));
   }
 
   async export(ctx: RequestContext, ref: string): Promise<void> {

@@ -1195,6 +1195,27 @@ export class ContainerService {
     }
   }
 
+  /**
+   * Runs fn with a running container's processes frozen, without a state change or events. cp
+   * resolves paths inside the container's root and then operates on them; a live process could
+   * swap a checked directory for a symlink in between and make cp touch the host
+   * (CVE-2018-15664). dockerd chroots its tar helpers into the container's root; berth freezes
+   * the container instead, as podman's cp does. The container's lock is held, so a pause, stop
+   * or kill waits for the copy.
+   */
+  async withFrozen<T>(ref: string, fn: () => Promise<T>): Promise<T> {
+    const l = this.get(ref);
+    return l.lock(async () => {
+      if (l.rec.state.Status !== 'running') return fn();
+      await this.o.runtime.pause(l.rec.id);
+      try {
+        return await fn();
+      } finally {
+        await this.o.runtime.resume(l.rec.id).catch((err) => this.log.warn('thawing after cp failed', { id: l.rec.id, error: (err as Error).message }));
+      }
+    });
+  }
+
   /** The container's processes' pids (its cgroup's). */
   pids(ref: string): number[] {
     const l = this.get(ref);

@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
+import * as http from 'node:http';
 import * as path from 'node:path';
 import * as tar from 'tar-stream';
 import { api } from '../helpers/daemon';
@@ -119,5 +120,35 @@ describe('docker cp', () => {
     assert.equal(up.status, 400, up.body.toString());
     assert.equal(fs.existsSync(path.join('/tmp', `${marker}-3`)), false);
     await dk(['rm', 'evil']);
+  });
+  it('freezes a running container for the copy (no symlink swap can race it), without a state change', async () => {
+    const dk = env.docker;
+    const run = await dk(['run', '-d', '--name', 'frz', 'busybox', 'sh', '-c', 'dd if=/dev/zero of=/big bs=1M count=32 2>/dev/null && touch /ready; exec sleep 300']);
+    assert.equal(run.code, 0, run.stderr);
+    for (let i = 0; i < 100 && (await dk(['exec', 'frz', 'test', '-f', '/ready'])).code !== 0; i++) await new Promise((r) => setTimeout(r, 100));
+    const pid = JSON.parse((await dk(['inspect', '-f', '{{json .State.Pid}}', 'frz'])).stdout) as number;
+    // The container's v1 freezer cgroup, from its main process.
+    const rel = fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').find((l) => l.split(':')[1] === 'freezer')!.split(':')[2];
+    const mnt = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')).find((f) => f[f.indexOf('-') + 1] === 'cgroup' && f[f.length - 1].split(',').includes('freezer'))![4];
+    const freezer = (): string => fs.readFileSync(path.join(mnt, rel, 'freezer.state'), 'utf8').trim();
+    assert.equal(freezer(), 'THAWED');
+    // Start a GET of a 32 MB file and hold the response unread: the copy is in progress.
+    const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+      http.get({ socketPath: env.d.socket, path: '/containers/frz/archive?path=/big' }, resolve).on('error', reject);
+    });
+    assert.equal(res.statusCode, 200);
+    res.pause();
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(freezer(), 'FROZEN');
+    assert.equal((await api(env.d.socket, 'GET', '/containers/frz/json')).status, 200);
+    let bytes = 0;
+    res.on('data', (c: Buffer) => { bytes += c.length; });
+    res.resume();
+    await new Promise((r) => res.on('end', r));
+    assert.ok(bytes > 32 * 1024 * 1024, `got ${bytes} bytes`);
+    for (let i = 0; i < 50 && freezer() !== 'THAWED'; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(freezer(), 'THAWED');
+    assert.match((await dk(['inspect', '-f', '{{.State.Status}}', 'frz'])).stdout, /^running$/m);
+    await dk(['rm', '-f', 'frz']);
   });
 });
