@@ -10,6 +10,7 @@ import * as tar from 'tar-stream';
 import { BerthError, invalidParameter, systemError } from '../common/errors';
 import { decompressionStages, detectCompression, peek } from '../archive/compression';
 import { cleanPath } from './dockerignore';
+import { resolveInRoot } from '../common/scopedpath';
 
 const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
 
@@ -190,40 +191,7 @@ function isEndOfArchive(head: Buffer): boolean {
 
 // ---- paths inside a root ------------------------------------------------------------------
 
-/**
- * Resolves rel inside root the way docker's FollowSymlinkInScope does: symlinks are followed, but
- * ".." and absolute link targets are taken relative to root, so the result never leaves it.
- * Returns the absolute host path (which need not exist).
- */
-export function resolveInRoot(root: string, rel: string, followLast = true): string {
-  const pending = cleanPath('/' + rel).split('/').filter(Boolean);
-  const done: string[] = [];
-  let hops = 0;
-  while (pending.length) {
-    const seg = pending.shift()!;
-    if (seg === '.') continue;
-    if (seg === '..') {
-      done.pop();
-      continue;
-    }
-    const candidate = path.join(root, ...done, seg);
-    let st: fs.Stats | undefined;
-    try {
-      st = fs.lstatSync(candidate);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' && (err as NodeJS.ErrnoException).code !== 'ENOTDIR') throw err;
-    }
-    if (st?.isSymbolicLink() && (followLast || pending.length > 0)) {
-      if (++hops > 255) throw invalidParameter(`too many levels of symbolic links resolving ${rel}`);
-      const target = fs.readlinkSync(candidate);
-      if (target.startsWith('/')) done.length = 0;
-      pending.unshift(...target.split('/').filter(Boolean));
-      continue;
-    }
-    done.push(seg);
-  }
-  return path.join(root, ...done);
-}
+export { resolveInRoot };
 
 /** True when the pattern uses filepath.Match wildcards. */
 export function hasWildcards(p: string): boolean {

@@ -3,40 +3,11 @@
 // point /etc/passwd at a host file. And the user lookup docker does against /etc/passwd and
 // /etc/group in the image.
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { invalidParameter } from '../common/errors';
+import { resolveInRoot } from '../common/scopedpath';
 
-const MAX_SYMLINKS = 40;
-
-/** Resolves rel (a container path) to a host path that stays inside root. */
-export function resolveInRoot(root: string, rel: string): string {
-  const parts = rel.split('/').filter((p) => p !== '' && p !== '.');
-  const done: string[] = [];
-  let links = 0;
-  while (parts.length > 0) {
-    const part = parts.shift()!;
-    if (part === '..') {
-      done.pop();
-      continue;
-    }
-    const candidate = path.join(root, ...done, part);
-    let st: fs.Stats | undefined;
-    try {
-      st = fs.lstatSync(candidate);
-    } catch {
-      st = undefined;
-    }
-    if (st?.isSymbolicLink()) {
-      if (++links > MAX_SYMLINKS) throw new Error(`too many levels of symbolic links resolving ${rel}`);
-      const target = fs.readlinkSync(candidate);
-      if (target.startsWith('/')) done.length = 0;
-      parts.unshift(...target.split('/').filter((p) => p !== '' && p !== '.'));
-      continue;
-    }
-    done.push(part);
-  }
-  return path.join(root, ...done);
-}
+// Tests and callers reach it through this module too.
+export { resolveInRoot };
 
 export function readFileInRoot(root: string, rel: string): string | undefined {
   try {
