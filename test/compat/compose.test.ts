@@ -5,11 +5,11 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { api, run } from '../helpers/daemon';
 import { setupDaemon, type CtrEnv } from '../containers/fixtures';
+import { eventually, httpGet as httpGetAt } from '../network/helpers';
 
 let env: CtrEnv;
 let workdir: string;
@@ -58,28 +58,9 @@ async function ok(args: string[]): Promise<string> {
   return r.stdout;
 }
 
+/** GET / of a port published on the host's loopback. */
 function httpGet(port: number): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, path: '/', timeout: 3000 }, (res) => {
-      let body = '';
-      res.on('data', (c: Buffer) => (body += c.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-  });
-}
-
-async function eventually<T>(fn: () => Promise<T>, ms = 15_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
+  return httpGetAt('127.0.0.1', port, 3000);
 }
 
 test('up -d, ps, port reachable from the host, service-name resolution, logs, exec, down -v', async (t) => {

@@ -7,11 +7,11 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { api } from '../helpers/daemon';
 import { mountsUnder, setupDaemon, testSubnet, type CtrEnv } from './fixtures';
+import { eventually, httpGet as httpGetAt } from '../network/helpers';
 
 let env: CtrEnv;
 const avoid = new Set<number>();
@@ -35,28 +35,9 @@ async function ok(args: string[]): Promise<string> {
   return r.stdout.trim();
 }
 
+/** GET / of a port published on the host's loopback. */
 function httpGet(port: number): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, path: '/', timeout: 3000 }, (res) => {
-      let body = '';
-      res.on('data', (c: Buffer) => (body += c.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-  });
-}
-
-async function eventually<T>(fn: () => Promise<T>, ms = 15_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
+  return httpGetAt('127.0.0.1', port, 3000);
 }
 
 interface Inspect {

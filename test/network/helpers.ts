@@ -86,7 +86,7 @@ export function httpGet(host: string, port: number, timeoutMs = 5000): Promise<{
 }
 
 /** Retries fn until it stops throwing (a server inside a netns takes a moment to listen). */
-export async function eventually<T>(fn: () => Promise<T> | T, timeoutMs = 5000): Promise<T> {
+export async function eventually<T>(fn: () => Promise<T> | T, timeoutMs = 15_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
