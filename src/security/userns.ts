@@ -214,7 +214,10 @@ export function resolveRemap(value: string, files: UsernsFiles = SYSTEM_FILES, a
     if (!user) {
       try {
         if (!groups().some((g) => g.name === DEFAULT_REMAP_NAME)) accounts.addGroup(DEFAULT_REMAP_NAME);
-        accounts.addUser(DEFAULT_REMAP_NAME, DEFAULT_REMAP_NAME);
+        // The group berth is also the API socket's group: the user gets nogroup as its primary
+        // group where there is one, so that nothing running as it can reach the socket. Only the
+        // group's *name* matters for the mapping (its /etc/subgid ranges).
+        accounts.addUser(DEFAULT_REMAP_NAME, groups().some((g) => g.name === 'nogroup') ? 'nogroup' : DEFAULT_REMAP_NAME);
       } catch (err) {
         throw new UsernsError(`Error during ${JSON.stringify(DEFAULT_REMAP_NAME)} user creation: ${commandError(err)}`);
       }

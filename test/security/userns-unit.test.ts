@@ -83,7 +83,7 @@ test('resolveRemap default: creates the berth group and user when missing, and t
     addUser(name, group) { made.push(`user ${name} ${group}`); fs.appendFileSync(files.passwd, `${name}:x:990:990::/nonexistent:/usr/sbin/nologin\n`); },
   };
   const r = resolveRemap('default', files, accounts)!;
-  assert.deepEqual(made, ['group berth', 'user berth berth']);
+  assert.deepEqual(made, ['group berth', 'user berth berth'], 'no nogroup in this group file: the berth group is primary');
   assert.equal(r.user, 'berth');
   assert.equal(r.group, 'berth');
   assert.deepEqual(r.mapping.rootPair(), { uid: 165536, gid: 165536 });
@@ -92,6 +92,19 @@ test('resolveRemap default: creates the berth group and user when missing, and t
   const again = resolveRemap('default', files, noAccounts)!;
   assert.deepEqual(again.mapping.rootPair(), { uid: 165536, gid: 165536 });
   assert.equal(fs.readFileSync(files.subgid, 'utf8'), 'alice:100000:65536\nberth:165536:65536\n');
+});
+
+test('resolveRemap default: the created user is not a member of the berth group (the API socket\'s) where nogroup exists', (t) => {
+  const files = tempFiles(t, { passwd: PASSWD, group: `${GROUP}nogroup:x:65534:\nberth:x:995:\n`, subuid: '', subgid: '' });
+  const made: string[] = [];
+  const accounts: AccountCreator = {
+    addGroup(name) { made.push(`group ${name}`); },
+    addUser(name, group) { made.push(`user ${name} ${group}`); fs.appendFileSync(files.passwd, `${name}:x:990:65534::/nonexistent:/usr/sbin/nologin\n`); },
+  };
+  const r = resolveRemap('default', files, accounts)!;
+  assert.deepEqual(made, ['user berth nogroup'], 'the existing group is used, not created again');
+  assert.equal(r.group, 'berth');
+  assert.deepEqual(r.mapping.rootPair(), { uid: 100000, gid: 100000 });
 });
 
 test('IdentityMapping: container IDs ↔ host IDs; unmappable host IDs show as 65534, unmappable container IDs fail', () => {

@@ -124,6 +124,20 @@ async function tarOwners(buf: Buffer): Promise<Map<string, { uid: number; gid: n
   return out;
 }
 
+test('docker build on a remapped daemon: COPY and RUN layers keep container owners', async () => {
+  const ctx = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-userns-build-'));
+  try {
+    fs.writeFileSync(path.join(ctx, 'Dockerfile'), 'FROM busybox\nCOPY f.txt /opt/f.txt\nRUN touch /opt/made && chown 7:50 /opt/made\n');
+    fs.writeFileSync(path.join(ctx, 'f.txt'), 'x');
+    const r = await run('docker', ['build', '-q', '-t', 'ubuild:1', ctx], { env: { DOCKER_HOST: e.d.host, DOCKER_CONFIG: path.join(e.d.dir, 'docker-config'), DOCKER_BUILDKIT: '0' } });
+    assert.equal(r.code, 0, r.stderr);
+    const out = await e.ok(['run', '--rm', 'ubuild:1', 'stat', '-c', '%n %u:%g', '/opt/f.txt', '/opt/made']);
+    assert.deepEqual(out.trim().split('\n'), ['/opt/f.txt 0:0', '/opt/made 7:50']);
+  } finally {
+    fs.rmSync(ctx, { recursive: true, force: true });
+  }
+});
+
 test('--userns=host: the identity map; it may be privileged and share the host network', async () => {
   const out = await e.ok(['run', '--rm', '--userns=host', 'busybox', 'cat', '/proc/self/uid_map']);
   assert.deepEqual(out.trim().split(/\s+/), ['0', '0', '4294967295']);
