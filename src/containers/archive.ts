@@ -11,7 +11,7 @@ import * as tar from 'tar-stream';
 import { BerthError, invalidParameter, notFound } from '../common/errors';
 import { tarDirectory } from '../archive/create';
 import { decompressionStages } from '../archive/compression';
-import type { IdentityMapping } from '../security/userns';
+import { mkdirAllOwned, type IdentityMapping } from '../security/userns';
 
 const MAX_LINKS = 255;
 
@@ -191,7 +191,7 @@ export async function extractToPath(view: ContainerView, p: string, input: Reada
       const logical = path.posix.join(dest.logical, ...parts);
       const parentLogical = path.posix.dirname(logical);
       const parent = resolveInContainer(view.root, parentLogical, view.mounts, true);
-      fs.mkdirSync(parent.host, { recursive: true, mode: 0o755 });
+      mkdirAllOwned(parent.host, 0o755, view.idMap?.rootPair());
       const target = path.join(parent.host, path.posix.basename(logical));
       const isDir = h.type === 'directory';
       let existing: fs.Stats | undefined;

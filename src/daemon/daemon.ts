@@ -96,6 +96,7 @@ export class Daemon implements SystemBackend {
     this.volumes = new VolumeService(this.meta, path.join(root, 'volumes'), log, this.events);
     if (this.remap) this.volumes.driver.dataOwner = this.remap.mapping.rootPair();
     const containerMounts = new MountStore(this.meta, this.volumes, log);
+    if (this.remap) containerMounts.newSourceOwner = this.remap.mapping.rootPair();
     this.volumes.setUsage(containerMounts);
     this.containers = new ContainerService({
       mounts: containerMounts,

@@ -317,3 +317,16 @@ export function blockingAncestor(dir: string, uid: number, gid: number): string 
   }
   return undefined;
 }
+
+/**
+ * mkdir -p, with the directories it creates (only those) owned by owner: what dockerd does for a
+ * missing bind-mount source or a path cp creates in a remapped container.
+ */
+export function mkdirAllOwned(dir: string, mode: number, owner: { uid: number; gid: number } | undefined): void {
+  const first = fs.mkdirSync(dir, { recursive: true, mode });
+  if (!owner || first === undefined) return;
+  for (let p = path.resolve(dir); ; p = path.dirname(p)) {
+    fs.chownSync(p, owner.uid, owner.gid);
+    if (p === path.resolve(first) || p === path.dirname(p)) break;
+  }
+}

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
-  ensureSubordinateRange, IdentityMapping, nextFreeRange, parseSubordinate, resolveRemap, shiftTree, blockingAncestor,
+  ensureSubordinateRange, IdentityMapping, nextFreeRange, parseSubordinate, resolveRemap, shiftTree, blockingAncestor, mkdirAllOwned,
   type AccountCreator, type UsernsFiles,
 } from '../../src/security/userns';
 import { generateSpec } from '../../src/runtime/spec';
@@ -163,6 +163,20 @@ test('blockingAncestor finds a directory the remapped root cannot traverse', (t)
   fs.chmodSync(dir, 0o710);
   fs.chownSync(dir, 0, 100000);
   assert.equal(blockingAncestor(path.join(dir, 'a', 'b'), 100000, 100000), undefined, 'group x is enough');
+});
+
+test('mkdirAllOwned: only the directories it creates get the owner', (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-userns-mkdir-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  fs.mkdirSync(path.join(dir, 'old'));
+  mkdirAllOwned(path.join(dir, 'old', 'a', 'b'), 0o755, { uid: 100000, gid: 100001 });
+  assert.equal(fs.statSync(path.join(dir, 'old')).uid, 0, 'an existing directory is left alone');
+  assert.equal(fs.statSync(path.join(dir, 'old', 'a')).uid, 100000);
+  assert.equal(fs.statSync(path.join(dir, 'old', 'a', 'b')).gid, 100001);
+  mkdirAllOwned(path.join(dir, 'old', 'a', 'b'), 0o755, { uid: 5, gid: 5 });
+  assert.equal(fs.statSync(path.join(dir, 'old', 'a', 'b')).uid, 100000, 'nothing created, nothing changed');
+  mkdirAllOwned(path.join(dir, 'plain', 'x'), 0o755, undefined);
+  assert.equal(fs.statSync(path.join(dir, 'plain', 'x')).uid, 0);
 });
 
 test('generateSpec with a user namespace: the namespace, both mappings', () => {

@@ -67,6 +67,12 @@ test('root inside writes to a volume, a bind mount, /etc/hosts, /dev/shm and a t
   assert.deepEqual(out.trim().split('\n'), ['0', '0', '0', '0', '1']);
   assert.equal(fs.statSync(path.join(bindDir, 'f')).uid, start);
   assert.equal(fs.statSync(path.join(bindDir, 'f')).gid, start);
+  // A bind source -v has to create belongs to the remapped root (dockerd's rule), and root inside may use it.
+  const made = path.join(bindDir, 'made', 'sub');
+  assert.equal((await e.ok(['run', '--rm', '-v', `${made}:/m`, 'busybox', 'sh', '-c', 'touch /m/ok && stat -c %u /m'])).trim(), '0');
+  assert.equal(fs.statSync(made).uid, start);
+  assert.equal(fs.statSync(path.join(bindDir, 'made')).uid, start);
+  assert.equal(fs.statSync(bindDir).uid, 0, 'the existing parent is left alone');
   const mountpoint = (await e.ok(['volume', 'inspect', '-f', '{{.Mountpoint}}', 'uvol'])).trim();
   assert.equal(fs.statSync(mountpoint).uid, start, 'the volume belongs to the remapped root');
   assert.equal(fs.statSync(path.join(mountpoint, 'v')).uid, start);
