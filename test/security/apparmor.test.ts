@@ -10,6 +10,7 @@ import { generateSpec } from '../../src/runtime/spec';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 
 test('the default profile: docker-default\'s rules under its own name', () => {
   const text = generateDefaultProfile();
@@ -68,4 +69,31 @@ test('profileLoaded reads the kernel\'s profile list', (t) => {
   fs.writeFileSync(file, 'berth-default-old (enforce)\n');
   assert.equal(profileLoaded(DEFAULT_APPARMOR_PROFILE, file), false);
   assert.equal(profileLoaded(DEFAULT_APPARMOR_PROFILE, path.join(dir, 'missing')), false);
+});
+
+// Compiling the profile takes apparmor_parser, which this host lacks. With the Debian package
+// unpacked somewhere (apt-get download apparmor && dpkg -x apparmor_*.deb DIR), set
+// BERTH_TEST_APPARMOR_ROOT=DIR to check that the parser accepts the text (-Q: no kernel load).
+test('apparmor_parser compiles the default profile', (t) => {
+  const root = process.env.BERTH_TEST_APPARMOR_ROOT;
+  const parser = root ? path.join(root, 'sbin', 'apparmor_parser') : ['/sbin/apparmor_parser', '/usr/sbin/apparmor_parser'].find((p) => fs.existsSync(p));
+  if (!parser || !fs.existsSync(parser)) {
+    t.skip('no apparmor_parser (set BERTH_TEST_APPARMOR_ROOT to an unpacked apparmor package)');
+    return;
+  }
+  const include = root ? path.join(root, 'etc', 'apparmor.d') : '/etc/apparmor.d';
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-aa-parse-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const cases: [string, string][] = [
+    ['plain', generateDefaultProfile()],
+    ['full', generateDefaultProfile(DEFAULT_APPARMOR_PROFILE, { includeBase: true, daemonProfile: 'berthd' })],
+    ['broken', 'profile x {\n  not a rule\n}\n'],
+  ];
+  for (const [name, text] of cases) {
+    const file = path.join(dir, name);
+    fs.writeFileSync(file, text);
+    const r: SpawnSyncReturns<string> = spawnSync(parser, ['-Q', '-K', '-I', include, file], { encoding: 'utf8' });
+    if (name === 'broken') assert.notEqual(r.status, 0, 'the parser does reject bad text');
+    else assert.equal(r.status, 0, `${name}: ${r.stderr}`);
+  }
 });
