@@ -200,7 +200,7 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
       Platform: 'linux',
       MountLabel: '',
       ProcessLabel: '',
-      AppArmorProfile: '',
+      AppArmorProfile: this.svc.appArmorProfile(rec) ?? '',
       ExecIDs: null,
       HostConfig: rec.hostConfig,
       GraphDriver: { Data: graph, Name: 'overlay2' },

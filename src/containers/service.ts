@@ -306,9 +306,14 @@ export class ContainerService {
     return this.o.userns;
   }
 
-  /** The AppArmor profile of a container (undefined where the host has no AppArmor). */
-  private appArmorOf(rec: ContainerRecord, requested: string | undefined): string | undefined {
-    const profile = appArmorProfileFor({ requested, privileged: rec.hostConfig.Privileged, supported: this.o.appArmor !== undefined });
+  /** The AppArmor profile a container runs under (undefined where the host has no AppArmor, as inspect's ""). */
+  appArmorProfile(rec: ContainerRecord, security = parseSecurityOpts(rec.hostConfig.SecurityOpt as string[] | undefined)): string | undefined {
+    return appArmorProfileFor({ requested: security.apparmor, privileged: rec.hostConfig.Privileged, supported: this.o.appArmor !== undefined });
+  }
+
+  /** appArmorProfile, with the default profile loaded again if something unloaded it. */
+  private appArmorOf(rec: ContainerRecord, security: ReturnType<typeof parseSecurityOpts>): string | undefined {
+    const profile = this.appArmorProfile(rec, security);
     if (profile === DEFAULT_APPARMOR_PROFILE) ensureDefaultProfileLoaded(this.o.appArmor!.profileDir);
     return profile;
   }
@@ -601,7 +606,7 @@ export class ContainerService {
         noNewPrivileges: security.noNewPrivileges,
         seccomp: this.seccompOf(rec.hostConfig, security),
         userns: userns ? { uidMappings: userns.uids, gidMappings: userns.gids } : undefined,
-        apparmorProfile: this.appArmorOf(rec, security.apparmor),
+        apparmorProfile: this.appArmorOf(rec, security),
         resources: specResourcesOf(rec.hostConfig),
         ...(net ? { namespaces: { network: net.namespace } } : {}),
       });

@@ -173,6 +173,12 @@ test('--security-opt apparmor=<profile> on a host without AppArmor: accepted and
   assert.ok(out === '' || /unconfined/.test(out), out);
   const r = await e.docker(['run', '--rm', '--security-opt', 'apparmor=some-profile', 'busybox', 'true']);
   assert.equal(r.code, 0, r.stderr);
+  await e.ok(['create', '--name', 'uaa', '--security-opt', 'apparmor=some-profile', 'busybox', 'true']);
+  try {
+    assert.equal((await e.ok(['inspect', '-f', '{{.AppArmorProfile}}', 'uaa'])).trim(), '', 'no profile applied, none reported');
+  } finally {
+    await e.docker(['rm', '-f', 'uaa']);
+  }
 });
 
 test('a daemon restart keeps the mapping: running containers, new ones, no second subordinate range', async () => {
