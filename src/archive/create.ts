@@ -16,6 +16,8 @@ export interface TarOptions {
   filter?: (relPath: string) => boolean;
   /** Include a "./" entry for the root directory itself (off by default, as docker's layers). */
   includeRoot?: boolean;
+  /** Translates the owner written in the headers (host IDs → container IDs under --userns-remap). */
+  mapOwner?: (uid: number, gid: number) => { uid: number; gid: number };
 }
 
 const BLOCK = 512;
@@ -173,10 +175,11 @@ async function* generateTar(root: string, mode: Mode, opts: TarOptions): AsyncGe
   const batch = new Batcher();
   const firstPathOfInode = new Map<string, string>();
   const mtimeOf = (st: fs.Stats): number => Math.max(0, Math.floor(st.mtimeMs / 1000));
+  const ownerOf = (st: fs.Stats): { uid: number; gid: number } => (opts.mapOwner ? opts.mapOwner(st.uid, st.gid) : { uid: st.uid, gid: st.gid });
 
   if (opts.includeRoot) {
     const st = fs.lstatSync(root);
-    for (const b of encodeHeader({ name: './', mode: st.mode, uid: st.uid, gid: st.gid, size: 0, mtime: mtimeOf(st), type: '5' }, readXattrs(root))) batch.add(b);
+    for (const b of encodeHeader({ name: './', mode: st.mode, ...ownerOf(st), size: 0, mtime: mtimeOf(st), type: '5' }, readXattrs(root))) batch.add(b);
   }
 
   // Depth-first, names sorted at every level: the archive order is a function of the tree.
@@ -192,7 +195,7 @@ async function* generateTar(root: string, mode: Mode, opts: TarOptions): AsyncGe
     if (opts.filter && !opts.filter(rel)) continue;
     const abs = `${root}/${rel}`;
     const st = fs.lstatSync(abs);
-    const base = { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: mtimeOf(st) };
+    const base = { mode: st.mode & 0o7777, ...ownerOf(st), mtime: mtimeOf(st) };
 
     if (st.isDirectory()) {
       const xattrs = readXattrs(abs);

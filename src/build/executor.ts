@@ -13,7 +13,7 @@ import type { AttachClient, ContainerService, CreateRequest } from '../container
 import type { BuildExecutor, RunStep } from './builder';
 
 /** The part of the ContainerService a build needs. */
-export type BuildContainers = Pick<ContainerService, 'create' | 'attach' | 'detachPending' | 'start' | 'wait' | 'kill' | 'remove' | 'layerDirs'>;
+export type BuildContainers = Pick<ContainerService, 'create' | 'attach' | 'detachPending' | 'start' | 'wait' | 'kill' | 'remove' | 'layerDirs' | 'tarOwnerMap'>;
 
 /**
  * How long the output may trail the exit: conmon closes the attach socket once the process's
@@ -103,7 +103,7 @@ export class ContainerBuildExecutor implements BuildExecutor {
 
   async diff(containerId: string): Promise<Readable> {
     const { upper } = this.containers.layerDirs(containerId);
-    return overlayUpperToLayer(upper);
+    return overlayUpperToLayer(upper, { mapOwner: this.containers.tarOwnerMap() });
   }
 
   async remove(containerId: string): Promise<void> {

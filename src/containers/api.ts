@@ -200,7 +200,7 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
       Platform: 'linux',
       MountLabel: '',
       ProcessLabel: '',
-      AppArmorProfile: '',
+      AppArmorProfile: this.svc.appArmorProfile(rec) ?? '',
       ExecIDs: null,
       HostConfig: rec.hostConfig,
       GraphDriver: { Data: graph, Name: 'overlay2' },
@@ -329,7 +329,7 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
     const { dir, release } = this.svc.mountForRead(ref);
     try {
       ctx.res.writeHead(200, { 'Content-Type': 'application/x-tar' });
-      await pipeline(tarDirectory(dir), ctx.res);
+      await pipeline(tarDirectory(dir, { mapOwner: this.svc.tarOwnerMap() }), ctx.res);
     } finally {
       release();
     }
@@ -353,7 +353,7 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
     const runConfig = applyChanges(mergeRunConfig(containerRunConfig(rec), o.config as ImageRunConfig | undefined), o.changes);
     return this.svc.withPaused(ref, o.pause, async () => {
       const { upper } = this.svc.layerDirs(rec.id);
-      const layer = await this.images.ingestLayerStream(overlayUpperToLayer(upper));
+      const layer = await this.images.ingestLayerStream(overlayUpperToLayer(upper, { mapOwner: this.svc.tarOwnerMap() }));
       const descs = [...base.record.layers, { ...layer, chainID: '' }].map((l) => ({ digest: l.blobDigest, diffID: l.diffID, mediaType: l.mediaType, size: l.blobSize, uncompressedSize: l.size }));
       const layers = await this.images.unpack(descs);
       const created = new Date().toISOString();

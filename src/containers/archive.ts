@@ -11,6 +11,7 @@ import * as tar from 'tar-stream';
 import { BerthError, invalidParameter, notFound } from '../common/errors';
 import { tarDirectory } from '../archive/create';
 import { decompressionStages } from '../archive/compression';
+import { mkdirAllOwned, type IdentityMapping } from '../security/userns';
 
 const MAX_LINKS = 255;
 
@@ -105,6 +106,8 @@ export interface ContainerView {
   mounts: ViewMount[];
   /** The container reference as the client gave it (for error messages). */
   ref: string;
+  /** --userns-remap: the tree holds host IDs; tars carry container IDs. */
+  idMap?: IdentityMapping;
 }
 
 function notFoundIn(view: ContainerView, p: string): Error {
@@ -138,10 +141,12 @@ export function archivePath(view: ContainerView, p: string): { stat: PathStat; t
   const { stat } = statPath(view, p);
   const resolved = resolveInContainer(view.root, p, view.mounts, follow);
   if (follow && !fs.existsSync(resolved.host)) throw notFoundIn(view, p);
-  if (resolved.logical === '/') return { stat, tar: tarDirectory(resolved.host) };
+  const idMap = view.idMap;
+  const mapOwner = idMap ? (uid: number, gid: number) => idMap.toContainer(uid, gid) : undefined;
+  if (resolved.logical === '/') return { stat, tar: tarDirectory(resolved.host, { mapOwner }) };
   const parent = path.dirname(resolved.host);
   const base = path.basename(resolved.host);
-  return { stat, tar: tarDirectory(parent, { filter: (rel) => rel === base || rel.startsWith(`${base}/`) }) };
+  return { stat, tar: tarDirectory(parent, { filter: (rel) => rel === base || rel.startsWith(`${base}/`), mapOwner }) };
 }
 
 /** Cleans a tar entry name to relative components; refuses one that would leave its root. */
@@ -186,7 +191,7 @@ export async function extractToPath(view: ContainerView, p: string, input: Reada
       const logical = path.posix.join(dest.logical, ...parts);
       const parentLogical = path.posix.dirname(logical);
       const parent = resolveInContainer(view.root, parentLogical, view.mounts, true);
-      fs.mkdirSync(parent.host, { recursive: true, mode: 0o755 });
+      mkdirAllOwned(parent.host, 0o755, view.idMap?.rootPair());
       const target = path.join(parent.host, path.posix.basename(logical));
       const isDir = h.type === 'directory';
       let existing: fs.Stats | undefined;
@@ -234,8 +239,9 @@ export async function extractToPath(view: ContainerView, p: string, input: Reada
           continue;
       }
       entry.resume();
-      const uid = opts.copyUIDGID ? h.uid ?? 0 : 0;
-      const gid = opts.copyUIDGID ? h.gid ?? 0 : 0;
+      // Owners are container IDs (root's without copyUIDGID); on disk they are host IDs.
+      const owner = { uid: opts.copyUIDGID ? h.uid ?? 0 : 0, gid: opts.copyUIDGID ? h.gid ?? 0 : 0 };
+      const { uid, gid } = view.idMap ? view.idMap.toHost(owner.uid, owner.gid) : owner;
       fs.lchownSync(target, uid, gid);
       if (h.type !== 'symlink') {
         fs.chmodSync(target, mode);
@@ -266,6 +272,8 @@ export interface ArchiveSource {
   record(ref: string): { id: string; hostConfig: { ReadonlyRootfs?: boolean } };
   mountForRead(ref: string): { dir: string; release: () => void };
   mountPoints(ref: string): { records: { Type: string; Source: string; Destination: string; RW: boolean }[] } | undefined;
+  /** --userns-remap's mapping, if the daemon runs with one. */
+  idMapping?(): IdentityMapping | undefined;
 }
 
 /** The HTTP side of /containers/{id}/archive (HEAD, GET, PUT). */
@@ -277,7 +285,7 @@ export async function containerArchive(svc: ArchiveSource, ctx: { req: import('n
   // A stopped container's root is mounted for the request (the running one's is used as is).
   const { dir, release } = svc.mountForRead(rec.id);
   try {
-    const view: ContainerView = { root: dir, ref, mounts: records.filter((m) => m.Type !== 'tmpfs' && m.Source).map((m) => ({ destination: m.Destination, source: m.Source })) };
+    const view: ContainerView = { root: dir, ref, mounts: records.filter((m) => m.Type !== 'tmpfs' && m.Source).map((m) => ({ destination: m.Destination, source: m.Source })), idMap: svc.idMapping?.() };
     if (method === 'PUT') {
       const target = resolveInContainer(view.root, p, view.mounts, true);
       const under = records.filter((m) => target.logical === m.Destination || target.logical.startsWith(`${m.Destination}/`)).sort((a, b) => b.Destination.length - a.Destination.length)[0];

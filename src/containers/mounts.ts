@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { invalidParameter, isKind } from '../common/errors';
-import { mkdirp } from '../common/fsutil';
+import { mkdirAllOwned } from '../security/userns';
 import type { Logger } from '../common/logger';
 import type { DB, MetadataDB } from '../metadata/db';
 import type { OciMount } from '../runtime/spec';
@@ -202,6 +202,8 @@ function depth(p: string): number {
 
 export class MountStore implements ContainerMounts, VolumeUsage {
   private readonly db: DB;
+  /** Owner of bind-mount sources -v creates (--userns-remap: the remapped root). */
+  newSourceOwner?: { uid: number; gid: number };
 
   constructor(
     meta: MetadataDB,
@@ -238,8 +240,9 @@ export class MountStore implements ContainerMounts, VolumeUsage {
       for (const p of planned) {
         const { volumeLabels, driverOpts, createSource, ...mp } = p;
         if (mp.Type === 'bind' && createSource && !fs.existsSync(mp.Source)) {
-          // docker's -v creates a missing host directory rather than fail.
-          mkdirp(mp.Source, 0o755);
+          // docker's -v creates a missing host directory rather than fail (under --userns-remap
+          // owned by the remapped root, as dockerd).
+          mkdirAllOwned(mp.Source, 0o755, this.newSourceOwner);
         }
         if (mp.Type === 'volume') {
           if (!mp.Name || !this.volumes.exists(mp.Name)) {

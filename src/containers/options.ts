@@ -8,6 +8,8 @@ import type { HostConfig } from './store';
 export interface SecurityOptions {
   /** The seccomp=<value> given ("unconfined", "builtin", or a profile's JSON text); undefined: the default. */
   seccomp?: string;
+  /** The apparmor=<profile> given; applied only where the host has AppArmor (security/apparmor.ts). */
+  apparmor?: string;
   noNewPrivileges: boolean;
 }
 
@@ -19,8 +21,8 @@ function parseGoBool(v: string): boolean | undefined {
 }
 
 /**
- * Parses HostConfig.SecurityOpt as dockerd does. label and apparmor options are accepted and have
- * no effect: this host runs neither SELinux nor AppArmor, as docker on such a host.
+ * Parses HostConfig.SecurityOpt as dockerd does. label options are accepted and have no effect
+ * (no SELinux support, as docker on a host without it); apparmor is applied where the host has it.
  */
 export function parseSecurityOpts(opts: readonly string[] | null | undefined): SecurityOptions {
   const out: SecurityOptions = { noNewPrivileges: false };
@@ -37,7 +39,9 @@ export function parseSecurityOpts(opts: readonly string[] | null | undefined): S
     const v = opt.slice(opt.indexOf(sep) + 1);
     switch (k) {
       case 'label':
+        break;
       case 'apparmor':
+        out.apparmor = v;
         break;
       case 'seccomp':
         out.seccomp = v;

@@ -19,6 +19,8 @@ import { cgroupPids } from '../runtime/cgroups';
 import type { AttachStream } from '../runtime/attach';
 import { ALL_CAPABILITIES, computeCapabilities, generateExecProcess, generateSpec, SpecError, type OciMount, type OciProcess } from '../runtime/spec';
 import { seccompForContainer, type OciSeccomp } from '../security/seccomp';
+import type { IdentityMapping } from '../security/userns';
+import { appArmorProfileFor, DEFAULT_APPARMOR_PROFILE, ensureDefaultProfileLoaded } from '../security/apparmor';
 import type { StatsTarget } from '../stats/stream';
 import type { RuntimeConfig } from '../daemon/config';
 import { checkAction, transition, type ContainerState } from './state';
@@ -68,6 +70,10 @@ export interface ContainerServiceOptions {
   mounts?: ContainerMounts;
   /** Container networking (sandboxes through the network service); without it, loopback only. */
   network?: ContainerNetworks;
+  /** --userns-remap: containers get a user namespace with this mapping (unless --userns=host). */
+  userns?: IdentityMapping;
+  /** AppArmor where the host has it: the default profile's directory (it is reloaded if unloaded). */
+  appArmor?: { profileDir: string };
 }
 
 /** The part of the events service the container service publishes to. */
@@ -268,6 +274,50 @@ export class ContainerService {
     }
   }
 
+  /**
+   * HostConfig.UsernsMode: "" (the daemon's choice: remapped under --userns-remap) or "host"; and
+   * dockerd's refusals of a remapped container that would share the host's namespaces.
+   */
+  private validateUserns(hc: Partial<HostConfig>): void {
+    const mode = hc.UsernsMode ?? '';
+    if (typeof mode !== 'string' || (mode !== '' && mode !== 'host')) throw invalidParameter(`--userns: invalid USER mode: ${JSON.stringify(mode)}`);
+    if (!this.o.userns || mode === 'host') return;
+    if (hc.Privileged === true) throw invalidParameter('privileged mode is incompatible with user namespaces.  You must run the container in the host namespace when running privileged mode');
+    if (hc.NetworkMode === 'host') throw invalidParameter("cannot share the host's network namespace when user namespaces are enabled");
+    if (hc.PidMode === 'host') throw invalidParameter('cannot share the host PID namespace when user namespaces are enabled');
+  }
+
+  /** The mapping a container's processes run under: the daemon's, unless it asked for --userns=host. */
+  private usernsOf(rec: ContainerRecord): IdentityMapping | undefined {
+    return rec.hostConfig.UsernsMode === 'host' ? undefined : this.o.userns;
+  }
+
+  /**
+   * Storage holds host IDs under --userns-remap (every container's, --userns=host ones too):
+   * tars made from it (commit, export, cp, build steps) carry container IDs instead.
+   */
+  tarOwnerMap(): ((uid: number, gid: number) => { uid: number; gid: number }) | undefined {
+    const map = this.o.userns;
+    return map ? (uid, gid) => map.toContainer(uid, gid) : undefined;
+  }
+
+  /** The daemon's ID mapping (undefined without --userns-remap). */
+  idMapping(): IdentityMapping | undefined {
+    return this.o.userns;
+  }
+
+  /** The AppArmor profile a container runs under (undefined where the host has no AppArmor, as inspect's ""). */
+  appArmorProfile(rec: ContainerRecord, security = parseSecurityOpts(rec.hostConfig.SecurityOpt as string[] | undefined)): string | undefined {
+    return appArmorProfileFor({ requested: security.apparmor, privileged: rec.hostConfig.Privileged, supported: this.o.appArmor !== undefined });
+  }
+
+  /** appArmorProfile, with the default profile loaded again if something unloaded it. */
+  private appArmorOf(rec: ContainerRecord, security: ReturnType<typeof parseSecurityOpts>): string | undefined {
+    const profile = this.appArmorProfile(rec, security);
+    if (profile === DEFAULT_APPARMOR_PROFILE) ensureDefaultProfileLoaded(this.o.appArmor!.profileDir);
+    return profile;
+  }
+
   /** The seccomp filter a container runs under (none when privileged or unconfined). */
   private seccompOf(hc: HostConfig, security = parseSecurityOpts(hc.SecurityOpt as string[] | undefined)): OciSeccomp | undefined {
     const caps = computeCapabilities({ privileged: hc.Privileged, capAdd: hc.CapAdd ?? [], capDrop: hc.CapDrop ?? [], capLastCap: capLastCap() });
@@ -323,6 +373,7 @@ export class ContainerService {
     const security = parseSecurityOpts(hc.SecurityOpt as string[] | undefined);
     // A seccomp profile that cannot be used is the request's fault: refused now, not at start.
     this.seccompOf({ Privileged: hc.Privileged === true, CapAdd: hc.CapAdd ?? null, CapDrop: hc.CapDrop ?? null } as HostConfig, security);
+    this.validateUserns(hc);
     const resources = { ...hc };
     validateResources(resources);
     const warnings = [...validateLimits(resources, hostNofileLimit()), ...dropUnsupported(resources)];
@@ -520,6 +571,12 @@ export class ContainerService {
       );
       // The network sandbox (and the hosts/resolv.conf that go with it) before the spec names its netns.
       const net = this.o.network ? await this.o.network.start(rec, (ref) => this.record(ref)) : undefined;
+      if (this.o.userns) {
+        // Root inside may edit its /etc/hosts, resolv.conf and hostname (docker lets it).
+        const rootPair = this.o.userns.rootPair();
+        for (const f of [paths.hostnamePath(id), paths.hostsPath(id), paths.resolvConfPath(id)]) fs.chownSync(f, rootPair.uid, rootPair.gid);
+      }
+      const userns = this.usernsOf(rec);
       const user = resolveUser(rootfs, rec.config.User);
       const security = parseSecurityOpts(rec.hostConfig.SecurityOpt as string[] | undefined);
       const spec = generateSpec({
@@ -548,6 +605,8 @@ export class ContainerService {
         capLastCap: capLastCap(),
         noNewPrivileges: security.noNewPrivileges,
         seccomp: this.seccompOf(rec.hostConfig, security),
+        userns: userns ? { uidMappings: userns.uids, gidMappings: userns.gids } : undefined,
+        apparmorProfile: this.appArmorOf(rec, security),
         resources: specResourcesOf(rec.hostConfig),
         ...(net ? { namespaces: { network: net.namespace } } : {}),
       });

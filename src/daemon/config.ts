@@ -31,6 +31,8 @@ export interface DaemonConfig {
   tlsCert?: string;
   tlsKey?: string;
   insecureTcp?: boolean;
+  /** --userns-remap: "default", "user", "user:group", "uid", "uid:gid"; "" for none. */
+  usernsRemap: string;
   /** Free-form settings later subsystems read (log-driver, bip, ...), as given in daemon.json. */
   extra: Record<string, unknown>;
 }
@@ -58,6 +60,7 @@ const FLAGS: (FlagSpec & { key: string })[] = [
   { name: 'tlskey', type: 'string', key: 'tlskey', description: 'Path to TLS key file' },
   { name: 'insecure-tcp-exposes-root', type: 'bool', key: 'insecure-tcp-exposes-root', description: 'Allow a tcp:// listener without --tlsverify (gives root to anyone who can connect)' },
   { name: 'storage-driver', short: 's', type: 'string', key: 'storage-driver', description: 'Storage driver to use (overlay2)' },
+  { name: 'userns-remap', type: 'string', key: 'userns-remap', description: 'User/Group setting for user namespaces' },
   { name: 'bip', type: 'string', key: 'bip', description: 'Specify default-bridge IP (CIDR)' },
   { name: 'bridge', short: 'b', type: 'string', key: 'bridge', description: 'Attach containers to a network bridge' },
   { name: 'help', type: 'bool', key: '', description: 'Print usage' },
@@ -66,7 +69,7 @@ const FLAGS: (FlagSpec & { key: string })[] = [
 
 /** daemon.json keys berthd accepts beyond those that have flags (later subsystems read them). */
 const FILE_ONLY_KEYS = ['runtimes', 'log-driver', 'log-opts', 'dns', 'dns-search', 'default-address-pools',
-  'userns-remap', 'tls', 'features', 'experimental', 'live-restore', 'labels',
+  'tls', 'features', 'experimental', 'live-restore', 'labels',
   'default-ulimits', 'seccomp-profile', 'no-new-privileges', 'ip-forward', 'iptables', 'ipv6', 'mtu', 'group'];
 
 export function usage(): string {
@@ -151,10 +154,16 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     tlsCert: optionalPath(pick<string | undefined>('tlscert', 'tlscert', undefined)),
     tlsKey: optionalPath(pick<string | undefined>('tlskey', 'tlskey', undefined)),
     insecureTcp: pick('insecure-tcp-exposes-root', 'insecure-tcp-exposes-root', false),
+    usernsRemap: userNsRemap(pick<unknown>('userns-remap', 'userns-remap', '')),
     extra,
     help: v.help as boolean,
     version: v.version as boolean,
   };
+}
+
+function userNsRemap(v: unknown): string {
+  if (typeof v !== 'string') throw new FlagError(`invalid userns-remap value ${JSON.stringify(v)}: must be a string`);
+  return v.trim();
 }
 
 function optionalPath(p: string | undefined): string | undefined {

@@ -40,6 +40,8 @@ import { MountStore } from '../containers/mounts';
 import { buildRoutes } from '../api/routes/build';
 import type { BuildCache } from '../build/cache';
 import type { Builder } from '../build/builder';
+import { blockingAncestor, resolveRemap, type RemapSetting } from '../security/userns';
+import { hostSupportsAppArmor, installDefaultProfile } from '../security/apparmor';
 
 export const BERTH_VERSION = '0.1.0';
 
@@ -58,6 +60,10 @@ export class Daemon implements SystemBackend {
   private listeners: Listener[] = [];
   private host!: HostInfo;
   private daemonID = '';
+  /** Where this daemon's state lives: the data root, or <data-root>/<uid>.<gid> under --userns-remap (dockerd's layout). */
+  private root = '';
+  private remap?: RemapSetting;
+  private appArmor = false;
   readonly events = new EventsService();
 
   constructor(readonly cfg: DaemonConfig, readonly log: Logger) {}
@@ -69,9 +75,12 @@ export class Daemon implements SystemBackend {
     this.lock = await DataRootLock.acquire(cfg.dataRoot);
     this.host = readHostInfo(cfg.dataRoot);
     this.daemonID = this.loadDaemonID();
-    this.meta = new MetadataDB(path.join(cfg.dataRoot, 'metadata.db'));
-    const content = new ContentStore(path.join(cfg.dataRoot, 'content'));
-    this.snapshotter = new OverlaySnapshotter(path.join(cfg.dataRoot, 'overlay2'));
+    this.root = this.setUpRemap();
+    const root = this.root;
+    this.setUpAppArmor();
+    this.meta = new MetadataDB(path.join(root, 'metadata.db'));
+    const content = new ContentStore(path.join(root, 'content'));
+    this.snapshotter = new OverlaySnapshotter(path.join(root, 'overlay2'), { idMap: this.remap?.mapping });
     this.images = new ImageService(new ImageStore(this.meta), content, this.snapshotter, log);
     this.images.events = (action, id, attrs) => this.events.image(action, id, attrs);
 
@@ -80,12 +89,14 @@ export class Daemon implements SystemBackend {
     } catch (err) {
       log.warn(`cgroups are not usable by the OCI runtime: ${(err as Error).message}`);
     }
-    this.networks = new NetworkService(this.meta, { dataRoot: cfg.dataRoot, execRoot: cfg.execRoot, log, ...optionsFromDaemonConfig(cfg.extra) });
+    this.networks = new NetworkService(this.meta, { dataRoot: root, execRoot: cfg.execRoot, log, ...optionsFromDaemonConfig(cfg.extra) });
     await this.networks.init();
-    const containerPaths = new ContainerPaths(cfg.dataRoot, cfg.execRoot);
+    const containerPaths = new ContainerPaths(root, cfg.execRoot);
     const containerNetworks = new ContainerNetworks(this.networks, containerPaths, log);
-    this.volumes = new VolumeService(this.meta, path.join(cfg.dataRoot, 'volumes'), log, this.events);
+    this.volumes = new VolumeService(this.meta, path.join(root, 'volumes'), log, this.events);
+    if (this.remap) this.volumes.driver.dataOwner = this.remap.mapping.rootPair();
     const containerMounts = new MountStore(this.meta, this.volumes, log);
+    if (this.remap) containerMounts.newSourceOwner = this.remap.mapping.rootPair();
     this.volumes.setUsage(containerMounts);
     this.containers = new ContainerService({
       mounts: containerMounts,
@@ -100,6 +111,8 @@ export class Daemon implements SystemBackend {
       log,
       events: this.events,
       network: containerNetworks,
+      userns: this.remap?.mapping,
+      appArmor: this.appArmor ? { profileDir: this.appArmorDir() } : undefined,
     });
     await this.containers.recover();
     // Running containers keep their networking; what dead ones left is torn down.
@@ -176,7 +189,7 @@ export class Daemon implements SystemBackend {
         images: this.images,
         cache,
         executor: new ContainerBuildExecutor(this.containers!, this.log),
-        tmpRoot: path.join(this.cfg.dataRoot, 'tmp', 'build'),
+        tmpRoot: path.join(this.root, 'tmp', 'build'),
         log: this.log,
       });
       this.builder = { builder, cache };
@@ -189,6 +202,56 @@ export class Daemon implements SystemBackend {
       build: (params, context, send, signal) => this.build().builder.build(params, context, send, signal),
       pruneCache: () => this.build().cache.prune(),
     };
+  }
+
+  /**
+   * --userns-remap: resolves the user and its subordinate ranges (creating the default user and
+   * ranges when missing) and makes <data-root>/<uid>.<gid> (0710, group of the remapped root, as
+   * dockerd) the root of all state. Returns the directory state lives in.
+   */
+  private setUpRemap(): string {
+    const { cfg, log } = this;
+    if (!cfg.usernsRemap) return cfg.dataRoot;
+    this.remap = resolveRemap(cfg.usernsRemap);
+    if (!this.remap) {
+      log.warn('User namespaces: root cannot be remapped with itself; user namespaces are OFF');
+      return cfg.dataRoot;
+    }
+    log.info(`User namespaces: ID ranges will be mapped to subuid/subgid ranges of: ${this.remap.user}`);
+    const { uid, gid } = this.remap.mapping.rootPair();
+    // The data root must stay traversable (dockerd sets 0711 on it too).
+    fs.chmodSync(cfg.dataRoot, 0o711);
+    const root = path.join(cfg.dataRoot, `${uid}.${gid}`);
+    mkdirp(root, 0o710);
+    fs.chownSync(root, process.getuid?.() ?? 0, gid);
+    fs.chmodSync(root, 0o710);
+    // The runtime resolves the container's rootfs (in the bundle under the exec root) as the
+    // remapped root: the exec root must be traversable for it, as every directory above both.
+    fs.chmodSync(cfg.execRoot, 0o711);
+    for (const dir of [root, cfg.execRoot]) {
+      if (blockingAncestor(dir, uid, gid) !== undefined) {
+        throw new Error(`a subdirectory in your graphroot path (${dir}) restricts access to the remapped root uid/gid; please fix by allowing 'o+x' permissions on existing directories`);
+      }
+    }
+    return root;
+  }
+
+  private appArmorDir(): string {
+    return path.join(this.cfg.execRoot, 'apparmor');
+  }
+
+  /** AppArmor where the host has it: the default profile is (re)loaded at every start, as dockerd does. */
+  private setUpAppArmor(): void {
+    this.appArmor = hostSupportsAppArmor();
+    if (!this.appArmor) {
+      this.log.debug('AppArmor is not enabled on this host: containers run without an AppArmor profile');
+      return;
+    }
+    try {
+      installDefaultProfile(this.appArmorDir());
+    } catch (err) {
+      this.log.error(`Failed to load default apparmor profile: ${(err as Error).message}`);
+    }
   }
 
   /** A stable identity for this data root, as dockerd's engine ID. */
@@ -238,7 +301,7 @@ export class Daemon implements SystemBackend {
       Images: this.images.count(),
       Driver: 'overlay2',
       DriverStatus: [['Backing Filesystem', h.backingFs], ['Supports d_type', 'true'], ['Using metacopy', 'false'], ['Native Overlay Diff', 'true'], ['userxattr', 'false']],
-      DockerRootDir: cfg.dataRoot,
+      DockerRootDir: this.root || cfg.dataRoot,
       Plugins: { Volume: ['local'], Network: ['bridge', 'host', 'null'], Authorization: null, Log: ['json-file', 'local', 'none'] },
       MemoryLimit: true,
       SwapLimit: true,
@@ -291,7 +354,11 @@ export class Daemon implements SystemBackend {
       ContainerdCommit: { ID: '' },
       RuncCommit: { ID: '' },
       InitCommit: { ID: '' },
-      SecurityOptions: ['name=seccomp,profile=builtin'],
+      SecurityOptions: [
+        ...(this.appArmor ? ['name=apparmor'] : []),
+        'name=seccomp,profile=builtin',
+        ...(this.remap ? ['name=userns'] : []),
+      ],
       Warnings: [],
     };
   }

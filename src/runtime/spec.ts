@@ -90,6 +90,13 @@ export interface OciNamespace {
   path?: string;
 }
 
+/** One line of a user namespace's uid_map/gid_map. */
+export interface OciIdMapping {
+  containerID: number;
+  hostID: number;
+  size: number;
+}
+
 export interface OciSpec {
   ociVersion: string;
   process: OciProcess;
@@ -100,6 +107,8 @@ export interface OciSpec {
   annotations?: Record<string, string>;
   linux: {
     namespaces: OciNamespace[];
+    uidMappings?: OciIdMapping[];
+    gidMappings?: OciIdMapping[];
     cgroupsPath?: string;
     resources?: OciResources;
     devices?: OciDevice[];
@@ -168,6 +177,10 @@ export interface ContainerSpec {
   capLastCap?: number;
   /** The resolved seccomp filter (security's seccompForContainer); absent: none (unconfined). */
   seccomp?: OciSeccomp;
+  /** --userns-remap: a user namespace of the container's own with these mappings; absent: the host's. */
+  userns?: { uidMappings: OciIdMapping[]; gidMappings: OciIdMapping[] };
+  /** AppArmor profile to run under (only given where the host has AppArmor). */
+  apparmorProfile?: string;
 }
 
 // ---- docker's defaults ----
@@ -392,6 +405,13 @@ export function generateSpec(spec: ContainerSpec): OciSpec {
   if (spec.cgroupsPath) out.linux.cgroupsPath = spec.cgroupsPath;
   if (spec.sysctl && Object.keys(spec.sysctl).length > 0) out.linux.sysctl = { ...spec.sysctl };
   if (spec.seccomp) out.linux.seccomp = spec.seccomp;
+  if (spec.userns) {
+    if (spec.userns.uidMappings.length === 0 || spec.userns.gidMappings.length === 0) throw new SpecError('a user namespace needs uid and gid mappings');
+    out.linux.namespaces.unshift({ type: 'user' });
+    out.linux.uidMappings = spec.userns.uidMappings.map((m) => ({ ...m }));
+    out.linux.gidMappings = spec.userns.gidMappings.map((m) => ({ ...m }));
+  }
+  if (spec.apparmorProfile) process.apparmorProfile = spec.apparmorProfile;
   if (spec.annotations && Object.keys(spec.annotations).length > 0) out.annotations = { ...spec.annotations };
   return out;
 }

@@ -17,6 +17,7 @@ import Database from 'better-sqlite3';
 import { conflict, invalidParameter, notFound } from '../common/errors';
 import { mkdirp } from '../common/fsutil';
 import type { Mount, SnapshotInfo, SnapshotKind, SnapshotOptions, Snapshotter, Usage } from './types';
+import { shiftTree, type IdentityMapping } from '../security/userns';
 
 /** Active snapshots with keys starting with this are unpack scratch space, dropped on open. */
 export const EXTRACT_KEY_PREFIX = 'extract-';
@@ -54,11 +55,22 @@ export function diskUsage(dir: string): Usage {
   return { size, inodes };
 }
 
+export interface OverlaySnapshotterOptions {
+  /**
+   * --userns-remap: snapshots hold host IDs. A new snapshot's own root belongs to the remapped
+   * root (a container's writable layer is its "/"); writers put container IDs in it, and commit
+   * shifts them to host IDs, once per layer (security/userns.ts shiftTree).
+   */
+  idMap?: IdentityMapping;
+}
+
 export class OverlaySnapshotter implements Snapshotter {
   private readonly db: Database.Database;
   private readonly snapshotsDir: string;
+  private readonly idMap?: IdentityMapping;
 
-  constructor(readonly root: string) {
+  constructor(readonly root: string, opts: OverlaySnapshotterOptions = {}) {
+    this.idMap = opts.idMap;
     this.snapshotsDir = path.join(root, 'snapshots');
     mkdirp(this.snapshotsDir, 0o700);
     this.db = new Database(path.join(root, 'metadata.db'));
@@ -159,6 +171,10 @@ export class OverlaySnapshotter implements Snapshotter {
     fs.mkdirSync(tmp, 0o700);
     try {
       fs.mkdirSync(path.join(tmp, 'fs'), 0o755);
+      if (this.idMap) {
+        const rootPair = this.idMap.rootPair();
+        fs.chownSync(path.join(tmp, 'fs'), rootPair.uid, rootPair.gid);
+      }
       if (kind === 'active') fs.mkdirSync(path.join(tmp, 'work'), 0o700);
       const now = Date.now();
       this.db.transaction(() => {
@@ -205,11 +221,28 @@ export class OverlaySnapshotter implements Snapshotter {
     const r = this.mustRow(key);
     if (r.kind !== 'active') throw invalidParameter(`snapshot ${key} is not active: only active snapshots can be committed`);
     if (this.row(name)) throw conflict(`snapshot ${name} already exists`);
+    const fsDir = path.join(this.dirOf(r.id), 'fs');
+    if (this.idMap) this.shiftToHost(fsDir, this.idMap);
     // Committed layers never change again, so their usage is measured once, here.
-    const usage = diskUsage(path.join(this.dirOf(r.id), 'fs'));
+    const usage = diskUsage(fsDir);
     const labels = opts.labels ?? (JSON.parse(r.labels) as Record<string, string>);
     this.db.prepare("UPDATE snapshots SET key = ?, kind = 'committed', labels = ?, updated = ?, size = ?, inodes = ? WHERE id = ?")
       .run(name, JSON.stringify(labels), Date.now(), usage.size, usage.inodes, r.id);
+  }
+
+  /**
+   * Container IDs → host IDs in a layer about to be committed. Its root was made the remapped
+   * root's at prepare; a writer that gave it another owner (a layer's "./" entry) wrote a
+   * container ID there, which is shifted like everything else.
+   */
+  private shiftToHost(fsDir: string, idMap: IdentityMapping): void {
+    const rootPair = idMap.rootPair();
+    const st = fs.lstatSync(fsDir);
+    if (st.uid !== rootPair.uid || st.gid !== rootPair.gid) {
+      const host = idMap.toHost(st.uid, st.gid);
+      fs.chownSync(fsDir, host.uid, host.gid);
+    }
+    shiftTree(fsDir, idMap, { skipRoot: true });
   }
 
   remove(key: string): void {

@@ -13,6 +13,8 @@ const DRIVER_OPTS = ['type', 'device', 'o', 'size'];
 export class LocalDriver {
   /** Container IDs holding each mounted volume. */
   private readonly holders = new Map<string, Set<string>>();
+  /** Owner of new volumes' _data (--userns-remap: the remapped root, so that root inside may write). */
+  dataOwner?: { uid: number; gid: number };
 
   constructor(readonly root: string) {
     mkdirp(root, 0o701);
@@ -36,6 +38,7 @@ export class LocalDriver {
     const data = this.dataPath(name);
     try {
       fs.mkdirSync(data, { mode: 0o755 });
+      if (this.dataOwner) fs.chownSync(data, this.dataOwner.uid, this.dataOwner.gid);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }

@@ -157,10 +157,10 @@ export interface CtrEnv {
  * container processes by cgroup), unmounts what is mounted under its dirs, removes its cgroups
  * and its temp dir.
  */
-export async function setupDaemon(name: string, opts: { config?: Record<string, unknown>; subnets?: string[] } = {}): Promise<CtrEnv> {
+export async function setupDaemon(name: string, opts: { config?: Record<string, unknown>; subnets?: string[]; dirMode?: number } = {}): Promise<CtrEnv> {
   const net = bridgeConfig();
   const subnet = net.bip.replace(/\.1\/24$/, '.0/24');
-  const d = await startDaemon({ name: `ctr-${name}`, config: { ...net, ...(opts.config ?? {}) } });
+  const d = await startDaemon({ name: `ctr-${name}`, config: { ...net, ...(opts.config ?? {}) }, dirMode: opts.dirMode });
   const cgroupParent = d.cgroupParent;
   let cleaned = false;
   const cleanup = async (): Promise<void> => {

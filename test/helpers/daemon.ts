@@ -33,10 +33,13 @@ export interface TestDaemonOptions {
   name: string;
   args?: string[];
   config?: Record<string, unknown>;
+  /** Mode of the temp dir holding the roots (mkdtemp's 0700 by default; --userns-remap needs o+x). */
+  dirMode?: number;
 }
 
 export async function startDaemon(opts: TestDaemonOptions): Promise<TestDaemon> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `berth-${opts.name}-`));
+  if (opts.dirMode !== undefined) fs.chmodSync(dir, opts.dirMode);
   const dataRoot = path.join(dir, 'data');
   const execRoot = path.join(dir, 'exec');
   const socket = path.join(dir, 'berth.sock');
