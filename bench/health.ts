@@ -19,8 +19,8 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
-import { api, destroyDaemon, startDaemon, type TestDaemon } from '../test/helpers/daemon';
-import { importBusybox } from '../test/containers/fixtures';
+import { api, startDaemon, type TestDaemon } from '../test/helpers/daemon';
+import { bridgeConfig, cleanupNetworking, importBusybox } from '../test/containers/fixtures';
 import { mountsUnder } from '../test/helpers/cleanup';
 import { pool } from './lib';
 
@@ -121,11 +121,13 @@ async function main(): Promise<void> {
   const o = parseOptions(process.argv.slice(2));
   let d: TestDaemon | undefined;
   const benchCgroup = path.join(CPUACCT, `berth-bench-health-${process.pid}`);
+  const net = bridgeConfig();
   const tmpfs = o.tmpfsExecRoot ? fs.mkdtempSync('/tmp/berth-bench-health-run-') : undefined;
   try {
     if (tmpfs) execFileSync('mount', ['-t', 'tmpfs', '-o', 'mode=0700', 'tmpfs', tmpfs]);
     // A later --exec-root wins over the helper's.
-    d = await startDaemon({ name: 'bench-health', args: tmpfs ? ['--exec-root', tmpfs] : [] });
+    // A default bridge and subnet of its own, never the host's berth0.
+    d = await startDaemon({ name: 'bench-health', config: net, args: tmpfs ? ['--exec-root', tmpfs] : [] });
     if (tmpfs) d.execRoot = tmpfs;
     await importBusybox(d);
     // berthd into a cgroup of its own, before it starts any conmon: they all inherit it.
@@ -207,7 +209,7 @@ async function main(): Promise<void> {
     console.log(`projected at the nominal ${nominal.toFixed(0)} probes/s: ${(projected / 10).toFixed(0)}% of one core, of which the bare runtime exec floor is ${((floorMs * nominal) / 10).toFixed(0)}% and berthd ${(((berthd / Math.max(1, probes)) * nominal) / 10).toFixed(0)}%: ${projected < 1000 ? 'PASS' : 'MISS'} (target: under one core)`);
     console.log(`berthd's own share: ${per(berthd)} (berth's overhead beside the runtime's ${floorMs.toFixed(2)} ms floor)`);
   } finally {
-    await destroyDaemon(d);
+    if (d) await cleanupNetworking(d, { bridges: [net.bridge], subnets: [net.bip.replace(/\.1\/24$/, '.0/24')] });
     if (tmpfs) {
       // Container rootfs mounts live under the exec root, outside the helper's temp dir.
       for (const line of mountsUnder(tmpfs).reverse()) {

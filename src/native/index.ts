@@ -12,6 +12,7 @@ interface RawBinding {
   mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void;
   umount2(target: string, flags: number): void;
   umount2Async(target: string, flags: number): Promise<void>;
+  sealedCopy(file: string, name: string): number;
 }
 
 // This file compiles to dist/src/native/index.js; the addon is built in place under src/native.
@@ -115,4 +116,13 @@ export function umount2(target: string, flags: number): void {
 /** umount2(2) on libuv's thread pool: unmounting an overlay can sync a whole file system. */
 export async function umount2Async(target: string, flags: number): Promise<void> {
   try { await raw().umount2Async(target, flags); } catch (err) { throw nodeError(err, 'umount2', target); }
+}
+
+/**
+ * A sealed, close-on-exec memfd copy of a file (memfd_create, sendfile, F_ADD_SEALS with SEAL,
+ * SHRINK, GROW and WRITE); returns the fd, which the caller closes. Run through
+ * /proc/<pid>/fd/<fd>, crun and runc take it as their own safe clone and do not copy themselves.
+ */
+export function sealedCopy(file: string, name: string): number {
+  try { return raw().sealedCopy(file, name); } catch (err) { throw nodeError(err, 'sealedCopy', file); }
 }
