@@ -60,6 +60,8 @@ export interface HealthMonitorOptions {
   log: Logger;
   /** Probes being started at once; more wait their turn. Default 8. */
   maxConcurrentStarts?: number;
+  /** How long a started probe keeps its start slot at most (until it exits otherwise). Default 250 ms. */
+  startHoldMs?: number;
   /** How often results that only grew the log are written. Default 5 s. */
   flushIntervalMs?: number;
   /** dockerd gives up on an exec that has not started after 30 s. */
@@ -89,7 +91,7 @@ export class HealthMonitor {
   private closed = false;
 
   constructor(o: HealthMonitorOptions) {
-    this.o = { maxConcurrentStarts: 8, flushIntervalMs: 5000, startTimeoutMs: 30_000, now: Date.now, ...o };
+    this.o = { maxConcurrentStarts: 8, startHoldMs: 250, flushIntervalMs: 5000, startTimeoutMs: 30_000, now: Date.now, ...o };
     this.queue = new DeadlineQueue(this.o.now);
   }
 
@@ -226,10 +228,24 @@ export class HealthMonitor {
         killProbe(late);
         void late.exited.finally(() => late.release());
       });
-    } finally {
+    } catch (err) {
       this.releaseStart();
+      throw err;
     }
-    void proc.exited.then(() => exitedProbes.add(proc), () => exitedProbes.add(proc));
+    // The slot is held until the probe exits, or for startHoldMs at most (a slow probe must not
+    // hold back the others): probes that fall due together (after a stall, or at daemon start)
+    // then run a few at a time instead of all at once, which would make them contend, finish
+    // together and stay in lockstep from then on.
+    const slotKey = `\0slot:${++this.probeSeq}`;
+    let slotHeld = true;
+    const freeSlot = (): void => {
+      if (!slotHeld) return;
+      slotHeld = false;
+      this.queue.cancel(slotKey);
+      this.releaseStart();
+    };
+    this.queue.schedule(slotKey, this.o.now() + this.o.startHoldMs, freeSlot);
+    void proc.exited.then(() => exitedProbes.add(proc), () => exitedProbes.add(proc)).finally(freeSlot);
     started(proc);
     const output = new LimitedOutput();
     const drained = new Promise<void>((resolve) => {

@@ -2,7 +2,8 @@
  * berth_native: the few Linux syscalls that Node's fs module does not offer and that the image
  * store needs (device nodes and fifos in layers, extended attributes such as overlayfs whiteout
  * markers and file capabilities, and mount/umount for snapshots), and a sealed in-memory copy of
- * a binary (the OCI runtime for health probes, see src/runtime/probe.ts).
+ * a binary and a light process spawn with its own reaping (the OCI runtime for health probes, see
+ * src/runtime/probe.ts).
  *
  * Every function is synchronous (they are single fast syscalls) except umount2Async: unmounting
  * an overlay syncs the whole file system under it, which can take a second on a busy disk, so
@@ -23,7 +24,12 @@
 #include <sys/sysmacros.h>
 #include <sys/types.h>
 #include <sys/xattr.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <signal.h>
+#include <spawn.h>
 #include <node_api.h>
+#include <uv.h>
 
 #define CHECK(call)                                                        \
   do {                                                                     \
@@ -405,6 +411,173 @@ out:
   return NULL;
 }
 
+/*
+ * spawnWatched(file, argv, envp, onExit) -> [pid, stdoutFd, stderrFd]: posix_spawn (a vfork-style
+ * clone: no copy of the daemon's page tables, unlike libuv's fork) with stdin from /dev/null,
+ * stdout and stderr on new pipes (the read ends are returned, close-on-exec), cwd /, default
+ * signal dispositions and an empty mask. The child is reaped here, not by libuv: a pidfd polled on
+ * Node's loop; onExit(code, signal) runs once it has exited (signal 0 for a normal exit).
+ */
+typedef struct {
+  uv_poll_t poll;
+  napi_env env;
+  napi_ref cb;
+  int pidfd;
+} watched_t;
+
+static void watched_free(uv_handle_t *h) {
+  free(h->data);
+}
+
+static void watched_exit(uv_poll_t *poll, int status, int events) {
+  watched_t *w = poll->data;
+  siginfo_t info;
+  int code = -1, sig = 0;
+  memset(&info, 0, sizeof(info));
+  (void)status;
+  (void)events;
+  /* P_PIDFD (3): wait for exactly this child through its pidfd. */
+  int r = waitid((idtype_t)3, (id_t)w->pidfd, &info, WEXITED | WNOHANG);
+  if (r < 0 && errno == EINTR) return;
+  if (r == 0 && info.si_pid == 0) return; /* not exited yet */
+  if (r == 0 && info.si_code == CLD_EXITED) code = info.si_status;
+  else if (r == 0) sig = info.si_status;
+  /* r < 0: it cannot be waited for (reaped elsewhere): reported as code -1, signal 0. */
+  uv_poll_stop(poll);
+  close(w->pidfd);
+  napi_handle_scope scope;
+  napi_value cb, global, argv[2], result;
+  if (napi_open_handle_scope(w->env, &scope) == napi_ok) {
+    if (napi_get_reference_value(w->env, w->cb, &cb) == napi_ok && napi_get_global(w->env, &global) == napi_ok &&
+        napi_create_int32(w->env, code, &argv[0]) == napi_ok && napi_create_int32(w->env, sig, &argv[1]) == napi_ok) {
+      napi_async_context ctx;
+      napi_value name;
+      if (napi_create_string_utf8(w->env, "berth:probe-exit", NAPI_AUTO_LENGTH, &name) == napi_ok &&
+          napi_async_init(w->env, NULL, name, &ctx) == napi_ok) {
+        napi_make_callback(w->env, ctx, global, cb, 2, argv, &result);
+        napi_async_destroy(w->env, ctx);
+      }
+    }
+    napi_close_handle_scope(w->env, scope);
+  }
+  napi_delete_reference(w->env, w->cb);
+  uv_close((uv_handle_t *)poll, watched_free);
+}
+
+static void free_strv(char **v) {
+  if (!v) return;
+  for (char **p = v; *p; p++) free(*p);
+  free(v);
+}
+
+static int get_strv(napi_env env, napi_value arr, char ***out) {
+  uint32_t n = 0;
+  *out = NULL;
+  if (napi_get_array_length(env, arr, &n) != napi_ok) {
+    napi_throw_type_error(env, NULL, "expected an array of strings");
+    return -1;
+  }
+  char **v = calloc(n + 1, sizeof(char *));
+  if (!v) {
+    napi_throw_error(env, NULL, "out of memory");
+    return -1;
+  }
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value el;
+    if (napi_get_element(env, arr, i, &el) != napi_ok || get_string(env, el, 0, &v[i])) {
+      free_strv(v);
+      return -1;
+    }
+  }
+  *out = v;
+  return 0;
+}
+
+static napi_value js_spawn_watched(napi_env env, napi_callback_info info) {
+  napi_value argv[4], result, v;
+  char *file = NULL, **args = NULL, **envp = NULL;
+  int out[2] = {-1, -1}, err[2] = {-1, -1}, rc, pidfd = -1;
+  pid_t pid = 0;
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  sigset_t all, none;
+  uv_loop_t *loop;
+  watched_t *w = NULL;
+  if (get_args(env, info, 4, argv) || get_string(env, argv[0], 0, &file) || get_strv(env, argv[1], &args) || get_strv(env, argv[2], &envp)) goto out;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok) {
+    napi_throw_error(env, NULL, "berth_native: no event loop");
+    goto out;
+  }
+  if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
+    throw_errno(env, errno, "pipe2");
+    goto out;
+  }
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+  posix_spawn_file_actions_addchdir_np(&fa, "/");
+  posix_spawnattr_init(&attr);
+  sigfillset(&all);
+  sigemptyset(&none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+  rc = posix_spawn(&pid, file, &fa, &attr, args, envp);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  close(out[1]);
+  close(err[1]);
+  out[1] = err[1] = -1;
+  if (rc != 0) {
+    throw_errno(env, rc, "posix_spawn");
+    goto out;
+  }
+  pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+  w = calloc(1, sizeof(*w));
+  if (pidfd < 0 || !w || uv_poll_init(loop, &w->poll, pidfd) != 0) {
+    /* Cannot watch it: do not leave it running unreaped. */
+    int e = pidfd < 0 ? errno : ENOMEM;
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    if (pidfd >= 0) close(pidfd);
+    free(w);
+    throw_errno(env, e, "pidfd_open");
+    goto out;
+  }
+  w->poll.data = w;
+  w->env = env;
+  w->pidfd = pidfd;
+  if (napi_create_reference(env, argv[3], 1, &w->cb) != napi_ok) {
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    close(pidfd);
+    uv_close((uv_handle_t *)&w->poll, watched_free);
+    goto out;
+  }
+  uv_poll_start(&w->poll, UV_READABLE, watched_exit);
+  napi_create_array_with_length(env, 3, &result);
+  napi_create_int32(env, pid, &v);
+  napi_set_element(env, result, 0, v);
+  napi_create_int32(env, out[0], &v);
+  napi_set_element(env, result, 1, v);
+  napi_create_int32(env, err[0], &v);
+  napi_set_element(env, result, 2, v);
+  free(file);
+  free_strv(args);
+  free_strv(envp);
+  return result;
+out:
+  for (int i = 0; i < 2; i++) {
+    if (out[i] >= 0) close(out[i]);
+    if (err[i] >= 0) close(err[i]);
+  }
+  free(file);
+  free_strv(args);
+  free_strv(envp);
+  return NULL;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"mknod", NULL, js_mknod, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -415,6 +588,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"umount2", NULL, js_umount2, NULL, NULL, NULL, napi_enumerable, NULL},
     {"umount2Async", NULL, js_umount2_async, NULL, NULL, NULL, napi_enumerable, NULL},
     {"sealedCopy", NULL, js_sealed_copy, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"spawnWatched", NULL, js_spawn_watched, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok) return NULL;
   return exports;

@@ -13,13 +13,12 @@
 // namespaces, cgroup, seccomp filter, and the user, env, cwd, capabilities and no-new-privileges
 // of the process spec (built by the container service as for `docker exec`).
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { spawn } from 'node:child_process';
-import type { Readable } from 'node:stream';
+import * as net from 'node:net';
+import { Readable } from 'node:stream';
 import { writeFileAtomic } from '../common/fsutil';
 import { silentLogger, type Logger } from '../common/logger';
-import { sealedCopy } from '../native';
+import { sealedCopy, spawnWatched } from '../native';
 import type { OciProcess } from './spec';
 
 /** Where and how to run `<runtime> exec` for a container (ConmonRuntime.probeTarget). */
@@ -66,9 +65,14 @@ export class ProbeLauncher {
   private readonly specs = new Map<string, { key: string; file: string }>();
   private readonly log: Logger;
   private warned = false;
+  /** The runtime's environment: berthd's, without what would make it talk to systemd. */
+  private readonly envp: string[];
 
   constructor(o: { log?: Logger } = {}) {
     this.log = o.log ?? silentLogger;
+    this.envp = Object.entries(process.env)
+      .filter(([k, v]) => v !== undefined && k !== 'NOTIFY_SOCKET' && k !== 'LISTEN_PID' && k !== 'LISTEN_FDS')
+      .map(([k, v]) => `${k}=${v}`);
   }
 
   /**
@@ -91,10 +95,27 @@ export class ProbeLauncher {
 
   run(t: ProbeTarget, processFile: string): ProbeRun {
     const exe = this.executable(t.runtimePath);
-    const args = [`--root=${t.runtimeRoot}`, ...t.runtimeArgs, 'exec', '--process', processFile, t.id];
-    const child = spawn(exe, args, { argv0: path.basename(t.runtimePath), stdio: ['ignore', 'pipe', 'pipe'], cwd: '/' });
-    const stdout = child.stdout!;
-    const stderr = child.stderr!;
+    const args = [path.basename(t.runtimePath), `--root=${t.runtimeRoot}`, ...t.runtimeArgs, 'exec', '--process', processFile, t.id];
+    let done = false;
+    let onExit: (code: number, signal: number) => void = () => {};
+    const exitSeen = new Promise<{ code: number; signal: number }>((resolve) => (onExit = (code, signal) => {
+      done = true;
+      resolve({ code, signal });
+    }));
+    // posix_spawn from the addon, not child_process.spawn: that forks the whole daemon and blocks
+    // its event loop until the runtime has exec'd, which at 100 probes a second is most of
+    // berthd's cost and stalls every timer.
+    let spawned: { pid: number; stdoutFd: number; stderrFd: number };
+    try {
+      spawned = spawnWatched(exe, args, this.envp, (code, signal) => onExit(code, signal));
+    } catch (err) {
+      done = true;
+      const empty = (): Readable => Readable.from([]);
+      return { pid: 0, stdout: empty(), stderr: empty(), exited: Promise.resolve({ exitCode: -1, startError: `cannot run ${t.runtimePath}: ${(err as Error).message}` }), kill: () => {} };
+    }
+    const { pid } = spawned;
+    const stdout = new net.Socket({ fd: spawned.stdoutFd, readable: true, writable: false });
+    const stderr = new net.Socket({ fd: spawned.stderrFd, readable: true, writable: false });
     // Only the tail of stderr is kept for telling a start failure from the probe's own output.
     let errTail = '';
     let outSeen = false;
@@ -103,28 +124,19 @@ export class ProbeLauncher {
     let errEnded = false;
     const errEnd = new Promise<void>((resolve) => stderr.on('close', () => resolve()));
     void errEnd.then(() => (errEnded = true));
-    let done = false;
-    const exited = new Promise<ProbeExit>((resolve) => {
-      child.on('error', (err) => {
-        done = true;
-        resolve({ exitCode: -1, startError: `cannot run ${t.runtimePath}: ${err.message}` });
-      });
-      child.on('exit', (code, signal) => {
-        done = true;
-        const exitCode = code ?? 128 + (signal ? os.constants.signals[signal] : 9);
-        if (code !== 255) return resolve({ exitCode });
-        // 255 is also what the runtime exits with when it could not start the process, having
-        // printed why on stderr: read that to its end (a background process may hold it open).
-        const decide = (): void => {
-          const line = errTail.replace(/\s+$/, '');
-          if (!outSeen && line !== '' && !line.includes('\n') && START_FAILURE.test(line)) resolve({ exitCode, startError: line });
-          else resolve({ exitCode });
-        };
-        if (errEnded) decide();
-        else void Promise.race([errEnd, new Promise((r) => setTimeout(r, 200))]).then(decide);
-      });
-    });
-    const pid = child.pid ?? 0;
+    const exited = exitSeen.then(({ code, signal }) => new Promise<ProbeExit>((resolve) => {
+      if (code < 0) return resolve({ exitCode: 128 + (signal || 9) });
+      if (code !== 255) return resolve({ exitCode: code });
+      // 255 is also what the runtime exits with when it could not start the process, having
+      // printed why on stderr: read that to its end (a background process may hold it open).
+      const decide = (): void => {
+        const line = errTail.replace(/\s+$/, '');
+        if (!outSeen && line !== '' && !line.includes('\n') && START_FAILURE.test(line)) resolve({ exitCode: code, startError: line });
+        else resolve({ exitCode: code });
+      };
+      if (errEnded) decide();
+      else void Promise.race([errEnd, new Promise((r) => setTimeout(r, 200))]).then(decide);
+    }));
     return {
       pid,
       stdout,
