@@ -20,6 +20,7 @@ import { writeFileAtomic } from '../common/fsutil';
 import { silentLogger, type Logger } from '../common/logger';
 import { sealedCopy, spawnWatched } from '../native';
 import type { OciProcess } from './spec';
+import { runtimeMessage } from './runtime';
 
 /** Where and how to run `<runtime> exec` for a container (ConmonRuntime.probeTarget). */
 export interface ProbeTarget {
@@ -58,6 +59,8 @@ interface SealedBinary {
  * stderr and exits 255): a missing or unexecutable command, a bad working directory.
  */
 const START_FAILURE = /^(executable file `[^`]*` not found in \$PATH|open executable|chdir|exec|execv|setuid|setgid|setgroups|capset)\b.*: [A-Z][a-z]+( [a-z]+)*$/;
+
+const RUNC_ERROR = /^time="[^"]*" level=(error|fatal) msg="/;
 
 export class ProbeLauncher {
   private readonly binaries = new Map<string, SealedBinary>();
@@ -131,8 +134,10 @@ export class ProbeLauncher {
       // printed why on stderr: read that to its end (a background process may hold it open).
       const decide = (): void => {
         const line = errTail.replace(/\s+$/, '');
-        if (!outSeen && line !== '' && !line.includes('\n') && START_FAILURE.test(line)) resolve({ exitCode: code, startError: line });
-        else resolve({ exitCode: code });
+        if (outSeen || line === '' || line.includes('\n')) return resolve({ exitCode: code });
+        // crun prints the bare message; runc a logrus line (time="..." level=error msg="...").
+        if (RUNC_ERROR.test(line)) return resolve({ exitCode: code, startError: runtimeMessage(line) });
+        resolve(START_FAILURE.test(line) ? { exitCode: code, startError: line } : { exitCode: code });
       };
       if (errEnded) decide();
       else void Promise.race([errEnd, new Promise((r) => setTimeout(r, 200))]).then(decide);
