@@ -1103,7 +1103,7 @@ export class ContainerService {
    * exec run directly, without conmon, its process spec written once per container run
    * (src/runtime/probe.ts). Emits exec_start and exec_die as any exec does.
    */
-  startProbeExec(id: string): ProbeRun {
+  async startProbeExec(id: string): Promise<ProbeRun> {
     const e = this.getExec(id);
     if (e.started) throw conflict(`Error: Exec command ${id} has already run`);
     const l = this.get(e.containerId);
@@ -1115,7 +1115,8 @@ export class ContainerService {
     const file = this.probes.processFile(target, key, () => this.execProcess(rec, e, false));
     e.started = true;
     e.running = true;
-    const run = this.probes.run(target, file);
+    // Never throws: a runtime that cannot be run is a start error in exited.
+    const run = await this.probes.run(target, file);
     e.pid = run.pid;
     this.emit(rec, `exec_start: ${execCommand(e.cmd)}`, { execID: id });
     const exited = run.exited.then((x) => {

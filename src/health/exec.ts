@@ -10,20 +10,20 @@ import type { ProbeExecutor, ProbeProcess } from './monitor';
 /** The exec operations of the container service that probes use. */
 export interface ExecService {
   createExec(ref: string, req: { Cmd?: string[]; AttachStdout?: boolean; AttachStderr?: boolean }): string;
-  startProbeExec(id: string): { stdout: Readable; stderr: Readable; exited: Promise<{ exitCode: number; startError?: string }>; kill(): void };
+  startProbeExec(id: string): Promise<{ stdout: Readable; stderr: Readable; exited: Promise<{ exitCode: number; startError?: string }>; kill(): void }>;
   forgetExec(id: string): void;
 }
 
 export function execProbes(svc: ExecService): ProbeExecutor {
   return {
-    startProbe(containerId: string, cmd: string[]): Promise<ProbeProcess> {
+    async startProbe(containerId: string, cmd: string[]): Promise<ProbeProcess> {
       const execId = svc.createExec(containerId, { Cmd: cmd, AttachStdout: true, AttachStderr: true });
       try {
-        const run = svc.startProbeExec(execId);
-        return Promise.resolve({ output: pipesOutput(run.stdout, run.stderr), exited: run.exited, kill: () => run.kill(), release: () => svc.forgetExec(execId) });
+        const run = await svc.startProbeExec(execId);
+        return { output: pipesOutput(run.stdout, run.stderr), exited: run.exited, kill: () => run.kill(), release: () => svc.forgetExec(execId) };
       } catch (err) {
         svc.forgetExec(execId);
-        return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+        throw err;
       }
     },
   };

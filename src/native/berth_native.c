@@ -412,11 +412,13 @@ out:
 }
 
 /*
- * spawnWatched(file, argv, envp, onExit) -> [pid, stdoutFd, stderrFd]: posix_spawn (a vfork-style
- * clone: no copy of the daemon's page tables, unlike libuv's fork) with stdin from /dev/null,
- * stdout and stderr on new pipes (the read ends are returned, close-on-exec), cwd /, default
- * signal dispositions and an empty mask. The child is reaped here, not by libuv: a pidfd polled on
- * Node's loop; onExit(code, signal) runs once it has exited (signal 0 for a normal exit).
+ * spawnWatched(file, argv, envp, onExit) -> Promise<[pid, stdoutFd, stderrFd]>: posix_spawn (a
+ * vfork-style clone: no copy of the daemon's page tables, unlike libuv's fork) with stdin from
+ * /dev/null, stdout and stderr on new pipes (the read ends are returned, close-on-exec), cwd /,
+ * default signal dispositions and an empty mask. The spawn runs on libuv's thread pool: even a
+ * vfork blocks its caller until the child has exec'd, which on a loaded machine is milliseconds.
+ * The child is reaped here, not by libuv: a pidfd polled on Node's loop; onExit(code, signal)
+ * runs once it has exited (code -1 and the signal when killed by one).
  */
 typedef struct {
   uv_poll_t poll;
@@ -424,6 +426,21 @@ typedef struct {
   napi_ref cb;
   int pidfd;
 } watched_t;
+
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  napi_ref cb;
+  char *file;
+  char **args;
+  char **envp;
+  int err;
+  const char *syscall;
+  pid_t pid;
+  int pidfd;
+  int out;
+  int errfd;
+} spawn_work_t;
 
 static void watched_free(uv_handle_t *h) {
   free(h->data);
@@ -433,9 +450,9 @@ static void watched_exit(uv_poll_t *poll, int status, int events) {
   watched_t *w = poll->data;
   siginfo_t info;
   int code = -1, sig = 0;
-  memset(&info, 0, sizeof(info));
   (void)status;
   (void)events;
+  memset(&info, 0, sizeof(info));
   /* P_PIDFD (3): wait for exactly this child through its pidfd. */
   int r = waitid((idtype_t)3, (id_t)w->pidfd, &info, WEXITED | WNOHANG);
   if (r < 0 && errno == EINTR) return;
@@ -493,24 +510,18 @@ static int get_strv(napi_env env, napi_value arr, char ***out) {
   return 0;
 }
 
-static napi_value js_spawn_watched(napi_env env, napi_callback_info info) {
-  napi_value argv[4], result, v;
-  char *file = NULL, **args = NULL, **envp = NULL;
-  int out[2] = {-1, -1}, err[2] = {-1, -1}, rc, pidfd = -1;
-  pid_t pid = 0;
+/* Thread pool: pipes, posix_spawn, pidfd. Touches no JS. */
+static void spawn_execute(napi_env env, void *data) {
+  spawn_work_t *w = data;
+  int out[2] = {-1, -1}, err[2] = {-1, -1}, rc;
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t attr;
   sigset_t all, none;
-  uv_loop_t *loop;
-  watched_t *w = NULL;
-  if (get_args(env, info, 4, argv) || get_string(env, argv[0], 0, &file) || get_strv(env, argv[1], &args) || get_strv(env, argv[2], &envp)) goto out;
-  if (napi_get_uv_event_loop(env, &loop) != napi_ok) {
-    napi_throw_error(env, NULL, "berth_native: no event loop");
-    goto out;
-  }
+  (void)env;
+  w->syscall = "pipe2";
   if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
-    throw_errno(env, errno, "pipe2");
-    goto out;
+    w->err = errno;
+    goto fail;
   }
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
@@ -523,58 +534,122 @@ static napi_value js_spawn_watched(napi_env env, napi_callback_info info) {
   posix_spawnattr_setsigdefault(&attr, &all);
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
-  rc = posix_spawn(&pid, file, &fa, &attr, args, envp);
+  rc = posix_spawn(&w->pid, w->file, &fa, &attr, w->args, w->envp);
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
   close(out[1]);
   close(err[1]);
   out[1] = err[1] = -1;
   if (rc != 0) {
-    throw_errno(env, rc, "posix_spawn");
-    goto out;
+    w->err = rc;
+    w->syscall = "posix_spawn";
+    goto fail;
   }
-  pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-  w = calloc(1, sizeof(*w));
-  if (pidfd < 0 || !w || uv_poll_init(loop, &w->poll, pidfd) != 0) {
+  w->pidfd = (int)syscall(SYS_pidfd_open, w->pid, 0);
+  if (w->pidfd < 0) {
     /* Cannot watch it: do not leave it running unreaped. */
-    int e = pidfd < 0 ? errno : ENOMEM;
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    if (pidfd >= 0) close(pidfd);
-    free(w);
-    throw_errno(env, e, "pidfd_open");
-    goto out;
+    w->err = errno;
+    w->syscall = "pidfd_open";
+    kill(w->pid, SIGKILL);
+    waitpid(w->pid, NULL, 0);
+    goto fail;
   }
-  w->poll.data = w;
-  w->env = env;
-  w->pidfd = pidfd;
-  if (napi_create_reference(env, argv[3], 1, &w->cb) != napi_ok) {
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    close(pidfd);
-    uv_close((uv_handle_t *)&w->poll, watched_free);
-    goto out;
-  }
-  uv_poll_start(&w->poll, UV_READABLE, watched_exit);
-  napi_create_array_with_length(env, 3, &result);
-  napi_create_int32(env, pid, &v);
-  napi_set_element(env, result, 0, v);
-  napi_create_int32(env, out[0], &v);
-  napi_set_element(env, result, 1, v);
-  napi_create_int32(env, err[0], &v);
-  napi_set_element(env, result, 2, v);
-  free(file);
-  free_strv(args);
-  free_strv(envp);
-  return result;
-out:
+  w->out = out[0];
+  w->errfd = err[0];
+  return;
+fail:
   for (int i = 0; i < 2; i++) {
     if (out[i] >= 0) close(out[i]);
     if (err[i] >= 0) close(err[i]);
   }
-  free(file);
-  free_strv(args);
-  free_strv(envp);
+}
+
+static void spawn_work_free(napi_env env, spawn_work_t *w) {
+  napi_delete_async_work(env, w->work);
+  if (w->cb) napi_delete_reference(env, w->cb);
+  free(w->file);
+  free_strv(w->args);
+  free_strv(w->envp);
+  free(w);
+}
+
+static void spawn_reject(napi_env env, spawn_work_t *w, int err, const char *syscall) {
+  napi_value msg, error, errno_v, syscall_v;
+  napi_create_string_utf8(env, strerror(err), NAPI_AUTO_LENGTH, &msg);
+  napi_create_error(env, NULL, msg, &error);
+  napi_create_int32(env, err, &errno_v);
+  napi_set_named_property(env, error, "errno", errno_v);
+  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &syscall_v);
+  napi_set_named_property(env, error, "syscall", syscall_v);
+  napi_reject_deferred(env, w->deferred, error);
+}
+
+/* Loop thread: start watching the pidfd, resolve with the pid and the pipes' read ends. */
+static void spawn_complete(napi_env env, napi_status status, void *data) {
+  spawn_work_t *w = data;
+  uv_loop_t *loop;
+  watched_t *watch = NULL;
+  napi_value result, v;
+  if (status != napi_ok || w->err) {
+    spawn_reject(env, w, w->err ? w->err : ECANCELED, w->err ? w->syscall : "spawn");
+    spawn_work_free(env, w);
+    return;
+  }
+  watch = calloc(1, sizeof(*watch));
+  if (!watch || napi_get_uv_event_loop(env, &loop) != napi_ok || uv_poll_init(loop, &watch->poll, w->pidfd) != 0) {
+    kill(w->pid, SIGKILL);
+    waitpid(w->pid, NULL, 0);
+    close(w->pidfd);
+    close(w->out);
+    close(w->errfd);
+    free(watch);
+    spawn_reject(env, w, ENOMEM, "uv_poll_init");
+    spawn_work_free(env, w);
+    return;
+  }
+  watch->poll.data = watch;
+  watch->env = env;
+  watch->pidfd = w->pidfd;
+  watch->cb = w->cb; /* the watch owns the callback from here on */
+  w->cb = NULL;
+  uv_poll_start(&watch->poll, UV_READABLE, watched_exit);
+  napi_create_array_with_length(env, 3, &result);
+  napi_create_int32(env, w->pid, &v);
+  napi_set_element(env, result, 0, v);
+  napi_create_int32(env, w->out, &v);
+  napi_set_element(env, result, 1, v);
+  napi_create_int32(env, w->errfd, &v);
+  napi_set_element(env, result, 2, v);
+  napi_resolve_deferred(env, w->deferred, result);
+  spawn_work_free(env, w);
+}
+
+static napi_value js_spawn_watched(napi_env env, napi_callback_info info) {
+  napi_value argv[4], promise, name;
+  spawn_work_t *w;
+  if (get_args(env, info, 4, argv)) return NULL;
+  w = calloc(1, sizeof(*w));
+  if (!w) {
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  w->pidfd = w->out = w->errfd = -1;
+  if (get_string(env, argv[0], 0, &w->file) || get_strv(env, argv[1], &w->args) || get_strv(env, argv[2], &w->envp)) goto fail;
+  if (napi_create_reference(env, argv[3], 1, &w->cb) != napi_ok ||
+      napi_create_promise(env, &w->deferred, &promise) != napi_ok ||
+      napi_create_string_utf8(env, "berth:spawn", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_async_work(env, NULL, name, spawn_execute, spawn_complete, w, &w->work) != napi_ok ||
+      napi_queue_async_work(env, w->work) != napi_ok) {
+    napi_throw_error(env, NULL, "berth_native: cannot queue spawn");
+    goto fail;
+  }
+  return promise;
+fail:
+  if (w->cb) napi_delete_reference(env, w->cb);
+  free(w->file);
+  free_strv(w->args);
+  free_strv(w->envp);
+  free(w);
   return NULL;
 }
 

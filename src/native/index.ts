@@ -13,7 +13,7 @@ interface RawBinding {
   umount2(target: string, flags: number): void;
   umount2Async(target: string, flags: number): Promise<void>;
   sealedCopy(file: string, name: string): number;
-  spawnWatched(file: string, argv: string[], envp: string[], onExit: (code: number, signal: number) => void): [number, number, number];
+  spawnWatched(file: string, argv: string[], envp: string[], onExit: (code: number, signal: number) => void): Promise<[number, number, number]>;
 }
 
 // This file compiles to dist/src/native/index.js; the addon is built in place under src/native.
@@ -129,14 +129,15 @@ export function sealedCopy(file: string, name: string): number {
 }
 
 /**
- * posix_spawn of file (stdin /dev/null, cwd /, default signals) with stdout and stderr on pipes
- * whose read ends are returned; the child is reaped by the addon through a pidfd polled on Node's
- * loop, and onExit(code, signal) runs once (code -1 when killed by a signal). Much lighter than
- * child_process.spawn, which forks the whole daemon and waits for the exec.
+ * posix_spawn of file (stdin /dev/null, cwd /, default signals) on libuv's thread pool, with
+ * stdout and stderr on pipes whose read ends are returned; the child is reaped by the addon
+ * through a pidfd polled on Node's loop, and onExit(code, signal) runs once (code -1 when killed
+ * by a signal). Much lighter than child_process.spawn, which forks the whole daemon and blocks
+ * its loop until the child has exec'd.
  */
-export function spawnWatched(file: string, argv: string[], envp: string[], onExit: (code: number, signal: number) => void): { pid: number; stdoutFd: number; stderrFd: number } {
+export async function spawnWatched(file: string, argv: string[], envp: string[], onExit: (code: number, signal: number) => void): Promise<{ pid: number; stdoutFd: number; stderrFd: number }> {
   try {
-    const [pid, stdoutFd, stderrFd] = raw().spawnWatched(file, argv, envp, onExit);
+    const [pid, stdoutFd, stderrFd] = await raw().spawnWatched(file, argv, envp, onExit);
     return { pid, stdoutFd, stderrFd };
   } catch (err) {
     throw nodeError(err, 'spawn', file);

@@ -96,7 +96,7 @@ export class ProbeLauncher {
     this.specs.delete(id);
   }
 
-  run(t: ProbeTarget, processFile: string): ProbeRun {
+  async run(t: ProbeTarget, processFile: string): Promise<ProbeRun> {
     const exe = this.executable(t.runtimePath);
     const args = [path.basename(t.runtimePath), `--root=${t.runtimeRoot}`, ...t.runtimeArgs, 'exec', '--process', processFile, t.id];
     let done = false;
@@ -106,11 +106,11 @@ export class ProbeLauncher {
       resolve({ code, signal });
     }));
     // posix_spawn from the addon, not child_process.spawn: that forks the whole daemon and blocks
-    // its event loop until the runtime has exec'd, which at 100 probes a second is most of
-    // berthd's cost and stalls every timer.
+    // its event loop until the runtime has exec'd, which at 100 probes a second was most of
+    // berthd's cost and stalled every timer.
     let spawned: { pid: number; stdoutFd: number; stderrFd: number };
     try {
-      spawned = spawnWatched(exe, args, this.envp, (code, signal) => onExit(code, signal));
+      spawned = await spawnWatched(exe, args, this.envp, (code, signal) => onExit(code, signal));
     } catch (err) {
       done = true;
       const empty = (): Readable => Readable.from([]);
