@@ -60,7 +60,7 @@ export interface HealthMonitorOptions {
   log: Logger;
   /** Probes being started at once; more wait their turn. Default 8. */
   maxConcurrentStarts?: number;
-  /** How long a started probe keeps its start slot at most (until it exits otherwise). Default 250 ms. */
+  /** How long a started probe keeps its start slot at most (until it exits otherwise). Default 50 ms. */
   startHoldMs?: number;
   /** How often results that only grew the log are written. Default 5 s. */
   flushIntervalMs?: number;
@@ -91,7 +91,7 @@ export class HealthMonitor {
   private closed = false;
 
   constructor(o: HealthMonitorOptions) {
-    this.o = { maxConcurrentStarts: 8, startHoldMs: 250, flushIntervalMs: 5000, startTimeoutMs: 30_000, now: Date.now, ...o };
+    this.o = { maxConcurrentStarts: 8, startHoldMs: 50, flushIntervalMs: 5000, startTimeoutMs: 30_000, now: Date.now, ...o };
     this.queue = new DeadlineQueue(this.o.now);
   }
 

@@ -159,9 +159,9 @@ export class ProbeLauncher {
     };
   }
 
-  /** Closes the sealed copies. */
+  /** Closes the sealed copies (after a grace period: a spawn may still be on its way). */
   close(): void {
-    for (const b of this.binaries.values()) try { fs.closeSync(b.fd); } catch {}
+    for (const b of this.binaries.values()) retire(b.fd);
     this.binaries.clear();
   }
 
@@ -176,7 +176,7 @@ export class ProbeLauncher {
     const stamp = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`;
     let b = this.binaries.get(runtimePath);
     if (b?.stamp !== stamp) {
-      if (b) try { fs.closeSync(b.fd); } catch {}
+      if (b) retire(b.fd);
       this.binaries.delete(runtimePath);
       try {
         b = { fd: sealedCopy(runtimePath, path.basename(runtimePath)), stamp };
@@ -189,6 +189,16 @@ export class ProbeLauncher {
     }
     return `/proc/${process.pid}/fd/${b.fd}`;
   }
+}
+
+/**
+ * Closes a sealed copy a minute from now: a spawn queued a moment ago may still be about to exec
+ * /proc/<pid>/fd/<n>, and closing it at once could let that number name some other file by then.
+ */
+function retire(fd: number): void {
+  setTimeout(() => {
+    try { fs.closeSync(fd); } catch {}
+  }, 60_000).unref();
 }
 
 /** Pids of a process's children (/proc/<pid>/task/<pid>/children). */
