@@ -1,5 +1,5 @@
 // Typed wrappers around berth's own N-API addon (src/native/berth_native.c): the syscalls that
-// Node's fs module lacks. Failures become Node-style errors (code 'EPERM', negative errno, syscall,
+// Node's fs module lacks (and a light spawn for health probes). Failures become Node-style errors (code 'EPERM', negative errno, syscall,
 // path) so callers can treat them exactly like fs errors (hasCode(err, 'ENOENT'), ...).
 import * as path from 'node:path';
 import * as util from 'node:util';
