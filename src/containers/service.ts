@@ -35,6 +35,7 @@ import { oomKillCount } from './oom';
 import type { ContainerMounts, MountPoint } from './mounts';
 import { HealthMonitor } from '../health/monitor';
 import { execProbes } from '../health/exec';
+import { ProbeLauncher, type ProbeRun } from '../runtime/probe';
 import { mergeHealthConfig, validateHealthConfig } from '../health/config';
 import { applyLiveResources, mergeUpdate, type UpdateRequest } from './update';
 import { cgroupParentOf, devicesOf, dropUnsupported, groupAddGids, rlimitsOf, specResourcesOf, sysctlsOf, validateLimits } from './limits';
@@ -186,6 +187,8 @@ export class ContainerService {
   private closed = false;
   /** Runs the containers' health checks (State.Health). */
   readonly health: HealthMonitor;
+  /** Runs the probes' execs (the runtime directly, from a sealed copy). */
+  private readonly probes: ProbeLauncher;
 
   constructor(o: ContainerServiceOptions) {
     this.o = o;
@@ -201,6 +204,7 @@ export class ContainerService {
       probes: execProbes(this),
       log: o.log,
     });
+    this.probes = new ProbeLauncher({ log: o.log });
     mkdirp(path.join(o.paths.dataRoot, 'containers'), 0o700);
     mkdirp(o.paths.execRoot, 0o700);
   }
@@ -1036,6 +1040,7 @@ export class ContainerService {
         }
         this.live.delete(l.rec.id);
         this.health.forget(l.rec.id);
+        this.probes.forget(l.rec.id);
         for (const execId of l.execs) this.execs.delete(execId);
         const result = { StatusCode: l.rec.state.ExitCode, Error: null };
         for (const w of [...l.nextExitWaiters.splice(0), ...l.notRunningWaiters.splice(0), ...l.removedWaiters.splice(0)]) w(result);
@@ -1131,6 +1136,59 @@ export class ContainerService {
     return e;
   }
 
+  /** The OCI process of an exec, as `docker exec` runs it: the container's user, env, cwd, caps. */
+  private execProcess(rec: ContainerRecord, e: ExecRecord, tty: boolean, consoleSize?: [number, number]): OciProcess {
+    const user = resolveUser(this.o.paths.rootfs(rec.id), e.user || rec.config.User);
+    const proc = generateExecProcess({
+      args: e.cmd,
+      env: mergeEnv(this.containerEnv(rec, user.home), e.env),
+      cwd: e.workingDir || rec.config.WorkingDir || '/',
+      user: { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids },
+      tty,
+      consoleSize: consoleSize && consoleSize[0] > 0 ? { height: consoleSize[0], width: consoleSize[1] } : undefined,
+      privileged: rec.hostConfig.Privileged || e.privileged,
+      capAdd: rec.hostConfig.CapAdd ?? [],
+      capDrop: rec.hostConfig.CapDrop ?? [],
+      capLastCap: capLastCap(),
+      // An exec keeps the container's no-new-privileges, as in docker.
+      noNewPrivileges: parseSecurityOpts(rec.hostConfig.SecurityOpt as string[] | undefined).noNewPrivileges,
+    });
+    if (rec.hostConfig.Privileged || e.privileged) clampCapabilities(proc);
+    return proc;
+  }
+
+  /**
+   * Starts a health probe's exec (created by createExec, no tty, no stdin): the OCI runtime's
+   * exec run directly, without conmon, its process spec written once per container run
+   * (src/runtime/probe.ts). Emits exec_start and exec_die as any exec does.
+   */
+  async startProbeExec(id: string): Promise<ProbeRun> {
+    const e = this.getExec(id);
+    if (e.started) throw conflict(`Error: Exec command ${id} has already run`);
+    const l = this.get(e.containerId);
+    checkAction('exec', l.rec.state.Status, l.rec);
+    const rec = l.rec;
+    const target = this.o.runtime.probeTarget(rec.id);
+    // The spec depends only on the container's config and its run (the user is resolved once per run).
+    const key = `${rec.state.StartedAt}\0${JSON.stringify([e.cmd, e.env, e.user, e.workingDir, e.privileged])}`;
+    const file = this.probes.processFile(target, key, () => this.execProcess(rec, e, false));
+    e.started = true;
+    e.running = true;
+    // Never throws: a runtime that cannot be run is a start error in exited.
+    const run = await this.probes.run(target, file);
+    e.pid = run.pid;
+    this.emit(rec, `exec_start: ${execCommand(e.cmd)}`, { execID: id });
+    const exited = run.exited.then((x) => {
+      // Worded as a failed `docker exec` start is, which is what dockerd's probe reports.
+      const startError = x.startError === undefined ? undefined : dockerRuntimeError(new Error(`OCI runtime exec failed: ${x.startError}`)).message;
+      e.running = false;
+      e.exitCode = startError === undefined ? x.exitCode : /executable file not found|no such file or directory/.test(startError) ? 127 : 126;
+      this.emit(rec, 'exec_die', { execID: id, exitCode: String(e.exitCode) });
+      return startError === undefined ? x : { ...x, startError };
+    });
+    return { ...run, exited };
+  }
+
   /** Starts an exec; with attach, the stream is connected before the process runs. */
   async startExec(id: string, opts: { detach: boolean; tty?: boolean; consoleSize?: [number, number] }): Promise<{ attach?: AttachStream; exited: Promise<ExitStatus> }> {
     const e = this.getExec(id);
@@ -1140,22 +1198,7 @@ export class ContainerService {
     checkAction('exec', l.rec.state.Status, l.rec);
     const rec = l.rec;
     const tty = opts.tty ?? e.tty;
-    const user = resolveUser(this.o.paths.rootfs(rec.id), e.user || rec.config.User);
-    const proc = generateExecProcess({
-      args: e.cmd,
-      env: mergeEnv(this.containerEnv(rec, user.home), e.env),
-      cwd: e.workingDir || rec.config.WorkingDir || '/',
-      user: { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids },
-      tty,
-      consoleSize: opts.consoleSize && opts.consoleSize[0] > 0 ? { height: opts.consoleSize[0], width: opts.consoleSize[1] } : undefined,
-      privileged: rec.hostConfig.Privileged || e.privileged,
-      capAdd: rec.hostConfig.CapAdd ?? [],
-      capDrop: rec.hostConfig.CapDrop ?? [],
-      capLastCap: capLastCap(),
-      // An exec keeps the container's no-new-privileges, as in docker.
-      noNewPrivileges: parseSecurityOpts(rec.hostConfig.SecurityOpt as string[] | undefined).noNewPrivileges,
-    });
-    if (rec.hostConfig.Privileged || e.privileged) clampCapabilities(proc);
+    const proc = this.execProcess(rec, e, tty, opts.consoleSize);
     e.started = true;
     e.running = true;
     let handle;
@@ -1354,6 +1397,7 @@ export class ContainerService {
   close(): void {
     this.closed = true;
     this.health.close();
+    this.probes.close();
     for (const l of this.live.values()) {
       if (l.restartTimer) clearTimeout(l.restartTimer);
       l.restartTimer = undefined;

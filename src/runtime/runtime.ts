@@ -22,6 +22,7 @@ import { silentLogger, type Logger } from '../common/logger';
 import { AttachStream, connectAttach, writeResize } from './attach';
 import { removeCgroup } from './cgroups';
 import type { OciProcess } from './spec';
+import type { ProbeTarget } from './probe';
 
 export type ContainerStatus = 'created' | 'running' | 'paused' | 'stopped';
 
@@ -718,6 +719,12 @@ export class ConmonRuntime implements OciRuntime {
       if (msg !== undefined) throw new RuntimeError(`OCI runtime exec failed: ${msg}`, msg);
       throw err;
     }
+  }
+
+  /** What running `<runtime> exec` for a health probe takes (src/runtime/probe.ts). */
+  probeTarget(id: string): ProbeTarget {
+    const rec = this.record(id);
+    return { id, runtimePath: rec.runtimePath, runtimeRoot: rec.runtimeRoot, runtimeArgs: rec.runtimeArgs, dir: this.ctrDir(id) };
   }
 
   /** The recorded exit of an exec session, if it has exited. */
