@@ -37,6 +37,8 @@ import { mergeHealthConfig, validateHealthConfig } from '../health/config';
 import { applyLiveResources, mergeUpdate, type UpdateRequest } from './update';
 import { cgroupParentOf, devicesOf, dropUnsupported, groupAddGids, rlimitsOf, specResourcesOf, sysctlsOf, validateLimits } from './limits';
 import { normalizeNetworkMode, type ContainerNetworks } from './networking';
+import { DEFAULT_LOG_DRIVER, resolveLogConfig, type LogConfig } from '../logs/config';
+import { LogRotation } from '../logs/rotate';
 
 /** Where the init binary is bind-mounted in containers started with --init. */
 export const INIT_PATH = '/sbin/docker-init';
@@ -68,6 +70,8 @@ export interface ContainerServiceOptions {
   mounts?: ContainerMounts;
   /** Container networking (sandboxes through the network service); without it, loopback only. */
   network?: ContainerNetworks;
+  /** The daemon's log driver and options (--log-driver, --log-opt); default json-file. */
+  logDefaults?: LogConfig;
 }
 
 /** The part of the events service the container service publishes to. */
@@ -180,9 +184,12 @@ export class ContainerService {
   private closed = false;
   /** Runs the containers' health checks (State.Health). */
   readonly health: HealthMonitor;
+  /** Rotates the logs of running containers (src/logs/rotate.ts). */
+  readonly logRotation: LogRotation;
 
   constructor(o: ContainerServiceOptions) {
     this.o = o;
+    this.logRotation = new LogRotation(o.log);
     this.health = new HealthMonitor({
       host: {
         subject: (id) => this.live.get(id)?.rec,
@@ -327,6 +334,7 @@ export class ContainerService {
     validateResources(resources);
     const warnings = [...validateLimits(resources, hostNofileLimit()), ...dropUnsupported(resources)];
     const endpoints = this.o.network?.validateCreate(hc, req.NetworkingConfig, req.ExposedPorts ?? ic.ExposedPorts) ?? {};
+    const logConfig = resolveLogConfig(hc.LogConfig, this.o.logDefaults ?? { Type: DEFAULT_LOG_DRIVER, Config: {} });
 
     // docker's merge of the request with the image's defaults.
     const userEntrypoint = req.Entrypoint ?? null;
@@ -389,10 +397,9 @@ export class ContainerService {
       DnsSearch: hc.DnsSearch ?? [],
       ExtraHosts: hc.ExtraHosts ?? null,
       ConsoleSize: hc.ConsoleSize ?? [0, 0],
-      // Reported as Docker's default driver (what /info says too): clients such as docker-py only
-      // read logs back from containers whose driver they know to be readable. The file itself is
-      // conmon's k8s-file format, which the logs endpoint reads.
-      LogConfig: { Type: 'json-file', Config: {} },
+      // The driver and options in effect (src/logs): clients such as docker-py only read logs back
+      // from containers whose driver they know to be readable (json-file by default).
+      LogConfig: logConfig,
     };
     const rec: ContainerRecord = {
       id,
@@ -555,6 +562,7 @@ export class ContainerService {
       writeRegeneratedFile(path.join(bundle, 'config.json'), JSON.stringify(spec));
       // A runtime record left from an earlier run (a crash between exit and clean-up) goes first.
       if (this.o.runtime.list().includes(id)) await this.o.runtime.delete(id, { force: true }).catch(() => {});
+      const logOpts = this.logRotation.beforeStart(paths.logPath(id), rec.hostConfig.LogConfig);
       const { pid } = await this.o.runtime.create(id, bundle, {
         runtimePath: rt.path,
         runtimeArgs: rt.runtimeArgs,
@@ -562,10 +570,13 @@ export class ContainerService {
         openStdin: rec.config.OpenStdin,
         stdinOnce: rec.config.StdinOnce,
         logPath: paths.logPath(id),
+        logNone: logOpts.none,
+        logSizeMax: logOpts.logSizeMax,
         name: rec.name,
         cgroupsPath,
       });
       created = true;
+      this.logRotation.watch(id, paths.logPath(id), rec.hostConfig.LogConfig);
       // Attach clients that were waiting get connected before the process runs: no output lost.
       for (const c of [...l.pendingAttach]) {
         l.pendingAttach.delete(c);
@@ -587,6 +598,7 @@ export class ContainerService {
       this.emit(rec, 'start');
     } catch (err) {
       l.generation++;
+      await this.logRotation.unwatch(id);
       if (created) await this.o.runtime.delete(id, { force: true }).catch(() => {});
       await this.cleanupRun(id);
       await this.o.network?.stop(id);
@@ -674,6 +686,7 @@ export class ContainerService {
     l.generation++;
     // The OOM counter lives in the cgroup, which the runtime's delete removes: read it first.
     const oomKilled = oomKillCount(this.cgroupsPath(id)) > 0;
+    await this.logRotation.unwatch(id);
     await this.o.runtime.delete(id, { force: true }).catch((err) => {
       if (!isKind(err, 'NotFound')) this.log.warn('runtime delete failed', { id, error: (err as Error).message });
     });
@@ -1261,6 +1274,8 @@ export class ContainerService {
     }
     rec.state.Status = found.status === 'paused' ? 'paused' : 'running';
     if (found.pid) rec.state.Pid = found.pid;
+    // Rotation resumes; a file conmon replaced while berthd was away is shifted in now.
+    this.logRotation.watch(id, this.o.paths.logPath(id), rec.hostConfig.LogConfig);
     // As dockerd restores a live container: its health starts over (the log is kept).
     if (rec.state.Status === 'running') this.health.containerStarted(id);
     this.save(l);
@@ -1273,6 +1288,7 @@ export class ContainerService {
   close(): void {
     this.closed = true;
     this.health.close();
+    this.logRotation.close();
     for (const l of this.live.values()) {
       if (l.restartTimer) clearTimeout(l.restartTimer);
       l.restartTimer = undefined;

@@ -100,6 +100,7 @@ export class Daemon implements SystemBackend {
       log,
       events: this.events,
       network: containerNetworks,
+      logDefaults: cfg.logConfig,
     });
     await this.containers.recover();
     // Running containers keep their networking; what dead ones left is torn down.
@@ -255,7 +256,7 @@ export class Daemon implements SystemBackend {
       NFd: countDir('/proc/self/fd'),
       NGoroutines: 0,
       SystemTime: new Date().toISOString(),
-      LoggingDriver: (cfg.extra['log-driver'] as string | undefined) ?? 'json-file',
+      LoggingDriver: cfg.logConfig.Type,
       CgroupDriver: 'cgroupfs',
       CgroupVersion: h.cgroupVersion,
       NEventsListener: this.events.listenerCount(),
