@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import { promisify } from 'node:util';
 import * as zlib from 'node:zlib';
 import { fdReader, lastRecordTime, parseRecords, tailScan, toNanos, type LogRecord, type ReadAt, type ReadLogOptions } from '../runtime/k8slog';
-import { logFiles, NEXT_SUFFIX, TMP_SUFFIX } from './files';
+import { logFiles } from './files';
 
 const gunzip = promisify(zlib.gunzip);
 const READ_BLOCK = 256 * 1024;
@@ -55,12 +55,7 @@ function openFiles(logPath: string): (Source & { compressed: boolean })[] {
         continue;
       }
       const ino = fs.fstatSync(fd).ino;
-      // The armed file (linked as conmon's next file) is empty and not the log yet; a file seen
-      // under two names (held and current) counts where it comes last.
-      if (f.path.endsWith(NEXT_SUFFIX) && fs.statSync(logPath + TMP_SUFFIX, { throwIfNoEntry: false })?.ino === ino) {
-        fs.closeSync(fd);
-        continue;
-      }
+      // A file seen under two names (a generation and the current one) counts where it comes last.
       const dup = opened.findIndex((o) => o.ino === ino);
       if (dup >= 0) {
         fs.closeSync(opened[dup].fd!);
@@ -109,7 +104,7 @@ export interface ContainerLogReadOptions extends ReadLogOptions {
    * berthd has shifted the files, the follower opens the files it has not seen, so that rotation
    * cannot take a file from a follower that has not read it yet.
    */
-  onRotate?: (fn: () => void) => () => void;
+  onRotate?: (fn: (pins: { ino: number; fd: number }[]) => void) => () => void;
   /** How many bytes of files a follower may keep open ahead of the one it reads (default 64 MiB). */
   pinBudget?: number;
   /** Lists files consistently while rotation runs in another thread (LogRotation.consistent). */
@@ -178,20 +173,26 @@ export async function* readContainerLog(logPath: string, opts: ContainerLogReadO
       );
       opts.signal?.addEventListener('abort', () => wake?.(), { once: true });
       const budget = opts.pinBudget ?? DEFAULT_PIN_BUDGET;
-      // Compressed files are older than anything a follower waits for.
-      const listFiles = (): Source[] => openFiles(logPath).filter((f) => !f.compressed || (fs.closeSync(f.fd!), false));
-      unsubscribe = opts.onRotate?.(() => {
-        // Runs right after berthd shifted the files: open the new ones before a later shift
-        // can drop them. Beyond the budget the oldest pinned files are let go (a gap, as for a
-        // docker follower too slow for its log).
-        const listed = opts.consistent ? opts.consistent(listFiles, closeAll) : listFiles();
-        for (const y of listed) {
-          if (known.has(y.ino) || y.fd === undefined) {
-            if (y.fd !== undefined) fs.closeSync(y.fd);
+      unsubscribe = opts.onRotate?.((pins) => {
+        // The files berthd's rotation worker opened right after settling them (it drops files
+        // only later): a follower behind the rotation still gets each file, through the
+        // worker's descriptor. Beyond the budget the oldest are let go (a gap, as for a docker
+        // follower too slow for its log).
+        for (const p of pins) {
+          if (known.has(p.ino)) continue;
+          let fd: number;
+          try {
+            fd = fs.openSync(`/proc/self/fd/${p.fd}`, 'r');
+          } catch {
             continue;
           }
-          known.add(y.ino);
-          sources.push(y);
+          // The worker may have closed it and the number gone to another file meanwhile.
+          if (fs.fstatSync(fd).ino !== p.ino) {
+            fs.closeSync(fd);
+            continue;
+          }
+          known.add(p.ino);
+          sources.push({ ino: p.ino, fd });
         }
         let pinned = 0;
         for (let i = sources.length - 1; i >= 1; i--) {

@@ -1,19 +1,25 @@
 // Rotation of a container's log. conmon writes the log and enforces the size cap itself (its
-// --log-size-max: when the next record would pass the cap it fsyncs, opens <log>.tmp with O_TRUNC
-// and renames it over <log>), so the disk bound holds even while berthd is down. What conmon
-// replaces would be lost: berthd keeps a hard link (<log>.hold) to the file conmon writes, and
-// links an empty file of its own (<log>.next) as <log>.tmp, so the file conmon switches to is
-// held before conmon switches. When berthd sees the replacement (fs.watch on the container's
-// directory) it shifts the files as docker's json-file does: the held file becomes .1, .1 becomes
-// .2, ..., the oldest beyond max-file goes, compression (compress=true) turns .1 into .1.gz in the
-// background, and it re-arms. A file is lost only if conmon replaces the log twice before berthd
-// reacts once (an event-loop stall as long as two files' worth of writing, or berthd being down).
+// --log-size-max: when the next record would pass the cap it fsyncs and closes the file, opens
+// <log>.tmp with O_TRUNC and renames <log>.tmp over <log>), so the disk bound holds even while
+// berthd is down. berthd makes conmon's switches lose nothing:
+//   - <log> is a symlink to the current generation, <dir>/log-files/<seq>.log; conmon opens
+//     through it;
+//   - berthd arms <log>.tmp as a symlink to a new, empty generation. When conmon switches it
+//     opens that generation through the symlink and renames the *symlink* over <log>: no
+//     generation is ever replaced, and the writes land in log-files/, so the directory berthd
+//     watches sees only the switches (no event per write);
+//   - when berthd sees a switch (fs.watch on <dir>, in a worker thread) it drops generations
+//     beyond max-file, compresses finished ones (compress=true) and arms the next. If conmon
+//     switches again before that, it makes <log>.tmp itself (a plain file, renamed over the
+//     symlink): berthd links that file into log-files/ when it sees it. Only a file conmon
+//     made itself and replaced again before berthd saw it is lost: three switches while berthd
+//     does not react (an event-loop stall of two files' worth of writing, or berthd being down).
 //
-// Disk bound: with max-file N >= 2 conmon's cap is N*max-size/(N+2), not max-size. While berthd
-// does not react there are at most N+2 files on disk (the held one, the armed one conmon took and
-// filled, the one conmon made itself, N-1 rotated ones); with that cap they still fit in
-// N*max-size, however long berthd takes (or while it is down). With max-file 1 conmon's cap is
-// max-size and nothing is held: the full file is replaced, as docker's json-file truncates it.
+// Disk bound: with max-file N >= 2 conmon's cap is N*max-size/(N+2), not max-size: while berthd
+// does not react there are at most N+2 non-empty files (N-1 older generations, the one conmon
+// left, the armed one it filled, the plain file it made), and they still fit in N*max-size. With
+// max-file 1 nothing of this is used: conmon's cap is max-size and the full file is replaced, as
+// docker's json-file truncates it.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
@@ -21,7 +27,7 @@ import * as zlib from 'node:zlib';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../common/logger';
 import { logPolicy, type LogConfig, type LogPolicy } from './config';
-import { GZ_TMP_SUFFIX, HOLD_SUFFIX, NEXT_SUFFIX, TMP_SUFFIX, rotatedFiles } from './files';
+import { allGenerations, armedTarget, generationPath, generationsDir, GZ_TMP_SUFFIX, TMP_SUFFIX } from './files';
 
 const gzip = promisify(zlib.gzip);
 const readFd = promisify((fd: number, cb: (err: NodeJS.ErrnoException | null, data: Buffer) => void) => fs.readFile(fd, cb));
@@ -41,8 +47,17 @@ export function conmonCap(p: LogPolicy): number | undefined {
   return Math.max(1, Math.floor((p.maxFile * p.maxSize) / (p.maxFile + 2)));
 }
 
+/** Whether berthd keeps generations for this policy (else conmon's file is all there is). */
+function rotates(p: LogPolicy): boolean {
+  return p.readable && p.maxSize > 0 && p.maxFile >= 2;
+}
+
 function statOf(p: string): fs.Stats | undefined {
   return fs.statSync(p, { throwIfNoEntry: false }) ?? undefined;
+}
+
+function lstatOf(p: string): fs.Stats | undefined {
+  return fs.lstatSync(p, { throwIfNoEntry: false }) ?? undefined;
 }
 
 function rmQuiet(p: string): void {
@@ -61,19 +76,17 @@ export type KeeperLog = Pick<Logger, 'warn' | 'debug'>;
 /**
  * Keeps the files of rotating logs in order: runs in the rotation worker (watch, settle,
  * compress), and in the main thread before a container starts. Every change to the files is made
- * inside a seqlock (seq odd while changing), so that readers in another thread can list and open
- * the files consistently (see LogRotation.consistent).
+ * inside a seqlock (seq odd while changing), so that readers in another thread list and open the
+ * files consistently (see LogRotation.consistent).
  */
 export class LogFilesKeeper {
   private readonly watched = new Map<string, Watched>();
   private readonly compressing = new Set<number>();
-  /** Settles that came after conmon had switched files twice (for tests and diagnostics). */
-  lateSettles = 0;
 
   constructor(
     private readonly log: KeeperLog,
     private readonly seq: Int32Array,
-    /** Called after each settle of a log (followers pin the files that appeared). */
+    /** Called after each settle of a log (the worker pins new files for followers). */
     private readonly settled: (logPath: string) => void = () => {},
   ) {}
 
@@ -88,56 +101,53 @@ export class LogFilesKeeper {
   }
 
   /**
-   * Called before conmon starts for a new run. conmon counts a file's size from 0 when it starts
-   * (it appends to what is there), so a file left from the last run is rotated now; the options
-   * conmon gets are returned.
+   * Called before conmon starts for a new run (no conmon writes the log). conmon counts a file's
+   * size from 0 when it starts, so the new run gets a new generation; the options conmon gets are
+   * returned.
    */
   beforeStart(logPath: string, cfg: LogConfig): ConmonLogOptions {
     const policy = logPolicy(cfg);
     if (!policy.readable) return { none: true };
     const cap = conmonCap(policy);
+    if (!rotates(policy)) return { none: false, logSizeMax: cap };
     return this.locked(() => {
-      // Replacements seen late (berthd was down when the last run ended) first.
-      if (cap !== undefined && policy.maxFile >= 2) this.settle(logPath, policy, false);
-      for (const suffix of [HOLD_SUFFIX, NEXT_SUFFIX, TMP_SUFFIX]) rmQuiet(logPath + suffix);
-      if (cap === undefined) return { none: false };
-      const st = statOf(logPath);
-      if (st && st.size > 0) {
-        if (policy.maxFile >= 2) this.shift(logPath, logPath, policy);
-        else rmQuiet(logPath);
-      }
+      this.settle(logPath, policy, false);
+      this.disarm(logPath);
+      fs.mkdirSync(generationsDir(logPath), { recursive: true, mode: 0o700 });
+      const gen = generationPath(logPath, this.maxSeq(logPath) + 1);
+      fs.writeFileSync(gen, '', { mode: 0o600 });
+      this.pointAt(logPath, gen);
+      this.retain(logPath, policy);
       return { none: false, logSizeMax: cap };
     });
   }
 
   /**
-   * Starts watching a running container's log (after conmon made the file, or when berthd comes
-   * back to a container that kept running: replacements made meanwhile are shifted in now).
+   * Starts watching a running container's log (after conmon opened it, or when berthd comes back
+   * to a container that kept running: switches made meanwhile are settled now).
    */
   watch(id: string, logPath: string, cfg: LogConfig): void {
     this.unwatch(id, false);
     const policy = logPolicy(cfg);
-    if (!policy.readable || policy.maxSize <= 0 || policy.maxFile < 2) return;
+    if (!rotates(policy)) return;
     const w: Watched = { logPath, policy };
     this.watched.set(id, w);
-    const dir = path.dirname(logPath);
     const base = path.basename(logPath);
     try {
-      // Events for every write to the log arrive too (inotify's IN_MODIFY cannot be masked out
-      // through fs.watch); they cost a string compare each and coalesce while berthd is busy.
-      w.watcher = fs.watch(dir, { persistent: false }, (type, name) => {
+      w.watcher = fs.watch(path.dirname(logPath), { persistent: false }, (type, name) => {
         if (type === 'rename' && name === base) this.check(w);
       });
       w.watcher.on('error', (err: Error) => this.log.warn('watching a container log failed', { id, error: err.message }));
     } catch (err) {
       this.log.warn('cannot watch a container log', { id, error: (err as Error).message });
     }
-    for (const f of fs.readdirSync(dir)) if (f.startsWith(base) && f.endsWith(GZ_TMP_SUFFIX)) rmQuiet(path.join(dir, f));
+    for (const f of fs.readdirSync(generationsDir(logPath), { withFileTypes: true })) {
+      if (f.name.endsWith(GZ_TMP_SUFFIX)) rmQuiet(path.join(generationsDir(logPath), f.name));
+    }
     this.check(w);
-    if (policy.compress) for (const f of rotatedFiles(logPath)) if (!f.compressed) this.compress(f.path, policy);
   }
 
-  /** Stops watching (the container exited, or berthd stops); with final, the links berthd holds go. */
+  /** Stops watching (the container exited, or berthd stops); with final, the last switch is settled and the arm goes. */
   unwatch(id: string, final = true): void {
     const w = this.watched.get(id);
     if (!w) return;
@@ -146,7 +156,7 @@ export class LogFilesKeeper {
     if (final) {
       this.locked(() => {
         this.settle(w.logPath, w.policy, false);
-        for (const suffix of [HOLD_SUFFIX, NEXT_SUFFIX, TMP_SUFFIX]) rmQuiet(w.logPath + suffix);
+        this.disarm(w.logPath);
       });
       this.settled(w.logPath);
     }
@@ -165,88 +175,91 @@ export class LogFilesKeeper {
     }
   }
 
+  private maxSeq(logPath: string): number {
+    return allGenerations(logPath).reduce((m, g) => Math.max(m, g.seq), 0);
+  }
+
+  /** Makes <log> a symlink to gen (no conmon may be switching: before start only). */
+  private pointAt(logPath: string, gen: string): void {
+    const tmp = `${logPath}.lnk`;
+    rmQuiet(tmp);
+    fs.symlinkSync(path.relative(path.dirname(logPath), gen), tmp);
+    fs.renameSync(tmp, logPath);
+  }
+
+  /** Removes the arm and its generation if still empty (no conmon runs). */
+  private disarm(logPath: string): void {
+    const target = armedTarget(logPath);
+    rmQuiet(logPath + TMP_SUFFIX);
+    if (target && statOf(target)?.size === 0 && statOf(logPath)?.ino !== statOf(target)?.ino) rmQuiet(target);
+  }
+
   /**
-   * Brings the files back to order after conmon replaced the current one, synchronously (readers
-   * in berthd never see a half-done shift):
-   *   - the held file, when no longer current, is finished: it becomes .1;
-   *   - the armed file (.next, linked as conmon's <log>.tmp) that conmon took: current now, so it
-   *     becomes the held one; or, if conmon replaced it too, finished as well: shifted in;
-   *   - the current file is held, and (with arm) a new empty file is linked as <log>.tmp, so that
-   *     the file conmon switches to next is berthd's already.
-   * A file conmon made itself (when berthd did not re-arm in time) is held as soon as berthd sees
-   * it; only a file conmon made and replaced again before that is lost.
+   * After conmon switched: a plain file it made itself is linked into log-files/, generations
+   * beyond max-file go, finished ones are compressed, and (with arm) the next switch is armed.
    */
   private settle(logPath: string, policy: LogPolicy, arm: boolean): void {
-    const hold = logPath + HOLD_SUFFIX;
-    const next = logPath + NEXT_SUFFIX;
-    const tmp = logPath + TMP_SUFFIX;
-    const cur = statOf(logPath);
-    const held = statOf(hold);
-    const nx0 = statOf(next);
-    if (cur && held && cur.ino !== held.ino && cur.ino !== nx0?.ino) {
-      // conmon made the current file itself: it switched twice since berthd last settled, and
-      // a file it made in between (if any) may be gone.
-      this.log.debug('conmon switched log files twice before berthd settled them', { log: logPath });
-      this.lateSettles++;
-    }
-    if (held && held.ino !== cur?.ino) {
-      if (held.size > 0) this.shift(logPath, hold, policy);
-      else rmQuiet(hold);
-    }
-    const nx = statOf(next);
-    if (nx) {
-      const armed = statOf(tmp)?.ino === nx.ino;
-      if (nx.ino === cur?.ino) fs.renameSync(next, hold);
-      else if (!armed) {
-        if (nx.size > 0) this.shift(logPath, next, policy);
-        else rmQuiet(next);
+    fs.mkdirSync(generationsDir(logPath), { recursive: true, mode: 0o700 });
+    // The arm first: a generation it names that conmon takes meanwhile is current when looked at next.
+    const armed = armedTarget(logPath);
+    const cur = lstatOf(logPath);
+    if (cur?.isFile()) {
+      // conmon's own file (it switched with no arm in place), or a log from before rotation.
+      const gens = allGenerations(logPath);
+      if (!gens.some((g) => statOf(g.path)?.ino === cur.ino)) {
+        if (arm) this.log.debug('conmon switched log files before berthd armed the switch', { log: logPath });
+        try {
+          fs.linkSync(logPath, generationPath(logPath, this.maxSeq(logPath) + 1));
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        }
       }
     }
-    if (cur && !statOf(hold)) fs.linkSync(logPath, hold);
-    if (!arm || statOf(next) || statOf(tmp)) return;
-    fs.closeSync(fs.openSync(next, 'wx', 0o600));
+    this.retain(logPath, policy, armed);
+    if (!arm || lstatOf(logPath + TMP_SUFFIX)) return;
+    const gen = generationPath(logPath, this.maxSeq(logPath) + 1);
+    fs.writeFileSync(gen, '', { mode: 0o600, flag: 'wx' });
     try {
-      fs.linkSync(next, tmp);
+      fs.symlinkSync(path.relative(path.dirname(logPath), gen), logPath + TMP_SUFFIX);
     } catch (err) {
-      // conmon is between opening its own <log>.tmp and renaming it: the next event settles it.
-      rmQuiet(next);
+      // conmon is between making its own <log>.tmp and renaming it: the next event settles it.
+      rmQuiet(gen);
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
   }
 
-  /** docker's rotate: drop the oldest, renumber, src becomes .1. */
-  private shift(logPath: string, src: string, policy: LogPolicy): void {
-    const n = policy.maxFile;
-    for (const f of rotatedFiles(logPath)) if (f.n >= n - 1) rmQuiet(f.path);
-    for (let i = n - 2; i >= 1; i--) {
-      for (const ext of ['', '.gz']) {
-        const from = `${logPath}.${i}${ext}`;
-        if (fs.existsSync(from)) fs.renameSync(from, `${logPath}.${i + 1}${ext}`);
-      }
-    }
-    fs.renameSync(src, `${logPath}.1`);
-    if (policy.compress) this.compress(`${logPath}.1`, policy);
+  /** Keeps the newest max-file generations up to the current one; compresses the finished ones. */
+  private retain(logPath: string, policy: LogPolicy, armed = armedTarget(logPath)): void {
+    const curIno = statOf(logPath)?.ino;
+    const gens = allGenerations(logPath).filter((g) => g.path !== armed);
+    const ci = gens.findIndex((g) => !g.compressed && statOf(g.path)?.ino === curIno);
+    // Generations after the current one are only the armed one (filtered) or a stale arm.
+    const upto = ci >= 0 ? ci : gens.length - 1;
+    const older = gens.slice(0, upto + 1);
+    for (const g of gens.slice(upto + 1)) if (statOf(g.path)?.size === 0) rmQuiet(g.path);
+    // Empty finished generations (a run that wrote nothing) are not worth a slot.
+    const kept = older.filter((g, i) => i === older.length - 1 || statOf(g.path)?.size !== 0 || (rmQuiet(g.path), false));
+    for (const g of kept.slice(0, Math.max(0, kept.length - policy.maxFile))) rmQuiet(g.path);
+    if (policy.compress) for (const g of kept.slice(-policy.maxFile, -1)) if (!g.compressed) this.compress(g.path);
   }
 
   /**
-   * Compresses a rotated file off the event loop. The file may be renumbered meanwhile; it is
-   * found again by inode, and the compressed file replaces it in one synchronous step.
+   * Compresses a finished generation off the event loop; the compressed file replaces it in one
+   * locked step (unless retention dropped it meanwhile).
    */
-  private compress(file: string, policy: LogPolicy): void {
+  private compress(file: string): void {
     let fd: number;
     try {
       fd = fs.openSync(file, 'r');
     } catch {
       return;
     }
-    // The open descriptor pins the file: a shift that renames it meanwhile changes nothing here.
     const ino = fs.fstatSync(fd).ino;
     if (this.compressing.has(ino)) {
       fs.closeSync(fd);
       return;
     }
     this.compressing.add(ino);
-    const logPath = file.replace(/\.\d+$/, '');
     void (async () => {
       let data: Buffer;
       try {
@@ -255,13 +268,13 @@ export class LogFilesKeeper {
         fs.closeSync(fd);
       }
       const gz = await gzip(data);
-      const now = rotatedFiles(logPath).find((f) => !f.compressed && statOf(f.path)?.ino === ino);
-      if (!now || now.n > policy.maxFile - 1) return;
-      const tmp = now.path + GZ_TMP_SUFFIX;
+      if (statOf(file)?.ino !== ino) return;
+      const tmp = file + GZ_TMP_SUFFIX;
       fs.writeFileSync(tmp, gz, { mode: 0o600 });
       this.locked(() => {
-        fs.renameSync(tmp, `${now.path}.gz`);
-        rmQuiet(now.path);
+        if (statOf(file)?.ino !== ino) return rmQuiet(tmp);
+        fs.renameSync(tmp, `${file}.gz`);
+        rmQuiet(file);
       });
     })()
       .catch((err) => this.log.warn('compressing a container log failed', { file, error: (err as Error).message }))
@@ -271,8 +284,13 @@ export class LogFilesKeeper {
 
 // ---- the main thread's side ----
 
-type WorkerRequest = { op: 'watch'; id: string; logPath: string; cfg: LogConfig } | { op: 'unwatch'; id: string; final: boolean; reqId: number };
-type WorkerMessage = { op: 'settled'; logPath: string } | { op: 'done'; reqId: number } | { op: 'log'; level: 'warn' | 'debug'; msg: string; fields: Record<string, unknown> };
+type WorkerRequest = { op: 'watch'; id: string; logPath: string; cfg: LogConfig } | { op: 'unwatch'; id: string; final: boolean; reqId: number } | { op: 'follow' | 'unfollow'; logPath: string };
+/** A file the worker holds open for followers: its inode and the worker's descriptor (shared by the process). */
+export interface PinnedFile {
+  ino: number;
+  fd: number;
+}
+type WorkerMessage = { op: 'settled'; logPath: string; pins: PinnedFile[] } | { op: 'done'; reqId: number } | { op: 'log'; level: 'warn' | 'debug'; msg: string; fields: Record<string, unknown> };
 
 /**
  * Rotation for every running container whose driver rotates. Watching and settling run in a
@@ -284,7 +302,7 @@ export class LogRotation {
   private readonly seq = new Int32Array(new SharedArrayBuffer(4));
   private readonly keeper: LogFilesKeeper;
   private readonly worker: Worker;
-  private readonly listeners = new Map<string, Set<() => void>>();
+  private readonly listeners = new Map<string, Set<(pins: PinnedFile[]) => void>>();
   private readonly pending = new Map<number, () => void>();
   private nextReq = 0;
   private closed = false;
@@ -294,7 +312,7 @@ export class LogRotation {
     this.worker = new Worker(path.join(__dirname, 'rotate-worker.js'), { workerData: { seq: this.seq } });
     this.worker.unref();
     this.worker.on('message', (m: WorkerMessage) => {
-      if (m.op === 'settled') this.notify(m.logPath);
+      if (m.op === 'settled') this.notify(m.logPath, m.pins);
       else if (m.op === 'done') {
         this.pending.get(m.reqId)?.();
         this.pending.delete(m.reqId);
@@ -327,21 +345,26 @@ export class LogRotation {
     this.worker.postMessage(m);
   }
 
-  /** Calls fn each time berthd has settled the files of logPath; returns the unsubscribe. */
-  subscribe(logPath: string, fn: () => void): () => void {
+  /**
+   * Calls fn each time berthd has settled the files of logPath, with the files the worker holds
+   * open for followers (oldest first); returns the unsubscribe.
+   */
+  subscribe(logPath: string, fn: (pins: PinnedFile[]) => void): () => void {
     let set = this.listeners.get(logPath);
     if (!set) this.listeners.set(logPath, (set = new Set()));
     set.add(fn);
+    if (!this.closed) this.post({ op: 'follow', logPath });
     return () => {
       set.delete(fn);
       if (set.size === 0 && this.listeners.get(logPath) === set) this.listeners.delete(logPath);
+      if (!this.closed) this.post({ op: 'unfollow', logPath });
     };
   }
 
-  private notify(logPath: string): void {
+  private notify(logPath: string, pins: PinnedFile[]): void {
     for (const fn of this.listeners.get(logPath) ?? []) {
       try {
-        fn();
+        fn(pins);
       } catch (err) {
         this.log.warn('log follower failed to pin files', { log: logPath, error: (err as Error).message });
       }
