@@ -141,8 +141,11 @@ export class LogFilesKeeper {
     } catch (err) {
       this.log.warn('cannot watch a container log', { id, error: (err as Error).message });
     }
-    for (const f of fs.readdirSync(generationsDir(logPath), { withFileTypes: true })) {
-      if (f.name.endsWith(GZ_TMP_SUFFIX)) rmQuiet(path.join(generationsDir(logPath), f.name));
+    // A compression cut short by a stop of berthd left its temp file.
+    try {
+      for (const f of fs.readdirSync(generationsDir(logPath))) if (f.endsWith(GZ_TMP_SUFFIX)) rmQuiet(path.join(generationsDir(logPath), f));
+    } catch {
+      // no generations yet
     }
     this.check(w);
   }
