@@ -194,7 +194,8 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
       ResolvConfPath: this.paths.resolvConfPath(rec.id),
       HostnamePath: this.paths.hostnamePath(rec.id),
       HostsPath: this.paths.hostsPath(rec.id),
-      LogPath: this.paths.logPath(rec.id),
+      // As dockerd: no path for a driver that writes no file.
+      LogPath: rec.hostConfig.LogConfig?.Type === 'none' ? '' : this.paths.logPath(rec.id),
       Name: `/${rec.name}`,
       RestartCount: rec.restartCount,
       Driver: 'overlay2',

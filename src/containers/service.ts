@@ -1274,7 +1274,7 @@ export class ContainerService {
     }
     rec.state.Status = found.status === 'paused' ? 'paused' : 'running';
     if (found.pid) rec.state.Pid = found.pid;
-    // Rotation resumes; a file conmon replaced while berthd was away is shifted in now.
+    // Rotation resumes; switches conmon made while berthd was away are settled now.
     this.logRotation.watch(id, this.o.paths.logPath(id), rec.hostConfig.LogConfig);
     // As dockerd restores a live container: its health starts over (the log is kept).
     if (rec.state.Status === 'running') this.health.containerStarted(id);
