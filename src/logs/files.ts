@@ -19,6 +19,8 @@ const GEN_RE = /^(\d+)\.log(\.gz)?$/;
 export interface LogFile {
   path: string;
   compressed: boolean;
+  /** The generation's number (files in log-files/). */
+  seq?: number;
 }
 
 export interface Generation extends LogFile {
@@ -71,7 +73,7 @@ export function logFiles(logPath: string): LogFile[] {
   // The armed target is read before anything else: if conmon switches meanwhile, the file it
   // switched to is found again as the current one.
   const armed = armedTarget(logPath);
-  return [...allGenerations(logPath).filter((g) => g.path !== armed).map(({ path: p, compressed }) => ({ path: p, compressed })), { path: logPath, compressed: false }];
+  return [...allGenerations(logPath).filter((g) => g.path !== armed), { path: logPath, compressed: false }];
 }
 
 /** Total bytes of the log's files (each inode once). */

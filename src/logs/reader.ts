@@ -17,6 +17,11 @@ const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmedi
 
 interface Source {
   ino: number;
+  /**
+   * The generation's number, when known. Inode numbers are reused once a file is deleted, so a
+   * follower tells files apart by number, and by inode only among files it holds open.
+   */
+  seq?: number;
   /** Set for a file on disk (the one conmon may still write). */
   fd?: number;
   /** A compressed file, inflated. */
@@ -57,11 +62,13 @@ function openFiles(logPath: string): (Source & { compressed: boolean })[] {
       const ino = fs.fstatSync(fd).ino;
       // A file seen under two names (a generation and the current one) counts where it comes last.
       const dup = opened.findIndex((o) => o.ino === ino);
+      let seq = f.seq;
       if (dup >= 0) {
+        seq ??= opened[dup].seq;
         fs.closeSync(opened[dup].fd!);
         opened.splice(dup, 1);
       }
-      opened.push({ ino, fd, compressed: f.compressed });
+      opened.push({ ino, fd, compressed: f.compressed, seq });
     }
     return opened;
   }
@@ -104,7 +111,7 @@ export interface ContainerLogReadOptions extends ReadLogOptions {
    * berthd has shifted the files, the follower opens the files it has not seen, so that rotation
    * cannot take a file from a follower that has not read it yet.
    */
-  onRotate?: (fn: (pins: { ino: number; fd: number }[]) => void) => () => void;
+  onRotate?: (fn: (pins: { seq: number; ino: number; fd: number }[]) => void) => () => void;
   /** How many bytes of files a follower may keep open ahead of the one it reads (default 64 MiB). */
   pinBudget?: number;
   /** Lists files consistently while rotation runs in another thread (LogRotation.consistent). */
@@ -123,7 +130,8 @@ export async function* readContainerLog(logPath: string, opts: ContainerLogReadO
   const until = opts.until !== undefined ? toNanos(opts.until) : undefined;
   // The files still to read, the one being read first.
   let sources = await openSources(logPath, undefined, opts.consistent);
-  const known = new Set(sources.map((x) => x.ino));
+  /** The newest generation number the follower has seen (files after it are new to it). */
+  let newestSeq = Math.max(-1, ...sources.map((x) => x.seq ?? -1));
   let watcher: fs.FSWatcher | undefined;
   let unsubscribe: (() => void) | undefined;
   let wake: (() => void) | undefined;
@@ -179,7 +187,7 @@ export async function* readContainerLog(logPath: string, opts: ContainerLogReadO
         // worker's descriptor. Beyond the budget the oldest are let go (a gap, as for a docker
         // follower too slow for its log).
         for (const p of pins) {
-          if (known.has(p.ino)) continue;
+          if (p.seq <= newestSeq || sources.some((y) => y.ino === p.ino)) continue;
           let fd: number;
           try {
             fd = fs.openSync(`/proc/self/fd/${p.fd}`, 'r');
@@ -191,8 +199,8 @@ export async function* readContainerLog(logPath: string, opts: ContainerLogReadO
             fs.closeSync(fd);
             continue;
           }
-          known.add(p.ino);
-          sources.push({ ino: p.ino, fd });
+          newestSeq = p.seq;
+          sources.push({ ino: p.ino, fd, seq: p.seq });
         }
         let pinned = 0;
         for (let i = sources.length - 1; i >= 1; i--) {
@@ -260,14 +268,16 @@ export async function* readContainerLog(logPath: string, opts: ContainerLogReadO
           if (sources.length > 1 || fs.fstatSync(x.fd!).size > pos || stopAfterDrain || opts.signal?.aborted || currentIno(logPath) !== x.ino) done();
         });
       }
-      closeAll(sources.splice(0, 1));
       pos = 0;
-      if (sources.length === 0) {
-        // Nothing pinned: the files after this one (by inode), freshly listed.
-        sources = await openSources(logPath, x.ino, opts.consistent);
-        for (const y of sources) known.add(y.ino);
+      if (sources.length === 1) {
+        // Nothing pinned: the files after this one, freshly listed (this one is still open, so
+        // its inode number cannot have gone to another file).
+        const next = await openSources(logPath, x.ino, opts.consistent);
+        closeAll(sources);
+        sources = next;
+        for (const y of sources) newestSeq = Math.max(newestSeq, y.seq ?? -1);
         if (sources.length === 0) return;
-      }
+      } else closeAll(sources.splice(0, 1));
       if (opts.follow && currentIno(logPath) === sources[sources.length - 1].ino) {
         watcher?.close();
         watcher = fs.watch(logPath, () => wake?.());

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { LogFilesKeeper } from './rotate';
-import { logFiles } from './files';
+import { allGenerations, armedTarget } from './files';
 
 /** Bytes of files kept open for a followed log, newest first. */
 const PIN_BUDGET = 64 * 1024 * 1024;
@@ -16,11 +16,16 @@ const PIN_BUDGET = 64 * 1024 * 1024;
 const port = parentPort!;
 
 // This thread must answer conmon's switches within one file's worth of writing, even on a busy
-// machine: it sleeps nearly always, and a higher priority (a lower nice value for this thread
-// only; root may set it) lets it run as soon as it wakes. Without the privilege it stays as is.
+// machine: it sleeps nearly always, and a higher priority (nice -20 for this thread only, and
+// SCHED_FIFO 1 when the main thread can set it; root may) lets it run as soon as it wakes.
+// Without the privilege it stays as it is.
 try {
   const tid = Number(fs.readlinkSync('/proc/thread-self').split('/').pop());
-  if (tid > 0) os.setPriority(tid, -10);
+  if (tid > 0) {
+    os.setPriority(tid, -20);
+    // The main thread also asks for a real-time priority for this thread (see LogRotation).
+    port.postMessage({ op: 'tid', tid });
+  }
 } catch {
   // not permitted: run at the daemon's priority
 }
@@ -31,30 +36,31 @@ const log = {
 
 interface Followed {
   count: number;
-  seen: Set<number>;
-  pins: { ino: number; fd: number }[];
+  /** The newest generation pinned so far. */
+  lastSeq: number;
+  pins: { seq: number; ino: number; fd: number }[];
 }
 const followed = new Map<string, Followed>();
 
-/** Opens the files of a followed log not opened before, oldest first; lets go of the oldest beyond the budget. */
-function pin(logPath: string): { ino: number; fd: number }[] {
+/**
+ * Opens the generations of a followed log newer than those opened before (numbers, not inodes:
+ * inode numbers are reused), oldest first. The main thread releases them once its followers
+ * have their own descriptors; a budget bounds what is held meanwhile.
+ */
+function pin(logPath: string): { seq: number; ino: number; fd: number }[] {
   const f = followed.get(logPath);
   if (!f) return [];
-  for (const file of logFiles(logPath)) {
-    if (file.compressed) continue;
+  const armed = armedTarget(logPath);
+  for (const g of allGenerations(logPath)) {
+    if (g.compressed || g.path === armed || g.seq <= f.lastSeq) continue;
     let fd: number;
     try {
-      fd = fs.openSync(file.path, 'r');
+      fd = fs.openSync(g.path, 'r');
     } catch {
       continue;
     }
-    const ino = fs.fstatSync(fd).ino;
-    if (f.seen.has(ino)) {
-      fs.closeSync(fd);
-      continue;
-    }
-    f.seen.add(ino);
-    f.pins.push({ ino, fd });
+    f.lastSeq = g.seq;
+    f.pins.push({ seq: g.seq, ino: fs.fstatSync(fd).ino, fd });
   }
   let total = 0;
   for (let i = f.pins.length - 1; i >= 0; i--) {
@@ -64,7 +70,7 @@ function pin(logPath: string): { ino: number; fd: number }[] {
       break;
     }
   }
-  return f.pins.map((p) => ({ ino: p.ino, fd: p.fd }));
+  return f.pins.map((p) => ({ ...p }));
 }
 
 const keeper = new LogFilesKeeper(log, (workerData as { seq: Int32Array }).seq, (logPath) => port.postMessage({ op: 'settled', logPath, pins: pin(logPath) }));
@@ -72,7 +78,8 @@ const keeper = new LogFilesKeeper(log, (workerData as { seq: Int32Array }).seq, 
 type Request =
   | { op: 'watch'; id: string; logPath: string; cfg: never }
   | { op: 'unwatch'; id: string; final: boolean; reqId: number }
-  | { op: 'follow' | 'unfollow'; logPath: string };
+  | { op: 'follow' | 'unfollow'; logPath: string }
+  | { op: 'release'; logPath: string; upTo: number };
 
 port.on('message', (m: Request) => {
   try {
@@ -80,8 +87,11 @@ port.on('message', (m: Request) => {
     else if (m.op === 'unwatch') keeper.unwatch(m.id, m.final);
     else if (m.op === 'follow') {
       let f = followed.get(m.logPath);
-      if (!f) followed.set(m.logPath, (f = { count: 0, seen: new Set(), pins: [] }));
+      if (!f) followed.set(m.logPath, (f = { count: 0, lastSeq: -1, pins: [] }));
       f.count++;
+    } else if (m.op === 'release') {
+      const f = followed.get(m.logPath);
+      if (f) for (const p of f.pins.splice(0, f.pins.filter((x) => x.seq <= m.upTo).length)) fs.closeSync(p.fd);
     } else if (m.op === 'unfollow') {
       const f = followed.get(m.logPath);
       if (f && --f.count <= 0) {

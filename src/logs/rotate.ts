@@ -25,6 +25,7 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import * as zlib from 'node:zlib';
 import { Worker } from 'node:worker_threads';
+import { execFile } from 'node:child_process';
 import type { Logger } from '../common/logger';
 import { logPolicy, type LogConfig, type LogPolicy } from './config';
 import { allGenerations, armedTarget, generationPath, generationsDir, GZ_TMP_SUFFIX, TMP_SUFFIX } from './files';
@@ -287,13 +288,14 @@ export class LogFilesKeeper {
 
 // ---- the main thread's side ----
 
-type WorkerRequest = { op: 'watch'; id: string; logPath: string; cfg: LogConfig } | { op: 'unwatch'; id: string; final: boolean; reqId: number } | { op: 'follow' | 'unfollow'; logPath: string };
-/** A file the worker holds open for followers: its inode and the worker's descriptor (shared by the process). */
+type WorkerRequest = { op: 'watch'; id: string; logPath: string; cfg: LogConfig } | { op: 'unwatch'; id: string; final: boolean; reqId: number } | { op: 'follow' | 'unfollow'; logPath: string } | { op: 'release'; logPath: string; upTo: number };
+/** A generation the worker holds open for followers: its number, inode and the worker's descriptor (shared by the process). */
 export interface PinnedFile {
+  seq: number;
   ino: number;
   fd: number;
 }
-type WorkerMessage = { op: 'settled'; logPath: string; pins: PinnedFile[] } | { op: 'done'; reqId: number } | { op: 'log'; level: 'warn' | 'debug'; msg: string; fields: Record<string, unknown> };
+type WorkerMessage = { op: 'tid'; tid: number } | { op: 'settled'; logPath: string; pins: PinnedFile[] } | { op: 'done'; reqId: number } | { op: 'log'; level: 'warn' | 'debug'; msg: string; fields: Record<string, unknown> };
 
 /**
  * Rotation for every running container whose driver rotates. Watching and settling run in a
@@ -316,6 +318,14 @@ export class LogRotation {
     this.worker.unref();
     this.worker.on('message', (m: WorkerMessage) => {
       if (m.op === 'settled') this.notify(m.logPath, m.pins);
+      else if (m.op === 'tid') {
+        // The lowest real-time priority: the worker preempts ordinary tasks when it wakes, and
+        // it wakes only when conmon switches files (about a millisecond of work each time).
+        // One chrt at start-up: Node cannot set a thread's scheduling policy itself.
+        execFile('chrt', ['-f', '-p', '1', String(m.tid)], (err) => {
+          if (err) this.log.debug('log rotation worker keeps its ordinary priority', { error: err.message });
+        });
+      }
       else if (m.op === 'done') {
         this.pending.get(m.reqId)?.();
         this.pending.delete(m.reqId);
@@ -372,6 +382,8 @@ export class LogRotation {
         this.log.warn('log follower failed to pin files', { log: logPath, error: (err as Error).message });
       }
     }
+    // The followers hold their own descriptors now: the worker's can go.
+    if (pins.length > 0 && !this.closed) this.post({ op: 'release', logPath, upTo: Math.max(...pins.map((p) => p.seq)) });
   }
 
   /**
