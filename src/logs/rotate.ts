@@ -212,8 +212,12 @@ export class LogFilesKeeper {
       const gens = allGenerations(logPath);
       if (!gens.some((g) => statOf(g.path)?.ino === cur.ino)) {
         if (arm) this.log.debug('conmon switched log files before berthd armed the switch', { log: logPath });
+        // It was written before the armed generation will be (conmon made it in the moment
+        // before the arm was in place): it takes the number left free below the arm's.
+        const armedSeq = armed ? gens.find((g) => g.path === armed)?.seq : undefined;
+        const seq = armedSeq !== undefined && !gens.some((g) => g.seq === armedSeq - 1) ? armedSeq - 1 : this.maxSeq(logPath) + 1;
         try {
-          fs.linkSync(logPath, generationPath(logPath, this.maxSeq(logPath) + 1));
+          fs.linkSync(logPath, generationPath(logPath, seq));
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
         }
@@ -221,7 +225,8 @@ export class LogFilesKeeper {
     }
     this.retain(logPath, policy, armed);
     if (!arm || lstatOf(logPath + TMP_SUFFIX)) return;
-    const gen = generationPath(logPath, this.maxSeq(logPath) + 1);
+    // A number left free below the arm's, for a file conmon may make before the arm is in place.
+    const gen = generationPath(logPath, this.maxSeq(logPath) + 2);
     fs.writeFileSync(gen, '', { mode: 0o600, flag: 'wx' });
     try {
       fs.symlinkSync(path.relative(path.dirname(logPath), gen), logPath + TMP_SUFFIX);
