@@ -383,6 +383,7 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
     const wantErr = boolParam(q, 'stderr');
     if (!wantOut && !wantErr) throw invalidParameter('Bad parameters: you must choose at least one stream');
     const rec = this.svc.record(ref);
+    if (rec.state.Status === 'removing' || rec.state.Status === 'dead') throw conflict('can not get logs from container which is dead or marked for removal');
     // dockerd's ErrReadLogsNotSupported (a NotImplemented error: 501).
     if (rec.hostConfig.LogConfig?.Type === 'none') throw notImplemented('configured logging driver does not support reading');
     const tailRaw = q.get('tail') ?? 'all';
