@@ -40,6 +40,8 @@ import { mergeHealthConfig, validateHealthConfig } from '../health/config';
 import { applyLiveResources, mergeUpdate, type UpdateRequest } from './update';
 import { cgroupParentOf, devicesOf, dropUnsupported, groupAddGids, rlimitsOf, specResourcesOf, sysctlsOf, validateLimits } from './limits';
 import { normalizeNetworkMode, type ContainerNetworks } from './networking';
+import { DEFAULT_LOG_DRIVER, resolveLogConfig, type LogConfig } from '../logs/config';
+import { LogRotation } from '../logs/rotate';
 
 /** Where the init binary is bind-mounted in containers started with --init. */
 export const INIT_PATH = '/sbin/docker-init';
@@ -75,6 +77,8 @@ export interface ContainerServiceOptions {
   userns?: IdentityMapping;
   /** AppArmor where the host has it: the default profile's directory (it is reloaded if unloaded). */
   appArmor?: { profileDir: string };
+  /** The daemon's log driver and options (--log-driver, --log-opt); default json-file. */
+  logDefaults?: LogConfig;
 }
 
 /** The part of the events service the container service publishes to. */
@@ -189,9 +193,12 @@ export class ContainerService {
   readonly health: HealthMonitor;
   /** Runs the probes' execs (the runtime directly, from a sealed copy). */
   private readonly probes: ProbeLauncher;
+  /** Rotates the logs of running containers (src/logs/rotate.ts). */
+  readonly logRotation: LogRotation;
 
   constructor(o: ContainerServiceOptions) {
     this.o = o;
+    this.logRotation = new LogRotation(o.log);
     this.health = new HealthMonitor({
       host: {
         subject: (id) => this.live.get(id)?.rec,
@@ -382,6 +389,7 @@ export class ContainerService {
     validateResources(resources);
     const warnings = [...validateLimits(resources, hostNofileLimit()), ...dropUnsupported(resources)];
     const endpoints = this.o.network?.validateCreate(hc, req.NetworkingConfig, req.ExposedPorts ?? ic.ExposedPorts) ?? {};
+    const logConfig = resolveLogConfig(hc.LogConfig, this.o.logDefaults ?? { Type: DEFAULT_LOG_DRIVER, Config: {} });
 
     // docker's merge of the request with the image's defaults.
     const userEntrypoint = req.Entrypoint ?? null;
@@ -444,10 +452,9 @@ export class ContainerService {
       DnsSearch: hc.DnsSearch ?? [],
       ExtraHosts: hc.ExtraHosts ?? null,
       ConsoleSize: hc.ConsoleSize ?? [0, 0],
-      // Reported as Docker's default driver (what /info says too): clients such as docker-py only
-      // read logs back from containers whose driver they know to be readable. The file itself is
-      // conmon's k8s-file format, which the logs endpoint reads.
-      LogConfig: { Type: 'json-file', Config: {} },
+      // The driver and options in effect (src/logs): clients such as docker-py only read logs back
+      // from containers whose driver they know to be readable (json-file by default).
+      LogConfig: logConfig,
     };
     const rec: ContainerRecord = {
       id,
@@ -618,6 +625,7 @@ export class ContainerService {
       writeRegeneratedFile(path.join(bundle, 'config.json'), JSON.stringify(spec));
       // A runtime record left from an earlier run (a crash between exit and clean-up) goes first.
       if (this.o.runtime.list().includes(id)) await this.o.runtime.delete(id, { force: true }).catch(() => {});
+      const logOpts = this.logRotation.beforeStart(paths.logPath(id), rec.hostConfig.LogConfig);
       const { pid } = await this.o.runtime.create(id, bundle, {
         runtimePath: rt.path,
         runtimeArgs: rt.runtimeArgs,
@@ -625,10 +633,13 @@ export class ContainerService {
         openStdin: rec.config.OpenStdin,
         stdinOnce: rec.config.StdinOnce,
         logPath: paths.logPath(id),
+        logNone: logOpts.none,
+        logSizeMax: logOpts.logSizeMax,
         name: rec.name,
         cgroupsPath,
       });
       created = true;
+      this.logRotation.watch(id, paths.logPath(id), rec.hostConfig.LogConfig);
       // Attach clients that were waiting get connected before the process runs: no output lost.
       for (const c of [...l.pendingAttach]) {
         l.pendingAttach.delete(c);
@@ -650,6 +661,7 @@ export class ContainerService {
       this.emit(rec, 'start');
     } catch (err) {
       l.generation++;
+      await this.logRotation.unwatch(id);
       if (created) await this.o.runtime.delete(id, { force: true }).catch(() => {});
       await this.cleanupRun(id);
       await this.o.network?.stop(id);
@@ -737,6 +749,7 @@ export class ContainerService {
     l.generation++;
     // The OOM counter lives in the cgroup, which the runtime's delete removes: read it first.
     const oomKilled = oomKillCount(this.cgroupsPath(id)) > 0;
+    await this.logRotation.unwatch(id);
     await this.o.runtime.delete(id, { force: true }).catch((err) => {
       if (!isKind(err, 'NotFound')) this.log.warn('runtime delete failed', { id, error: (err as Error).message });
     });
@@ -1385,6 +1398,8 @@ export class ContainerService {
     rec.state.Status = found.status === 'paused' ? 'paused' : 'running';
     if (found.pid) rec.state.Pid = found.pid;
     this.o.mounts?.adopt(id);
+    // Rotation resumes; switches conmon made while berthd was away are settled now.
+    this.logRotation.watch(id, this.o.paths.logPath(id), rec.hostConfig.LogConfig);
     // As dockerd restores a live container: its health starts over (the log is kept).
     if (rec.state.Status === 'running') this.health.containerStarted(id);
     this.save(l);
@@ -1398,6 +1413,7 @@ export class ContainerService {
     this.closed = true;
     this.health.close();
     this.probes.close();
+    this.logRotation.close();
     for (const l of this.live.values()) {
       if (l.restartTimer) clearTimeout(l.restartTimer);
       l.restartTimer = undefined;

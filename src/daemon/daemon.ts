@@ -113,6 +113,7 @@ export class Daemon implements SystemBackend {
       network: containerNetworks,
       userns: this.remap?.mapping,
       appArmor: this.appArmor ? { profileDir: this.appArmorDir() } : undefined,
+      logDefaults: cfg.logConfig,
     });
     await this.containers.recover();
     // Running containers keep their networking; what dead ones left is torn down.
@@ -318,7 +319,7 @@ export class Daemon implements SystemBackend {
       NFd: countDir('/proc/self/fd'),
       NGoroutines: 0,
       SystemTime: new Date().toISOString(),
-      LoggingDriver: (cfg.extra['log-driver'] as string | undefined) ?? 'json-file',
+      LoggingDriver: cfg.logConfig.Type,
       CgroupDriver: 'cgroupfs',
       CgroupVersion: h.cgroupVersion,
       NEventsListener: this.events.listenerCount(),

@@ -46,13 +46,17 @@ export interface CreateOptions {
   stdinOnce?: boolean;
   /** conmon's k8s-file log. */
   logPath: string;
+  /** Write no log file (the none log driver). */
+  logNone?: boolean;
+  /** conmon's --log-size-max: the file is replaced when the next record would pass it. */
+  logSizeMax?: number;
   /** Container name for conmon's own messages. */
   name?: string;
   /** The container's cgroup (as in config.json); removed on delete. */
   cgroupsPath?: string;
 }
 
-export interface ContainerRecord extends Required<Omit<CreateOptions, 'name' | 'cgroupsPath'>> {
+export interface ContainerRecord extends Required<Omit<CreateOptions, 'name' | 'cgroupsPath' | 'logNone' | 'logSizeMax'>> {
   id: string;
   bundleDir: string;
   cgroupsPath?: string;
@@ -347,7 +351,8 @@ export class ConmonRuntime implements OciRuntime {
       '--exit-dir', this.exitsDir,
       '--socket-dir-path', dir,
       '--full-attach',
-      '-l', `k8s-file:${rec.logPath}`,
+      ...(opts.logNone ? ['-l', 'none:'] : ['-l', `k8s-file:${rec.logPath}`]),
+      ...(opts.logSizeMax ? ['--log-size-max', String(opts.logSizeMax)] : []),
       ...this.runtimeGlobalArgs(rec).map((a) => `--runtime-arg=${a}`),
     ];
     if (rec.tty) args.push('-t');
