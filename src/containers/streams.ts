@@ -51,10 +51,21 @@ export class OutputBatcher {
   /** Writes what is held; call it before ending the connection. */
   flush(): void {
     if (this.size === 0) return;
-    const data = this.parts.length === 1 ? this.parts[0] : Buffer.concat(this.parts, this.size);
+    const parts = this.parts;
+    const size = this.size;
     this.parts = [];
     this.size = 0;
-    this.write(this.tty ? data : stdcopyFrame(this.stream, data));
+    if (this.tty) {
+      this.write(parts.length === 1 ? parts[0] : Buffer.concat(parts, size));
+      return;
+    }
+    // The frame header and the data in one buffer, copied once (not concatenated, then framed).
+    const frame = Buffer.allocUnsafe(8 + size);
+    frame.writeUInt32BE(this.stream << 24, 0);
+    frame.writeUInt32BE(size, 4);
+    let off = 8;
+    for (const p of parts) off += p.copy(frame, off);
+    this.write(frame);
   }
 }
 

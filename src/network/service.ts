@@ -86,8 +86,13 @@ export class NetworkService {
   private readonly ports = new PortReservations();
   private readonly netnsDir: string;
   private readonly pools: AddressPool[];
-  /** netavark runs one at a time: concurrent runs race on creating the same bridge and chains. */
-  private chain: Promise<unknown> = Promise.resolve();
+  /** netavark calls waiting and running (runNetavark), and the containers they are for. */
+  private readonly nvQueue: { exclusive: boolean; start: () => void }[] = [];
+  private readonly nvRunning = { exclusive: false, shared: 0 };
+  private readonly nvSettingUp = new Set<string>();
+  private readonly nvTearingDown = new Set<string>();
+  /** Teardowns started by tearDownLater and not finished, by container ID. */
+  private readonly teardowns = new Map<string, Promise<void>>();
 
   constructor(meta: MetadataDB, private readonly opts: NetworkServiceOptions) {
     this.log = opts.log;
@@ -132,6 +137,7 @@ export class NetworkService {
 
   /** Releases the held port sockets. Kernel state (bridges, rules, netns) stays for running containers. */
   close(): void {
+    // Teardowns still running finish on their own or, if the process ends first, at the next start (reconcile).
     this.ports.closeAll();
   }
 
@@ -154,8 +160,9 @@ export class NetworkService {
     throw notFound(`network ${ref} not found`);
   }
 
+  /** The network's endpoints, without those of containers already gone whose teardown is under way. */
   endpoints(networkID: string): EndpointRecord[] {
-    return this.store.endpointsOfNetwork(networkID);
+    return this.store.endpointsOfNetwork(networkID).filter((e) => !this.teardowns.has(e.containerID));
   }
 
   create(req: CreateNetworkRequest): NetworkRecord {
@@ -310,11 +317,51 @@ export class NetworkService {
 
   // ---- sandboxes --------------------------------------------------------------------------------
 
-  /** Runs fn after every netavark call before it has finished. */
-  private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.chain.then(fn, fn);
-    this.chain = next.catch(() => {});
-    return next;
+  /**
+   * Runs a netavark call. Exclusive calls run alone, in order (netavark races with itself when
+   * two runs create or remove the same bridge, chains or DNS entries). Shared calls may overlap
+   * each other: a container joining or leaving a network whose bridge and rules exist before and
+   * after, with nothing published and no DNS, where netavark only makes or deletes its veth
+   * (kernel-named) and reads the rules. Queue order is kept, so a shared call never overtakes an
+   * exclusive one.
+   */
+  private runNetavark<T>(exclusive: boolean, fn: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.nvQueue.push({
+        exclusive,
+        start: () => {
+          if (exclusive) this.nvRunning.exclusive = true;
+          else this.nvRunning.shared++;
+          fn().then(resolve, reject).finally(() => {
+            if (exclusive) this.nvRunning.exclusive = false;
+            else this.nvRunning.shared--;
+            this.pumpNetavark();
+          });
+        },
+      });
+      this.pumpNetavark();
+    });
+  }
+
+  private pumpNetavark(): void {
+    while (this.nvQueue.length > 0 && !this.nvRunning.exclusive) {
+      const next = this.nvQueue[0];
+      if (next.exclusive && this.nvRunning.shared > 0) return;
+      this.nvQueue.shift();
+      next.start();
+    }
+  }
+
+  /**
+   * True when the network's bridge and rules are there and stay while a container joins or leaves
+   * it: another endpoint on it is plumbed (not being set up or torn down), so netavark neither
+   * creates nor removes the bridge. Only the default bridge qualifies (user networks have DNS,
+   * whose entries netavark rewrites).
+   */
+  private networkStaysUp(networkID: string, containerID: string): boolean {
+    const n = this.store.getNetwork(networkID);
+    if (!n || !n.isDefaultBridge || !fs.existsSync(`/sys/class/net/${n.bridge}`)) return false;
+    return this.store.endpointsOfNetwork(networkID).some((e) => e.containerID !== containerID && !this.nvSettingUp.has(e.containerID) && !this.nvTearingDown.has(e.containerID));
   }
 
   private requireNetavark(): Netavark {
@@ -339,12 +386,26 @@ export class NetworkService {
    * on failure everything made so far is undone.
    */
   async setUp(req: SandboxRequest): Promise<SandboxInfo> {
+    const { plumbed } = await this.setUpDeferred(req);
+    await plumbed;
+    // Read again: the MAC addresses come from netavark.
+    return this.sandbox(req.containerID)!;
+  }
+
+  /**
+   * setUp in two steps, so that a container start can overlap netavark with the OCI runtime's
+   * create: `info` comes once the netns exists and addresses and ports are allocated (everything
+   * hosts, resolv.conf and the spec need); `plumbed` settles when netavark has made the
+   * interfaces, routes and rules. The container must not run before `plumbed` resolves. When it
+   * rejects, the sandbox is already undone (ports, addresses, netns).
+   */
+  async setUpDeferred(req: SandboxRequest): Promise<{ info: SandboxInfo; plumbed: Promise<void> }> {
     if (this.store.getSandbox(req.containerID)) throw conflict(`network sandbox for container ${req.containerID} already exists`);
     const mode = this.resolveMode(req.networkMode);
     if (mode.kind === 'host') {
       if (req.ports.length > 0) this.log.info('published ports are discarded when using host network mode', { container: req.containerID });
       this.store.insertSandbox({ containerID: req.containerID, netnsPath: '', mode: 'host', request: req, ports: [] });
-      return this.sandbox(req.containerID)!;
+      return { info: this.sandbox(req.containerID)!, plumbed: Promise.resolve() };
     }
     const netnsPath = path.join(this.netnsDir, req.containerID);
     await createNetns(netnsPath);
@@ -358,36 +419,61 @@ export class NetworkService {
       }
     }
     const reqFor = (n: NetworkRecord): EndpointRequest => req.networks[n.name] ?? req.networks[n.id] ?? Object.entries(req.networks).find(([k]) => n.id.startsWith(k))?.[1] ?? {};
+    // A fixed address or host port may still be held by a container whose teardown runs.
+    if (req.ports.length > 0 || networks.some((n) => reqFor(n).ipv4Address)) await this.settled();
+    const allocate = this.store.db.transaction(() => {
+      this.store.insertSandbox({ containerID: req.containerID, netnsPath, mode: mode.kind === 'none' ? 'none' : 'bridge', request: req, ports: [] });
+      networks.forEach((n, i) => this.allocateEndpoint(n, req, reqFor(n), `eth${i}`));
+    });
     try {
-      this.store.db.transaction(() => {
-        this.store.insertSandbox({ containerID: req.containerID, netnsPath, mode: mode.kind === 'none' ? 'none' : 'bridge', request: req, ports: [] });
-        networks.forEach((n, i) => this.allocateEndpoint(n, req, reqFor(n), `eth${i}`));
-      })();
+      try {
+        allocate();
+      } catch (err) {
+        // A pool that looks full may only be waiting for teardowns to give addresses back.
+        if (this.teardowns.size === 0) throw err;
+        await this.settled();
+        allocate();
+      }
     } catch (err) {
       removeNetns(netnsPath);
       throw err;
     }
-    let ports: PortBinding[] = [];
-    try {
-      if (mode.kind === 'bridge' && req.ports.length > 0) {
-        ports = await this.ports.reserve(req.containerID, req.ports);
-        this.store.db.prepare('UPDATE network_sandboxes SET ports = ? WHERE container_id = ?').run(JSON.stringify(ports), req.containerID);
-      }
-      const nv = this.requireNetavark();
-      const sb = this.store.getSandbox(req.containerID)!;
-      const nvOpts = this.netavarkOptions(sb, this.store.endpointsOfContainer(req.containerID), true);
-      const status = await this.serial(() => nv.setup(netnsPath, nvOpts));
-      for (const e of this.store.endpointsOfContainer(req.containerID)) {
-        const mac = status[e.networkID]?.interfaces?.[e.ifname]?.mac_address;
-        if (mac) this.store.setEndpointMac(e.networkID, e.containerID, mac);
-      }
-    } catch (err) {
+    const undo = (): void => {
       this.ports.release(req.containerID);
       this.store.deleteSandbox(req.containerID);
       removeNetns(netnsPath);
+    };
+    let nv: Netavark;
+    try {
+      if (mode.kind === 'bridge' && req.ports.length > 0) {
+        const ports = await this.ports.reserve(req.containerID, req.ports);
+        this.store.db.prepare('UPDATE network_sandboxes SET ports = ? WHERE container_id = ?').run(JSON.stringify(ports), req.containerID);
+      }
+      nv = this.requireNetavark();
+    } catch (err) {
+      undo();
       throw err;
     }
-    return this.sandbox(req.containerID)!;
+    const sb = this.store.getSandbox(req.containerID)!;
+    const eps = this.store.endpointsOfContainer(req.containerID);
+    const nvOpts = this.netavarkOptions(sb, eps, true);
+    const shared = mode.kind === 'bridge' && sb.ports.length === 0 && eps.every((e) => this.networkStaysUp(e.networkID, req.containerID));
+    this.nvSettingUp.add(req.containerID);
+    const plumbed = this.runNetavark(!shared, () => nv.setup(netnsPath, nvOpts)).finally(() => this.nvSettingUp.delete(req.containerID)).then(
+      (status) => {
+        for (const e of this.store.endpointsOfContainer(req.containerID)) {
+          const mac = status[e.networkID]?.interfaces?.[e.ifname]?.mac_address;
+          if (mac) this.store.setEndpointMac(e.networkID, e.containerID, mac);
+        }
+      },
+      (err: unknown) => {
+        undo();
+        throw err;
+      },
+    );
+    // The caller may fail (and stop waiting) before netavark is done; the rejection is theirs to see.
+    plumbed.catch(() => {});
+    return { info: this.sandbox(req.containerID)!, plumbed };
   }
 
   private allocateEndpoint(n: NetworkRecord, sreq: SandboxRequest, ereq: EndpointRequest, ifname: string): EndpointRecord {
@@ -440,16 +526,49 @@ export class NetworkService {
 
   /** Undoes setUp: interfaces, rules, DNS entries, ports, addresses, netns. Safe to call twice. */
   async tearDown(containerID: string): Promise<void> {
+    const pending = this.teardowns.get(containerID);
+    if (pending) await pending;
+    await this.tearDownNow(containerID);
+  }
+
+  /**
+   * tearDown without waiting for it, for a `--rm` container whose removal a client is waiting on
+   * (netavark's teardown is most of an exit's cost). Until it is done the sandbox record stays
+   * (so a daemon killed meanwhile tears it down at its next start), its addresses and ports stay
+   * taken, and its endpoints are not listed; whatever could collide with it waits for it: a
+   * new sandbox of the same container or with published ports, an address pool that seems full,
+   * and removing a network (settled()).
+   */
+  tearDownLater(containerID: string): void {
+    if (this.teardowns.has(containerID)) return;
+    const p: Promise<void> = this.tearDownNow(containerID)
+      .catch((err: unknown) => this.log.warn('tearing down container networking failed', { container: containerID, error: (err as Error).message }))
+      .finally(() => {
+        if (this.teardowns.get(containerID) === p) this.teardowns.delete(containerID);
+      });
+    this.teardowns.set(containerID, p);
+  }
+
+  /** Resolves when every teardown started by tearDownLater has finished. */
+  async settled(): Promise<void> {
+    while (this.teardowns.size > 0) await Promise.all([...this.teardowns.values()]);
+  }
+
+  private async tearDownNow(containerID: string): Promise<void> {
     const sb = this.store.getSandbox(containerID);
     if (!sb) return;
     const eps = this.store.endpointsOfContainer(containerID);
     if (sb.mode === 'bridge' && eps.length > 0 && this.netavark && isNetnsMounted(sb.netnsPath)) {
       const nv = this.netavark;
+      const shared = sb.ports.length === 0 && eps.every((e) => this.networkStaysUp(e.networkID, containerID));
+      this.nvTearingDown.add(containerID);
       try {
-        await this.serial(() => nv.teardown(sb.netnsPath, this.netavarkOptions(sb, eps, true)));
+        await this.runNetavark(!shared, () => nv.teardown(sb.netnsPath, this.netavarkOptions(sb, eps, true)));
       } catch (err) {
         // Keep going: the address, ports and netns must be released whatever netavark says.
         this.log.warn('netavark teardown reported errors', { container: containerID, error: (err as Error).message });
+      } finally {
+        this.nvTearingDown.delete(containerID);
       }
     }
     this.ports.release(containerID);
@@ -500,7 +619,7 @@ export class NetworkService {
     })();
     try {
       const nv = this.requireNetavark();
-      const status = await this.serial(() => nv.setup(sb.netnsPath, this.netavarkOptions(sb, [e], false)));
+      const status = await this.runNetavark(true, () => nv.setup(sb.netnsPath, this.netavarkOptions(sb, [e], false)));
       const mac = status[n.id]?.interfaces?.[ifname]?.mac_address;
       if (mac) this.store.setEndpointMac(n.id, containerID, mac);
     } catch (err) {
@@ -523,7 +642,7 @@ export class NetworkService {
     if (this.netavark && isNetnsMounted(sb.netnsPath)) {
       const nv = this.netavark;
       try {
-        await this.serial(() => nv.teardown(sb.netnsPath, this.netavarkOptions(sb, [e], true)));
+        await this.runNetavark(true, () => nv.teardown(sb.netnsPath, this.netavarkOptions(sb, [e], true)));
       } catch (err) {
         this.log.warn('netavark teardown reported errors', { container: containerID, network: n.name, error: (err as Error).message });
       }

@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import { spawn, execFile } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
-import { writeFileAtomic, mkdirp } from '../common/fsutil';
+import { writeFileReplace, mkdirp } from '../common/fsutil';
 import { BerthError, conflict, notFound, systemError, hasCode } from '../common/errors';
 import { silentLogger, type Logger } from '../common/logger';
 import { AttachStream, connectAttach, writeResize } from './attach';
@@ -333,7 +333,8 @@ export class ConmonRuntime implements OciRuntime {
     mkdirp(rec.runtimeRoot, 0o700);
     // A stale exit file from an earlier container of the same id would read as this one's exit.
     fs.rmSync(path.join(this.exitsDir, id), { force: true });
-    writeFileAtomic(path.join(dir, 'record.json'), JSON.stringify(rec));
+    // Under the exec root (a tmpfs normally): atomic against a daemon crash, no fsync needed.
+    writeFileReplace(path.join(dir, 'record.json'), JSON.stringify(rec));
     this.records.set(id, rec);
 
     const args = [
@@ -676,7 +677,7 @@ export class ConmonRuntime implements OciRuntime {
     const exitDir = path.join(dir, 'exit');
     mkdirp(exitDir, 0o700);
     const spec: OciProcess = { ...proc, terminal: opts.tty };
-    writeFileAtomic(path.join(dir, 'process.json'), JSON.stringify(spec));
+    writeFileReplace(path.join(dir, 'process.json'), JSON.stringify(spec));
     const args = [
       '--api-version', '1',
       '-c', id, '-u', execId,
