@@ -26,7 +26,7 @@ import { AARDVARK_PATHS, findBinary, Netavark, NETAVARK_PATHS, type NvOptions } 
 import { createNetns, isNetnsMounted, removeNetns } from './netns';
 import { PortReservations } from './ports';
 import { NetworkStore, type SandboxRecord } from './store';
-import type { EndpointRecord, EndpointRequest, EndpointSettings, IPAMPool, NetworkRecord, PortBinding, SandboxInfo, SandboxRequest } from './types';
+import type { EndpointRecord, EndpointRequest, EndpointSettings, IPAMPool, NetworkRecord, SandboxInfo, SandboxRequest } from './types';
 
 export const BRIDGE_NAME_OPTION = 'com.docker.network.bridge.name';
 const MTU_OPTION = 'com.docker.network.driver.mtu';
