@@ -30,6 +30,8 @@ import type { EndpointRecord, EndpointRequest, EndpointSettings, IPAMPool, Netwo
 
 export const BRIDGE_NAME_OPTION = 'com.docker.network.bridge.name';
 const MTU_OPTION = 'com.docker.network.driver.mtu';
+/** How long the default bridge's last `--rm` container keeps it up after exiting (tearDownLater). */
+const LINGER_MS = 2000;
 const NETWORK_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 const IFNAME = /^[a-zA-Z0-9_.-]{1,15}$/;
 
@@ -93,6 +95,9 @@ export class NetworkService {
   private readonly nvTearingDown = new Set<string>();
   /** Teardowns started by tearDownLater and not finished, by container ID. */
   private readonly teardowns = new Map<string, Promise<void>>();
+  /** Teardowns waiting out LINGER_MS, and the function that starts each at once. */
+  private readonly lingering = new Map<string, () => void>();
+  private closed = false;
 
   constructor(meta: MetadataDB, private readonly opts: NetworkServiceOptions) {
     this.log = opts.log;
@@ -137,7 +142,10 @@ export class NetworkService {
 
   /** Releases the held port sockets. Kernel state (bridges, rules, netns) stays for running containers. */
   close(): void {
-    // Teardowns still running finish on their own or, if the process ends first, at the next start (reconcile).
+    // Call settled() first. Teardowns still running finish on their own or, if the process ends
+    // first, at the next start (reconcile); lingering ones are left to that too.
+    this.closed = true;
+    for (const go of [...this.lingering.values()]) go();
     this.ports.closeAll();
   }
 
@@ -419,8 +427,9 @@ export class NetworkService {
       }
     }
     const reqFor = (n: NetworkRecord): EndpointRequest => req.networks[n.name] ?? req.networks[n.id] ?? Object.entries(req.networks).find(([k]) => n.id.startsWith(k))?.[1] ?? {};
-    // A fixed address or host port may still be held by a container whose teardown runs.
-    if (req.ports.length > 0 || networks.some((n) => reqFor(n).ipv4Address)) await this.settled();
+    // A fixed address or host port may still be held by a container whose teardown runs
+    // (lingering ones hold neither: they are on the default bridge and publish nothing).
+    if (req.ports.length > 0 || networks.some((n) => reqFor(n).ipv4Address)) await this.settled(false);
     const allocate = this.store.db.transaction(() => {
       this.store.insertSandbox({ containerID: req.containerID, netnsPath, mode: mode.kind === 'none' ? 'none' : 'bridge', request: req, ports: [] });
       networks.forEach((n, i) => this.allocateEndpoint(n, req, reqFor(n), `eth${i}`));
@@ -526,6 +535,7 @@ export class NetworkService {
 
   /** Undoes setUp: interfaces, rules, DNS entries, ports, addresses, netns. Safe to call twice. */
   async tearDown(containerID: string): Promise<void> {
+    this.lingering.get(containerID)?.();
     const pending = this.teardowns.get(containerID);
     if (pending) await pending;
     await this.tearDownNow(containerID);
@@ -538,10 +548,34 @@ export class NetworkService {
    * taken, and its endpoints are not listed; whatever could collide with it waits for it: a
    * new sandbox of the same container or with published ports, an address pool that seems full,
    * and removing a network (settled()).
+   *
+   * The last container to leave the default bridge makes netavark remove the bridge and its
+   * rules, and the next one to come makes them all again: in a `docker run --rm` loop that was
+   * most of the time. So that teardown lingers a moment (LINGER_MS) first: a container joining
+   * meanwhile finds the bridge up, and the teardown then leaves it up. Only the default bridge
+   * (no DNS entries to go stale) and only without published ports (nothing for others to wait on).
    */
   tearDownLater(containerID: string): void {
     if (this.teardowns.has(containerID)) return;
-    const p: Promise<void> = this.tearDownNow(containerID)
+    const sb = this.store.getSandbox(containerID);
+    const eps = sb ? this.store.endpointsOfContainer(containerID) : [];
+    const linger = sb?.mode === 'bridge' && sb.ports.length === 0 && eps.length > 0
+      && eps.every((e) => this.store.getNetwork(e.networkID)?.isDefaultBridge === true)
+      && !eps.every((e) => this.networkStaysUp(e.networkID, containerID));
+    let begin = Promise.resolve();
+    if (linger) {
+      begin = new Promise<void>((resolve) => {
+        const go = (): void => {
+          clearTimeout(timer);
+          this.lingering.delete(containerID);
+          resolve();
+        };
+        const timer = setTimeout(go, LINGER_MS);
+        timer.unref();
+        this.lingering.set(containerID, go);
+      });
+    }
+    const p: Promise<void> = begin.then(() => (this.closed ? undefined : this.tearDownNow(containerID)))
       .catch((err: unknown) => this.log.warn('tearing down container networking failed', { container: containerID, error: (err as Error).message }))
       .finally(() => {
         if (this.teardowns.get(containerID) === p) this.teardowns.delete(containerID);
@@ -549,9 +583,17 @@ export class NetworkService {
     this.teardowns.set(containerID, p);
   }
 
-  /** Resolves when every teardown started by tearDownLater has finished. */
-  async settled(): Promise<void> {
-    while (this.teardowns.size > 0) await Promise.all([...this.teardowns.values()]);
+  /**
+   * Resolves when the teardowns started by tearDownLater have finished; lingering ones are started
+   * at once, unless `expedite` is false (then they are not waited for either).
+   */
+  async settled(expedite = true): Promise<void> {
+    for (;;) {
+      if (expedite) for (const go of [...this.lingering.values()]) go();
+      const waiting = [...this.teardowns].filter(([id]) => expedite || !this.lingering.has(id)).map(([, p]) => p);
+      if (waiting.length === 0) return;
+      await Promise.all(waiting);
+    }
   }
 
   private async tearDownNow(containerID: string): Promise<void> {
