@@ -430,10 +430,10 @@ export class NetworkService {
     // A fixed address or host port may still be held by a container whose teardown runs
     // (lingering ones hold neither: they are on the default bridge and publish nothing).
     if (req.ports.length > 0 || networks.some((n) => reqFor(n).ipv4Address)) await this.settled(false);
-    const allocate = this.store.db.transaction(() => {
+    const allocate = (): void => this.store.relaxed(this.store.db.transaction(() => {
       this.store.insertSandbox({ containerID: req.containerID, netnsPath, mode: mode.kind === 'none' ? 'none' : 'bridge', request: req, ports: [] });
       networks.forEach((n, i) => this.allocateEndpoint(n, req, reqFor(n), `eth${i}`));
-    });
+    }));
     try {
       try {
         allocate();
@@ -449,14 +449,14 @@ export class NetworkService {
     }
     const undo = (): void => {
       this.ports.release(req.containerID);
-      this.store.deleteSandbox(req.containerID);
+      this.store.relaxed(() => this.store.deleteSandbox(req.containerID));
       removeNetns(netnsPath);
     };
     let nv: Netavark;
     try {
       if (mode.kind === 'bridge' && req.ports.length > 0) {
         const ports = await this.ports.reserve(req.containerID, req.ports);
-        this.store.db.prepare('UPDATE network_sandboxes SET ports = ? WHERE container_id = ?').run(JSON.stringify(ports), req.containerID);
+        this.store.relaxed(() => this.store.db.prepare('UPDATE network_sandboxes SET ports = ? WHERE container_id = ?').run(JSON.stringify(ports), req.containerID));
       }
       nv = this.requireNetavark();
     } catch (err) {
@@ -470,9 +470,10 @@ export class NetworkService {
     this.nvSettingUp.add(req.containerID);
     const plumbed = this.runNetavark(!shared, () => nv.setup(netnsPath, nvOpts)).finally(() => this.nvSettingUp.delete(req.containerID)).then(
       (status) => {
+        // The MAC was chosen at allocation; record netavark's only if it differs.
         for (const e of this.store.endpointsOfContainer(req.containerID)) {
           const mac = status[e.networkID]?.interfaces?.[e.ifname]?.mac_address;
-          if (mac) this.store.setEndpointMac(e.networkID, e.containerID, mac);
+          if (mac && mac.toLowerCase() !== e.mac.toLowerCase()) this.store.relaxed(() => this.store.setEndpointMac(e.networkID, e.containerID, mac));
         }
       },
       (err: unknown) => {
@@ -498,7 +499,8 @@ export class NetworkService {
     const dnsNames = n.isDefaultBridge ? [] : [...new Set([sreq.containerName, ...aliases, sreq.containerID.slice(0, 12)].filter(Boolean))];
     const e: EndpointRecord = {
       networkID: n.id, containerID: sreq.containerID, endpointID: newID(), ip, prefixLen: parseCIDR(pool.subnet)!.prefix, gateway: pool.gateway,
-      mac: ereq.macAddress ?? '', ifname, aliases, dnsNames, requestedIP: ereq.ipv4Address ?? '', requestedMac: ereq.macAddress ?? '',
+      // Chosen here, not left to netavark, so that no second write is needed after it ran.
+      mac: ereq.macAddress || macFromIP(ip), ifname, aliases, dnsNames, requestedIP: ereq.ipv4Address ?? '', requestedMac: ereq.macAddress ?? '',
     };
     this.store.insertEndpoint(e);
     return e;
@@ -523,7 +525,7 @@ export class NetworkService {
       o.networks[n.id] = {
         interface_name: e.ifname, static_ips: [e.ip],
         aliases: e.dnsNames.filter((x) => x !== sb.request.containerName),
-        ...(e.requestedMac ? { static_mac: e.requestedMac } : {}),
+        ...(e.mac || e.requestedMac ? { static_mac: e.mac || e.requestedMac } : {}),
       };
     }
     if (withPorts && sb.ports.length > 0) {
@@ -614,7 +616,7 @@ export class NetworkService {
       }
     }
     this.ports.release(containerID);
-    this.store.deleteSandbox(containerID);
+    this.store.relaxed(() => this.store.deleteSandbox(containerID));
     if (sb.netnsPath) removeNetns(sb.netnsPath);
     if (sb.mode === 'bridge') await this.removeEmptyPortChains(eps.map((e) => e.networkID));
   }
@@ -739,6 +741,11 @@ export class NetworkService {
   sandboxIDs(): string[] {
     return this.store.listSandboxes().map((s) => s.containerID);
   }
+}
+
+/** docker's classic container MAC: 02:42 and the four bytes of the IPv4 address. */
+function macFromIP(ip: string): string {
+  return ['02', '42', ...ip.split('.').map((o) => Number(o).toString(16).padStart(2, '0'))].join(':');
 }
 
 function rangeOf(cidr: string): { start_ip: string; end_ip: string } {
