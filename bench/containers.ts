@@ -201,10 +201,31 @@ interface Engine {
   isOwn(p: ProcInfo): boolean;
   /** The stdout log file of a container (for its size), if the engine keeps one. */
   logFile?(id: string): string | undefined;
+  /** CPU time used so far by the engine's processes (daemon, monitors, runtime, netavark), in ms. */
+  cpuMs?(): number;
 }
 
-function berthEngine(d: TestDaemon): Engine {
+/** CPU of the children this process has reaped (cutime+cstime of /proc/self/stat), in ms. */
+function childrenCpuMs(): number {
+  const stat = fs.readFileSync('/proc/self/stat', 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(f[13]) + Number(f[14])) * 1000) / CLK_TCK;
+}
+
+const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+
+/** A cpuacct cgroup's usage in ms; NaN when it cannot be read. */
+function cpuacctMs(dir: string): number {
+  try {
+    return Number(fs.readFileSync(path.join(dir, 'cpuacct.usage'), 'utf8').trim()) / 1e6;
+  } catch {
+    return NaN;
+  }
+}
+
+function berthEngine(d: TestDaemon, cgroup?: string): Engine {
   return {
+    cpuMs: cgroup ? () => cpuacctMs(cgroup) : undefined,
     name: 'berth',
     cli: async (args, opts) => {
       const r = await docker(d, args, { timeoutMs: opts?.timeoutMs ?? 120_000 });
@@ -229,13 +250,24 @@ async function measureEngine(e: Engine, opts: Options, floor: { runTrue: number;
   const rows: Row[] = [];
   const notes: string[] = [];
   const runs = opts.runs;
+  // Engine CPU per step: on a shared machine wall times swing with the load, CPU much less.
+  const cpu: string[] = [];
+  const cpuStep = async <T>(what: string, items: number, fn: () => Promise<T>): Promise<T> => {
+    const c0 = e.cpuMs?.() ?? NaN;
+    const value = await fn();
+    const used = (e.cpuMs?.() ?? NaN) - c0;
+    if (Number.isFinite(used)) cpu.push(`${what} ${(used / items).toFixed(1)} ms`);
+    return value;
+  };
 
   let runTrue = NaN;
   if (opts.only.has('run')) {
     // run --rm true: one untimed warm-up (page cache, lazy code in the daemon), then the median.
     await e.cli(['run', '--rm', 'busybox', 'true']);
     const runTimes: number[] = [];
-    for (let i = 0; i < runs; i++) runTimes.push((await timed(() => e.cli(['run', '--rm', 'busybox', 'true']))).seconds);
+    await cpuStep('run --rm true', runs, async () => {
+      for (let i = 0; i < runs; i++) runTimes.push((await timed(() => e.cli(['run', '--rm', 'busybox', 'true']))).seconds);
+    });
     runTrue = median(runTimes);
     rows.push({ figure: `${e.name}: docker run --rm busybox true`, value: ms(runTrue), baseline: `${ms(floor.runTrue)} crun run`, ratio: ratio(runTrue, floor.runTrue), target: '<= 2x crun + 60 ms', result: verdict(runTrue <= 2 * floor.runTrue + 0.06) });
     notes.push(`${e.name} run --rm true: ${runTimes.map((t) => (t * 1000).toFixed(0)).join('/')} ms`);
@@ -260,9 +292,9 @@ async function measureEngine(e: Engine, opts: Options, floor: { runTrue: number;
     const startOne = async (): Promise<void> => {
       ids.push((await e.cli(['run', '-d', 'busybox', 'sleep', '1000'], { keepStdout: true })).trim());
     };
-    const serial = await timed(async () => {
+    const serial = await cpuStep('start, one at a time', opts.count, () => timed(async () => {
       for (let i = 0; i < opts.count; i++) await startOne();
-    });
+    }));
     rows.push({ figure: `${e.name}: start ${opts.count}, one at a time`, value: sec(serial.seconds), baseline: `${sec(opts.count * floor.runTrue)} ${opts.count}x crun run`, ratio: ratio(serial.seconds, opts.count * floor.runTrue), target: '<= 4 s', result: verdict(serial.seconds <= 4) });
 
     // Memory with the first batch idle for a moment (conmon settles after start-up).
@@ -323,12 +355,12 @@ async function measureEngine(e: Engine, opts: Options, floor: { runTrue: number;
     }
 
     // The second batch, `parallel` at a time.
-    const parallel = await timed(() => pool(Array.from({ length: opts.count }, (_, i) => i), opts.parallel, startOne));
+    const parallel = await cpuStep(`start, ${opts.parallel} at a time`, opts.count, () => timed(() => pool(Array.from({ length: opts.count }, (_, i) => i), opts.parallel, startOne)));
     rows.push({ figure: `${e.name}: start ${opts.count}, ${opts.parallel} at a time`, value: sec(parallel.seconds), baseline: `${sec(serial.seconds)} one at a time`, ratio: ratio(parallel.seconds, serial.seconds), target: '<= 2.5 s', result: verdict(parallel.seconds <= 2.5) });
 
     // Removal: one `docker rm -f` of the first batch (the CLI removes them concurrently), then the rest.
     const first = ids.slice(0, opts.count);
-    const rm = await timed(() => e.cli(['rm', '-f', ...first], { timeoutMs: 300_000 }));
+    const rm = await cpuStep('rm -f', first.length, () => timed(() => e.cli(['rm', '-f', ...first], { timeoutMs: 300_000 })));
     rows.push({ figure: `${e.name}: docker rm -f of ${first.length} running`, value: sec(rm.seconds), baseline: `${sec(serial.seconds)} to start them`, ratio: ratio(rm.seconds, serial.seconds), target: '<= 2 s', result: verdict(rm.seconds <= 2) });
     await e.cli(['rm', '-f', ...ids.slice(opts.count)], { timeoutMs: 300_000 });
   }
@@ -337,13 +369,14 @@ async function measureEngine(e: Engine, opts: Options, floor: { runTrue: number;
     // 200 MB to stdout, through the CLI's attach to /dev/null, vs the same pipeline on the host.
     // Lines of 100 characters: a realistic log (yes' two-byte lines would make 100 M log entries).
     const name = `bench-output-${process.pid}`;
-    const out = await timed(() => e.cli(['run', '--name', name, 'busybox', 'sh', '-c', pipelineScript(opts.outputBytes)], { timeoutMs: 600_000 }));
+    const out = await cpuStep(`${(opts.outputBytes / 1e6).toFixed(0)} MB output run`, 1, () => timed(() => e.cli(['run', '--name', name, 'busybox', 'sh', '-c', pipelineScript(opts.outputBytes)], { timeoutMs: 600_000 })));
     rows.push({ figure: `${e.name}: run writing ${(opts.outputBytes / 1e6).toFixed(0)} MB to stdout`, value: sec(out.seconds), baseline: `${sec(floor.pipeline)} no container`, ratio: ratio(out.seconds, floor.pipeline), target: '<= 1.3x', result: verdict(out.seconds <= 1.3 * floor.pipeline) });
     notes.push(`${e.name}: the output run minus run --rm true: ${sec(out.seconds - runTrue)} (${((opts.outputBytes / 1e6) / Math.max(out.seconds - runTrue, 1e-3)).toFixed(0)} MB/s)`);
     const logs = await timed(() => e.cli(['logs', name], { timeoutMs: 600_000 }));
     rows.push({ figure: `${e.name}: docker logs of it to /dev/null`, value: sec(logs.seconds), baseline: `${sec(out.seconds)} to write it`, ratio: ratio(logs.seconds, out.seconds), target: '<= 3 s', result: verdict(logs.seconds <= 3) });
     await e.cli(['rm', '-f', name]);
   }
+  if (cpu.length > 0) notes.push(`${e.name} engine CPU (daemon, conmon, runtime, netavark; per item): ${cpu.join('; ')}`);
   return { rows, notes };
 }
 
@@ -364,14 +397,16 @@ async function measureFloor(dir: string, cgroupParent: string, opts: Options): P
   };
   await runOnce(0);
   const times: number[] = [];
+  const c0 = childrenCpuMs();
   for (let i = 1; i <= opts.runs; i++) times.push(await runOnce(i));
+  const crunCpu = (childrenCpuMs() - c0) / opts.runs;
 
   const pipeTimes: number[] = [];
   for (let i = 0; i < 3; i++) pipeTimes.push((await timed(() => exec('/bin/busybox', ['sh', '-c', pipelineScript(opts.outputBytes)]))).seconds);
   return {
     runTrue: median(times),
     pipeline: median(pipeTimes),
-    notes: [`crun run true: ${times.map((t) => (t * 1000).toFixed(0)).join('/')} ms; pipeline without a container: ${pipeTimes.map((t) => t.toFixed(2)).join('/')} s`],
+    notes: [`crun run true: ${times.map((t) => (t * 1000).toFixed(0)).join('/')} ms (${crunCpu.toFixed(1)} ms CPU each); pipeline without a container: ${pipeTimes.map((t) => t.toFixed(2)).join('/')} s`],
   };
 }
 
@@ -435,15 +470,24 @@ async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('run as root: berthd and crun need to mount and make cgroups');
   log(`${os.cpus().length} CPUs; ${opts.count} containers, ${opts.parallel} at a time, ${opts.runs} runs of short steps`);
   let env: CtrEnv | undefined;
+  const cgroup = `/sys/fs/cgroup/cpuacct/berth-bench-containers-${process.pid}`;
   try {
     // A default bridge of its own (bridge name and subnet no other berthd holds), removed after.
     env = await setupDaemon('bench');
     const d = env.d;
+    // berthd into a cpuacct cgroup of its own: the conmons, runtimes and netavarks it starts
+    // inherit it (the containers move to theirs), so its usage is the engine's CPU.
+    try {
+      fs.mkdirSync(cgroup);
+      fs.writeFileSync(path.join(cgroup, 'cgroup.procs'), String(d.proc.pid));
+    } catch (err) {
+      log(`no engine CPU figures: ${(err as Error).message}`);
+    }
     const floor = await measureFloor(d.dir, d.cgroupParent, opts);
     log(floor.notes[0]);
     const daemon = d;
     const berthCli = async (): Promise<boolean> => (await berth(daemon, ['run', '--rm', 'busybox', 'true'])).code === 0;
-    const figures = await measureEngine(berthEngine(d), opts, floor, { berthCli });
+    const figures = await measureEngine(berthEngine(d, fs.existsSync(cgroup) ? cgroup : undefined), opts, floor, { berthCli });
     printTable('berth', figures.rows);
     for (const n of [...floor.notes, ...figures.notes]) process.stdout.write(`  ${n}\n`);
 
@@ -465,6 +509,13 @@ async function main(): Promise<void> {
     // Also removes what an interrupted `crun run` of the floor left: its cgroups sit below the
     // daemon's cgroup parent and its processes mention the daemon's temp dir.
     await env?.cleanup();
+    for (let i = 0; i < 50 && fs.existsSync(cgroup); i++) {
+      try {
+        fs.rmdirSync(cgroup);
+      } catch {
+        await sleep(100);
+      }
+    }
   }
 }
 

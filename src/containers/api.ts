@@ -553,6 +553,7 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
       end: () => io.closeStdin(),
       detach: () => {
         io.close();
+        batch.flush();
         conn.end();
       },
     });
