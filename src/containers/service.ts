@@ -565,7 +565,7 @@ export class ContainerService {
       if (rec.hostConfig.Privileged) clampCapabilities(spec.process);
       writeRegeneratedFile(path.join(bundle, 'config.json'), JSON.stringify(spec));
       // A runtime record left from an earlier run (a crash between exit and clean-up) goes first.
-      if (this.o.runtime.list().includes(id)) await this.o.runtime.delete(id, { force: true }).catch(() => {});
+      if (this.o.runtime.has(id)) await this.o.runtime.delete(id, { force: true }).catch(() => {});
       phases.spec = msSince(t0);
       const { pid } = await this.o.runtime.create(id, bundle, {
         runtimePath: rt.path,
@@ -1261,7 +1261,7 @@ export class ContainerService {
     }
     if (s !== 'running' && s !== 'paused' && s !== 'restarting') {
       // Not running: make sure nothing of an earlier run is left mounted (crash mid-clean-up).
-      if (this.o.runtime.list().includes(id)) await this.o.runtime.delete(id, { force: true }).catch(() => {});
+      if (this.o.runtime.has(id)) await this.o.runtime.delete(id, { force: true }).catch(() => {});
       await this.cleanupRun(id);
       return;
     }

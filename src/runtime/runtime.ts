@@ -108,6 +108,8 @@ export interface RuntimeMonitor {
   exitStatus(id: string): ExitStatus | undefined;
   recover(id: string): Promise<RecoveredContainer>;
   list(): string[];
+  /** True when the runtime has a record of the container (cheaper than list() for one id). */
+  has(id: string): boolean;
 }
 
 export interface RuntimeIO {
@@ -302,6 +304,10 @@ export class ConmonRuntime implements OciRuntime {
         } else resolve(String(stdout));
       });
     });
+  }
+
+  has(id: string): boolean {
+    return ID_RE.test(id) && fs.existsSync(path.join(this.ctrDir(id), 'record.json'));
   }
 
   list(): string[] {
@@ -749,8 +755,15 @@ function readExitFile(file: string): ExitStatus | undefined {
   return { exitCode: code < 0 ? 255 : code, exitedAt: st.mtime };
 }
 
+let nofileLimit: { soft: number; hard: number } | undefined;
+
 /** The daemon's own RLIMIT_NOFILE, read once (containers cannot be given more). */
 export function hostNofileLimit(): { soft: number; hard: number } {
+  nofileLimit ??= readNofileLimit();
+  return nofileLimit;
+}
+
+function readNofileLimit(): { soft: number; hard: number } {
   try {
     const line = fs.readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'));
     const m = line?.match(/Max open files\s+(\S+)\s+(\S+)/);
