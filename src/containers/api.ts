@@ -24,7 +24,7 @@ import type { ContainerService, CreateRequest } from './service';
 import type { ContainerNetworks } from './networking';
 import { statusString } from './format';
 import { HEALTH_FILTER_VALUES, healthFilterValue } from '../health/state';
-import { DEFAULT_DETACH_KEYS, DetachMatcher, hijack, OutputBatcher, parseDetachKeys, stdcopyFrame, STDERR, STDOUT, type HijackedConn } from './streams';
+import { DEFAULT_DETACH_KEYS, DetachMatcher, hijack, OutputBatcher, parseDetachKeys, STDERR, STDOUT, type HijackedConn } from './streams';
 import { processTable } from './top';
 import { containerArchive } from './archive';
 import { parseStatsQuery, writeStats } from '../stats/stream';
@@ -475,7 +475,7 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
     const wantErr = boolParam(q, 'stderr');
     const tty = rec.config.Tty;
     const conn = hijack(ctx, tty ? RAW_STREAM : MUX_STREAM);
-    const batch = new OutputBatcher((b) => conn.write(b), tty);
+    const batch = new OutputBatcher(conn, tty);
     const out = (stream: number, data: Buffer): void => batch.push(stream, data);
     const end = (): void => {
       batch.flush();
@@ -550,13 +550,15 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
       return;
     }
     const conn = hijack(ctx, tty ? RAW_STREAM : MUX_STREAM);
-    const out = (stream: number, data: Buffer): void => conn.write(tty ? data : stdcopyFrame(stream, data));
+    const batch = new OutputBatcher(conn, tty);
+    const out = (stream: number, data: Buffer): void => batch.push(stream, data);
     let started;
     try {
       started = await this.svc.startExec(id, { detach: false, tty, consoleSize });
     } catch (err) {
       // dockerd reports it inside the stream, as output; the exit code is in the exec's inspect.
       out(STDOUT, Buffer.from(`${(err as Error).message}\r\n`));
+      batch.flush();
       conn.end();
       return;
     }
@@ -564,6 +566,7 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
     io.on('stdout', (d) => e.attachStdout && out(STDOUT, d));
     io.on('stderr', (d) => e.attachStderr && out(STDERR, d));
     io.on('end', () => {
+      batch.flush();
       // The exit code is recorded before the client sees the end: it inspects the exec next.
       let timer: NodeJS.Timeout | undefined;
       void Promise.race([started.exited, new Promise((r) => (timer = setTimeout(r, 5000)))]).finally(() => {
@@ -576,6 +579,7 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
       end: () => io.closeStdin(),
       detach: () => {
         io.close();
+        batch.flush();
         conn.end();
       },
     });

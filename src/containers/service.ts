@@ -39,7 +39,7 @@ import { ProbeLauncher, type ProbeRun } from '../runtime/probe';
 import { mergeHealthConfig, validateHealthConfig } from '../health/config';
 import { applyLiveResources, mergeUpdate, type UpdateRequest } from './update';
 import { cgroupParentOf, devicesOf, dropUnsupported, groupAddGids, rlimitsOf, specResourcesOf, sysctlsOf, validateLimits } from './limits';
-import { normalizeNetworkMode, type ContainerNetworks } from './networking';
+import { normalizeNetworkMode, type ContainerNetworks, type StartNetworking } from './networking';
 import { DEFAULT_LOG_DRIVER, resolveLogConfig, type LogConfig } from '../logs/config';
 import { LogRotation } from '../logs/rotate';
 
@@ -145,6 +145,11 @@ export interface ExecRecord {
   exitCode: number | null;
   pid: number;
   exited?: Promise<ExitStatus>;
+}
+
+/** Milliseconds since `t0` (performance.now()), for the phase timings in debug logs. */
+function msSince(t0: number): number {
+  return Math.round((performance.now() - t0) * 10) / 10;
 }
 
 function nowISO(): string {
@@ -566,6 +571,10 @@ export class ContainerService {
     const rt = this.o.runtimes[rec.hostConfig.Runtime] ?? this.o.runtimes[this.o.defaultRuntime];
     const cgroupsPath = this.cgroupsPath(id);
     let created = false;
+    let net: StartNetworking | undefined;
+    // Where a start's time goes, for the debug log (bench/containers.ts measures the whole).
+    const t0 = performance.now();
+    const phases: Record<string, number> = {};
     try {
       mkdirp(rootfs, 0o755);
       unmountAll(rootfs);
@@ -581,7 +590,9 @@ export class ContainerService {
         { hostname, extraHosts: rec.hostConfig.ExtraHosts ?? [], dns: rec.hostConfig.Dns ?? [], dnsSearch: rec.hostConfig.DnsSearch ?? [], dnsOptions: rec.hostConfig.DnsOptions ?? [] },
       );
       // The network sandbox (and the hosts/resolv.conf that go with it) before the spec names its netns.
-      const net = this.o.network ? await this.o.network.start(rec, (ref) => this.record(ref)) : undefined;
+      phases.mount = msSince(t0);
+      net = this.o.network ? await this.o.network.start(rec, (ref) => this.record(ref)) : undefined;
+      phases.network = msSince(t0);
       if (this.o.userns) {
         // Root inside may edit its /etc/hosts, resolv.conf and hostname (docker lets it).
         const rootPair = this.o.userns.rootPair();
@@ -624,8 +635,9 @@ export class ContainerService {
       if (rec.hostConfig.Privileged) clampCapabilities(spec.process);
       writeRegeneratedFile(path.join(bundle, 'config.json'), JSON.stringify(spec));
       // A runtime record left from an earlier run (a crash between exit and clean-up) goes first.
-      if (this.o.runtime.list().includes(id)) await this.o.runtime.delete(id, { force: true }).catch(() => {});
+      if (this.o.runtime.has(id)) await this.o.runtime.delete(id, { force: true }).catch(() => {});
       const logOpts = this.logRotation.beforeStart(paths.logPath(id), rec.hostConfig.LogConfig);
+      phases.spec = msSince(t0);
       const { pid } = await this.o.runtime.create(id, bundle, {
         runtimePath: rt.path,
         runtimeArgs: rt.runtimeArgs,
@@ -640,6 +652,11 @@ export class ContainerService {
       });
       created = true;
       this.logRotation.watch(id, paths.logPath(id), rec.hostConfig.LogConfig);
+      phases.create = msSince(t0);
+      // netavark has been plumbing the namespace while the runtime created the container; the
+      // process must not run before its interfaces are there.
+      await net?.ready;
+      phases.plumbed = msSince(t0);
       // Attach clients that were waiting get connected before the process runs: no output lost.
       for (const c of [...l.pendingAttach]) {
         l.pendingAttach.delete(c);
@@ -657,11 +674,14 @@ export class ContainerService {
       rec.state = { ...rec.state, Status: transition(rec.state.Status, 'running', rec), Pid: pid, ExitCode: 0, Error: '', OOMKilled: false, StartedAt: nowISO() };
       this.health.containerStarted(id);
       this.save(l);
-      this.log.debug('container started', { id, pid });
+      phases.started = msSince(t0);
+      this.log.debug('container started', { id, pid, ms: phases });
       this.emit(rec, 'start');
     } catch (err) {
       l.generation++;
       await this.logRotation.unwatch(id);
+      // Let netavark finish (or fail and undo itself) before the sandbox is torn down.
+      await net?.ready.catch(() => {});
       if (created) await this.o.runtime.delete(id, { force: true }).catch(() => {});
       await this.cleanupRun(id);
       await this.o.network?.stop(id);
@@ -750,11 +770,19 @@ export class ContainerService {
     // The OOM counter lives in the cgroup, which the runtime's delete removes: read it first.
     const oomKilled = oomKillCount(this.cgroupsPath(id)) > 0;
     await this.logRotation.unwatch(id);
+    const t0 = performance.now();
+    const phases: Record<string, number> = {};
     await this.o.runtime.delete(id, { force: true }).catch((err) => {
       if (!isKind(err, 'NotFound')) this.log.warn('runtime delete failed', { id, error: (err as Error).message });
     });
+    phases.runtimeDelete = msSince(t0);
     await this.cleanupRun(id);
-    await this.o.network?.stop(id);
+    phases.unmount = msSince(t0);
+    // A --rm container is removed next, with a client waiting for that: its network teardown
+    // (netavark, most of an exit's cost) finishes in the background. AutoRemove excludes
+    // restart policies, so nothing starts it again meanwhile (and a start would wait for it).
+    await this.o.network?.stop(id, { background: rec.hostConfig.AutoRemove === true });
+    phases.network = msSince(t0);
     for (const execId of l.execs) {
       const e = this.execs.get(execId);
       if (e && e.running) {
@@ -775,7 +803,7 @@ export class ContainerService {
       FinishedAt: rfc3339Nano(exit.exitedAt),
     };
     this.save(l);
-    this.log.debug('container exited', { id, exitCode: exit.exitCode, restart, oomKilled });
+    this.log.debug('container exited', { id, exitCode: exit.exitCode, restart, oomKilled, ms: phases });
     if (oomKilled) this.emit(rec, 'oom');
     this.emit(rec, 'die', { exitCode: String(exit.exitCode), execDuration: String(Math.max(0, Math.floor(ranMs / 1000))) });
     const result = { StatusCode: exit.exitCode, Error: null };
@@ -809,7 +837,7 @@ export class ContainerService {
     if (rec.hostConfig.AutoRemove && !l.removing) {
       // Outside this lock: removal takes it itself.
       setImmediate(() => {
-        this.remove(id, { force: true, volumes: true }).catch((err) => this.log.warn('auto-remove failed', { id, error: (err as Error).message }));
+        this.remove(id, { force: true, volumes: true, auto: true }).catch((err) => this.log.warn('auto-remove failed', { id, error: (err as Error).message }));
       });
     }
   }
@@ -1005,7 +1033,7 @@ export class ContainerService {
 
   // ---- removal ----
 
-  async remove(ref: string, opts: { force: boolean; volumes?: boolean }): Promise<void> {
+  async remove(ref: string, opts: { force: boolean; volumes?: boolean; /** AutoRemove after an exit */ auto?: boolean }): Promise<void> {
     const l = this.get(ref);
     checkAction('remove', l.rec.state.Status, l.rec, { force: opts.force });
     if (l.removing) throw conflict(`removal of container ${l.rec.id} is already in progress`);
@@ -1039,7 +1067,9 @@ export class ContainerService {
             if (!isKind(err, 'NotFound')) throw err;
           });
           await this.cleanupRun(l.rec.id);
-          await this.o.network?.stop(l.rec.id);
+          // An explicit removal returns with the networking gone; the auto-removal of a --rm
+          // container leaves its teardown to the background (see applyExit).
+          await this.o.network?.stop(l.rec.id, { background: opts.auto === true });
           this.removeLayers(l.rec.id);
           // On the thread pool: on a busy disk, removing files waits on the journal.
           await fs.promises.rm(this.o.paths.dir(l.rec.id), { recursive: true, force: true });
@@ -1367,7 +1397,7 @@ export class ContainerService {
     }
     if (s !== 'running' && s !== 'paused' && s !== 'restarting') {
       // Not running: make sure nothing of an earlier run is left mounted (crash mid-clean-up).
-      if (this.o.runtime.list().includes(id)) await this.o.runtime.delete(id, { force: true }).catch(() => {});
+      if (this.o.runtime.has(id)) await this.o.runtime.delete(id, { force: true }).catch(() => {});
       await this.cleanupRun(id);
       return;
     }

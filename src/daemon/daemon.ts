@@ -144,6 +144,8 @@ export class Daemon implements SystemBackend {
     this.distribution?.close();
     // Containers keep running (live restore); only the watching stops.
     this.containers?.close();
+    // Networking of removed --rm containers still being torn down in the background.
+    await this.networks?.settled().catch(() => {});
     this.networks?.close();
     this.snapshotter?.close();
     this.snapshotter = undefined;

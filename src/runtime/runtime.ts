@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import { spawn, execFile } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
-import { writeFileAtomic, mkdirp } from '../common/fsutil';
+import { writeFileReplace, mkdirp } from '../common/fsutil';
 import { BerthError, conflict, notFound, systemError, hasCode } from '../common/errors';
 import { silentLogger, type Logger } from '../common/logger';
 import { AttachStream, connectAttach, writeResize } from './attach';
@@ -113,6 +113,8 @@ export interface RuntimeMonitor {
   exitStatus(id: string): ExitStatus | undefined;
   recover(id: string): Promise<RecoveredContainer>;
   list(): string[];
+  /** True when the runtime has a record of the container (cheaper than list() for one id). */
+  has(id: string): boolean;
 }
 
 export interface RuntimeIO {
@@ -309,6 +311,10 @@ export class ConmonRuntime implements OciRuntime {
     });
   }
 
+  has(id: string): boolean {
+    return ID_RE.test(id) && fs.existsSync(path.join(this.ctrDir(id), 'record.json'));
+  }
+
   list(): string[] {
     try {
       return fs.readdirSync(path.join(this.stateRoot, 'ctr')).filter((n) => ID_RE.test(n) && fs.existsSync(path.join(this.ctrDir(n), 'record.json')));
@@ -338,7 +344,8 @@ export class ConmonRuntime implements OciRuntime {
     mkdirp(rec.runtimeRoot, 0o700);
     // A stale exit file from an earlier container of the same id would read as this one's exit.
     fs.rmSync(path.join(this.exitsDir, id), { force: true });
-    writeFileAtomic(path.join(dir, 'record.json'), JSON.stringify(rec));
+    // Under the exec root (a tmpfs normally): atomic against a daemon crash, no fsync needed.
+    writeFileReplace(path.join(dir, 'record.json'), JSON.stringify(rec));
     this.records.set(id, rec);
 
     const args = [
@@ -682,7 +689,7 @@ export class ConmonRuntime implements OciRuntime {
     const exitDir = path.join(dir, 'exit');
     mkdirp(exitDir, 0o700);
     const spec: OciProcess = { ...proc, terminal: opts.tty };
-    writeFileAtomic(path.join(dir, 'process.json'), JSON.stringify(spec));
+    writeFileReplace(path.join(dir, 'process.json'), JSON.stringify(spec));
     const args = [
       '--api-version', '1',
       '-c', id, '-u', execId,
@@ -760,8 +767,15 @@ function readExitFile(file: string): ExitStatus | undefined {
   return { exitCode: code < 0 ? 255 : code, exitedAt: st.mtime };
 }
 
+let nofileLimit: { soft: number; hard: number } | undefined;
+
 /** The daemon's own RLIMIT_NOFILE, read once (containers cannot be given more). */
 export function hostNofileLimit(): { soft: number; hard: number } {
+  nofileLimit ??= readNofileLimit();
+  return nofileLimit;
+}
+
+function readNofileLimit(): { soft: number; hard: number } {
   try {
     const line = fs.readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'));
     const m = line?.match(/Max open files\s+(\S+)\s+(\S+)/);
