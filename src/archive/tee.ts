@@ -34,8 +34,10 @@ export interface TeeResult {
   size: number;
 }
 
-/** Bytes read ahead of the store before the input waits. */
+/** Bytes read ahead of the store (and of the decompressor) before the input waits. */
 const MAX_QUEUED_BYTES = 16 << 20;
+/** Input is handed on in batches of about this size. */
+const BATCH_BYTES = 1 << 20;
 
 /** Hashes and counts what is written to it. */
 class DigestSink extends Writable {
@@ -83,10 +85,14 @@ export async function teeLayer(input: Readable, store: (chunk: Buffer) => Promis
   const failedEarly = new Promise<never>((_resolve, reject) => { done.catch(reject); });
   failedEarly.catch(() => {});
 
-  // The store runs behind the extraction: chunks queue up (to a bound) and are stored in order,
-  // as one write when several are waiting. Waiting for each chunk's store before extracting the
-  // next left the main thread idle for a quarter of an import.
+  // Input arrives in socket-sized pieces (64 KiB); each piece handed on separately cost a thread
+  // pool round trip in the decompressor and another in the store, and the main thread's latency
+  // between them left the pool idle. So pieces are gathered into batches of BATCH_BYTES (one copy)
+  // and every batch goes, the same buffer, to the store and downstream. The store runs behind the
+  // extraction: batches queue up (to a bound) and are stored in order.
   let rawSize = 0;
+  const gathered: Buffer[] = [];
+  let gatheredBytes = 0;
   const queue: Buffer[] = [];
   let queuedBytes = 0;
   let storing: Promise<void> | undefined;
@@ -94,8 +100,8 @@ export async function teeLayer(input: Readable, store: (chunk: Buffer) => Promis
   let wakeWriter: (() => void) | undefined;
   const pump = async (): Promise<void> => {
     while (queue.length > 0 && storeFailure === undefined) {
-      const batch = queue.length === 1 ? queue[0] : Buffer.concat(queue, queuedBytes);
-      queue.length = 0;
+      // Batches are big already: stored one by one, not copied together.
+      const batch = queue.shift()!;
       const n = batch.length;
       try {
         await store(batch);
@@ -121,26 +127,45 @@ export async function teeLayer(input: Readable, store: (chunk: Buffer) => Promis
     while (storing !== undefined) await storing;
     if (storeFailure !== undefined) throw storeFailure.err;
   };
+  // Hands the gathered pieces on as one batch; resolves when both sides can take more.
+  const passOn = (): Promise<unknown> | undefined => {
+    if (gatheredBytes === 0) return undefined;
+    const batch = gathered.length === 1 ? gathered[0] : Buffer.concat(gathered, gatheredBytes);
+    gathered.length = 0;
+    gatheredBytes = 0;
+    queue.push(batch);
+    queuedBytes += batch.length;
+    storing ??= pump();
+    // The decompressor's own buffer is small (16 KiB): its "full" is ignored up to the bound,
+    // so that batches queue there while the pool works instead of each waiting for the last.
+    // A plain tar's sink works synchronously inside write(): by the time it returns the batch is
+    // on disk.
+    const d = downstream;
+    const passed = d !== undefined && !d.write(batch) && d.writableLength > MAX_QUEUED_BYTES ? once(d, 'drain').catch(markDownstream) : undefined;
+    if (queuedBytes <= MAX_QUEUED_BYTES && passed === undefined) return undefined;
+    return Promise.all([stored(), passed]);
+  };
 
   const tee = new Writable({
-    highWaterMark: 1 << 20,
+    highWaterMark: BATCH_BYTES,
     write(chunk: Buffer, _enc, cb) {
       if (storeFailure !== undefined) {
         cb(storeFailure.err as Error);
         return;
       }
       rawSize += chunk.length;
-      queue.push(chunk);
-      queuedBytes += chunk.length;
-      storing ??= pump();
-      // The sink works synchronously inside write() for a plain tar: by the time this returns
-      // the chunk is on disk (or queued in the decompressor).
-      const passed = downstream !== undefined && !downstream.write(chunk) ? once(downstream, 'drain').catch(markDownstream) : undefined;
-      Promise.race([Promise.all([stored(), passed]), failedEarly]).then(() => cb(), cb);
+      gathered.push(chunk);
+      gatheredBytes += chunk.length;
+      const waiting = gatheredBytes >= BATCH_BYTES ? passOn() : undefined;
+      if (waiting === undefined) cb();
+      else Promise.race([waiting, failedEarly]).then(() => cb(), cb);
     },
     final(cb) {
-      downstream?.end();
-      Promise.all([done, allStored()]).then(() => cb(), cb);
+      const waiting = passOn();
+      Promise.race([Promise.resolve(waiting), failedEarly]).then(() => {
+        downstream?.end();
+        return Promise.all([done, allStored()]);
+      }).then(() => cb(), cb);
     },
   });
 

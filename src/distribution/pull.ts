@@ -409,7 +409,8 @@ async function downloadOnce(dc: DistributionContext, repo: RemoteRepository, t: 
   const { content } = dc.images;
   const { digest, size } = t.desc;
   // One ingest per blob digest: an interrupted download (this pull's or an earlier one's) resumes.
-  const w = await content.writer(`pull-${digest}`, { digest, size });
+  // Layers are big: their digest is computed on the digest worker, off the main thread.
+  const w = await content.writer(`pull-${digest}`, { digest, size }, { hashInBackground: true });
   let finished = false;
   try {
     if (await content.info(digest)) {
