@@ -52,8 +52,9 @@ class DigestSink extends Writable {
 }
 
 /**
- * Reads input to its end, awaiting store(chunk) for each chunk before taking the next, and
- * extracts or digests the uncompressed tar alongside. Rejects with the extraction's error
+ * Reads input to its end, handing it in order to store() (which must be done with a chunk when
+ * its promise settles: the buffer may be reused), and extracts or digests the uncompressed tar
+ * alongside. Rejects with the extraction's error
  * (InvalidParameter for bad or hostile data, see extractionError) or with the input's or the
  * store's; store() is never called again once the returned promise settles.
  */
@@ -90,9 +91,64 @@ export async function teeLayer(input: Readable, store: (chunk: Buffer) => Promis
   // between them left the pool idle. So pieces are gathered into batches of BATCH_BYTES (one copy)
   // and every batch goes, the same buffer, to the store and downstream. The store runs behind the
   // extraction: batches queue up (to a bound) and are stored in order.
+  //
+  // When downstream is a decompressor (or there is none), every taker is done with a batch once
+  // its write has completed, so batch buffers are reused: fresh buffers for every megabyte made
+  // V8 run a full GC every few dozen megabytes (external memory pressure). A plain tar's sink
+  // may keep slices of what it is given, so then each batch is a new buffer.
+  const reuse = downstream === undefined || compression !== 'none';
+  const spare: Buffer[] = [];
   let rawSize = 0;
   const gathered: Buffer[] = [];
   let gatheredBytes = 0;
+  let current: Buffer | undefined;
+  let currentLength = 0;
+  /** Takes a piece of input; returns the full batches it completed. */
+  const gather = (chunk: Buffer): Buffer[] => {
+    if (!reuse) {
+      gathered.push(chunk);
+      gatheredBytes += chunk.length;
+      if (gatheredBytes < BATCH_BYTES) return [];
+      const batch = gathered.length === 1 ? gathered[0] : Buffer.concat(gathered, gatheredBytes);
+      gathered.length = 0;
+      gatheredBytes = 0;
+      return [batch];
+    }
+    const full: Buffer[] = [];
+    for (let off = 0; off < chunk.length;) {
+      current ??= spare.pop() ?? Buffer.allocUnsafeSlow(BATCH_BYTES);
+      const n = chunk.copy(current, currentLength, off);
+      off += n;
+      currentLength += n;
+      if (currentLength === BATCH_BYTES) {
+        full.push(current);
+        current = undefined;
+        currentLength = 0;
+      }
+    }
+    return full;
+  };
+  /** What is gathered but not yet a full batch (at the end of input). */
+  const rest = (): Buffer[] => {
+    if (!reuse) return gatheredBytes === 0 ? [] : [gathered.length === 1 ? gathered[0] : Buffer.concat(gathered, gatheredBytes)];
+    if (currentLength === 0) return [];
+    // Not reused: it is the last one.
+    const last = current!.subarray(0, currentLength);
+    current = undefined;
+    currentLength = 0;
+    return [last];
+  };
+  /** Counts a batch's takers down; a whole batch all are done with is used again. */
+  const users = new Map<Buffer, number>();
+  const release = (batch: Buffer): void => {
+    const left = (users.get(batch) ?? 1) - 1;
+    if (left > 0) {
+      users.set(batch, left);
+      return;
+    }
+    users.delete(batch);
+    if (reuse && batch.length === BATCH_BYTES && storeFailure === undefined && downstreamFailure === undefined) spare.push(batch);
+  };
   const queue: Buffer[] = [];
   let queuedBytes = 0;
   let storing: Promise<void> | undefined;
@@ -105,6 +161,7 @@ export async function teeLayer(input: Readable, store: (chunk: Buffer) => Promis
       const n = batch.length;
       try {
         await store(batch);
+        release(batch);
       } catch (err) {
         storeFailure = { err };
       }
@@ -127,21 +184,24 @@ export async function teeLayer(input: Readable, store: (chunk: Buffer) => Promis
     while (storing !== undefined) await storing;
     if (storeFailure !== undefined) throw storeFailure.err;
   };
-  // Hands the gathered pieces on as one batch; resolves when both sides can take more.
-  const passOn = (): Promise<unknown> | undefined => {
-    if (gatheredBytes === 0) return undefined;
-    const batch = gathered.length === 1 ? gathered[0] : Buffer.concat(gathered, gatheredBytes);
-    gathered.length = 0;
-    gatheredBytes = 0;
-    queue.push(batch);
-    queuedBytes += batch.length;
-    storing ??= pump();
-    // The decompressor's own buffer is small (16 KiB): its "full" is ignored up to the bound,
-    // so that batches queue there while the pool works instead of each waiting for the last.
-    // A plain tar's sink works synchronously inside write(): by the time it returns the batch is
-    // on disk.
+  // Hands batches on to the store and downstream; resolves when both can take more.
+  const passOn = (batches: Buffer[]): Promise<unknown> | undefined => {
+    if (batches.length === 0) return undefined;
     const d = downstream;
-    const passed = d !== undefined && !d.write(batch) && d.writableLength > MAX_QUEUED_BYTES ? once(d, 'drain').catch(markDownstream) : undefined;
+    let passed: Promise<unknown> | undefined;
+    for (const batch of batches) {
+      users.set(batch, d === undefined ? 1 : 2);
+      queue.push(batch);
+      queuedBytes += batch.length;
+      storing ??= pump();
+      if (d === undefined) continue;
+      // The decompressor's own buffer is small (16 KiB): its "full" is ignored up to the bound,
+      // so that batches queue there while the pool works instead of each waiting for the last.
+      // A plain tar's sink works synchronously inside write(): by the time it returns the batch
+      // is on disk.
+      const more = d.write(batch, (err) => { if (!err) release(batch); });
+      if (!more && d.writableLength > MAX_QUEUED_BYTES) passed ??= once(d, 'drain').catch(markDownstream);
+    }
     if (queuedBytes <= MAX_QUEUED_BYTES && passed === undefined) return undefined;
     return Promise.all([stored(), passed]);
   };
@@ -154,14 +214,12 @@ export async function teeLayer(input: Readable, store: (chunk: Buffer) => Promis
         return;
       }
       rawSize += chunk.length;
-      gathered.push(chunk);
-      gatheredBytes += chunk.length;
-      const waiting = gatheredBytes >= BATCH_BYTES ? passOn() : undefined;
+      const waiting = passOn(gather(chunk));
       if (waiting === undefined) cb();
       else Promise.race([waiting, failedEarly]).then(() => cb(), cb);
     },
     final(cb) {
-      const waiting = passOn();
+      const waiting = passOn(rest());
       Promise.race([Promise.resolve(waiting), failedEarly]).then(() => {
         downstream?.end();
         return Promise.all([done, allStored()]);

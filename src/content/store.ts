@@ -354,16 +354,25 @@ class InlineHasher implements Hasher {
   drop(): void {}
 }
 
+/** The worker is told of progress in steps of at least this much (the final digest catches up). */
+const ADVANCE_STEP = 4 << 20;
+
 class BackgroundHasher implements Hasher {
   private job: FileDigest;
+  private told = 0;
 
   constructor(private readonly file: string, offset: number) {
     this.job = new FileDigest(file);
-    this.job.advance(offset);
+    this.advance(offset);
+  }
+
+  private advance(upTo: number): void {
+    this.job.advance(upTo);
+    this.told = upTo;
   }
 
   written(_chunk: Uint8Array, upTo: number): void {
-    this.job.advance(upTo);
+    if (upTo - this.told >= ADVANCE_STEP) this.advance(upTo);
   }
 
   async digest(size: number, final: boolean): Promise<Digest> {
@@ -371,7 +380,7 @@ class BackgroundHasher implements Hasher {
     if (!final) {
       // A digest ends the worker's job: a writer that goes on hashes its file again.
       this.job = new FileDigest(this.file);
-      this.job.advance(size);
+      this.advance(size);
     }
     return d;
   }
@@ -379,6 +388,7 @@ class BackgroundHasher implements Hasher {
   reset(): void {
     this.job.drop();
     this.job = new FileDigest(this.file);
+    this.told = 0;
   }
 
   drop(): void {
