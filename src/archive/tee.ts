@@ -54,9 +54,9 @@ class DigestSink extends Writable {
 /**
  * Reads input to its end, handing it in order to store() (which must be done with a chunk when
  * its promise settles: the buffer may be reused), and extracts or digests the uncompressed tar
- * alongside. Rejects with the extraction's error
- * (InvalidParameter for bad or hostile data, see extractionError) or with the input's or the
- * store's; store() is never called again once the returned promise settles.
+ * alongside. Rejects with the extraction's error (InvalidParameter for bad or hostile data, see
+ * extractionError) or with the input's or the store's; store() is never called again once the
+ * returned promise settles.
  */
 export async function teeLayer(input: Readable, store: (chunk: Buffer) => Promise<void>, opts: TeeOptions = {}): Promise<TeeResult> {
   const { head, stream } = await peek(input, 6);
@@ -95,47 +95,54 @@ export async function teeLayer(input: Readable, store: (chunk: Buffer) => Promis
   // When downstream is a decompressor (or there is none), every taker is done with a batch once
   // its write has completed, so batch buffers are reused: fresh buffers for every megabyte made
   // V8 run a full GC every few dozen megabytes (external memory pressure). A plain tar's sink
-  // may keep slices of what it is given, so then each batch is a new buffer.
+  // works synchronously and may keep slices of what it is given: it gets each piece as it
+  // comes, and the store new batches.
   const reuse = downstream === undefined || compression !== 'none';
+  const plainSink = reuse ? undefined : downstream;
   const spare: Buffer[] = [];
+  /** The batch buffers this call made (only those are reused). */
+  const own = new WeakSet<Buffer>();
   let rawSize = 0;
+  // Pieces not yet in a batch. They are copied out only once there is a whole batch of them, so
+  // a small layer costs no batch-sized buffer.
   const gathered: Buffer[] = [];
   let gatheredBytes = 0;
-  let current: Buffer | undefined;
-  let currentLength = 0;
   /** Takes a piece of input; returns the full batches it completed. */
   const gather = (chunk: Buffer): Buffer[] => {
-    if (!reuse) {
-      gathered.push(chunk);
-      gatheredBytes += chunk.length;
-      if (gatheredBytes < BATCH_BYTES) return [];
-      const batch = gathered.length === 1 ? gathered[0] : Buffer.concat(gathered, gatheredBytes);
-      gathered.length = 0;
-      gatheredBytes = 0;
-      return [batch];
-    }
+    gathered.push(chunk);
+    gatheredBytes += chunk.length;
     const full: Buffer[] = [];
-    for (let off = 0; off < chunk.length;) {
-      current ??= spare.pop() ?? Buffer.allocUnsafeSlow(BATCH_BYTES);
-      const n = chunk.copy(current, currentLength, off);
-      off += n;
-      currentLength += n;
-      if (currentLength === BATCH_BYTES) {
-        full.push(current);
-        current = undefined;
-        currentLength = 0;
+    while (gatheredBytes >= BATCH_BYTES) {
+      if (!reuse) {
+        full.push(gathered.length === 1 ? gathered[0] : Buffer.concat(gathered, gatheredBytes));
+        gathered.length = 0;
+        gatheredBytes = 0;
+        break;
       }
+      let batch = spare.pop();
+      if (batch === undefined) {
+        batch = Buffer.allocUnsafeSlow(BATCH_BYTES);
+        own.add(batch);
+      }
+      let filled = 0;
+      while (filled < BATCH_BYTES) {
+        const piece = gathered[0];
+        const n = piece.copy(batch, filled, 0, Math.min(piece.length, BATCH_BYTES - filled));
+        filled += n;
+        if (n === piece.length) gathered.shift();
+        else gathered[0] = piece.subarray(n);
+      }
+      gatheredBytes -= BATCH_BYTES;
+      full.push(batch);
     }
     return full;
   };
-  /** What is gathered but not yet a full batch (at the end of input). */
+  /** What is gathered but not yet a whole batch (at the end of input). */
   const rest = (): Buffer[] => {
-    if (!reuse) return gatheredBytes === 0 ? [] : [gathered.length === 1 ? gathered[0] : Buffer.concat(gathered, gatheredBytes)];
-    if (currentLength === 0) return [];
-    // Not reused: it is the last one.
-    const last = current!.subarray(0, currentLength);
-    current = undefined;
-    currentLength = 0;
+    if (gatheredBytes === 0) return [];
+    const last = gathered.length === 1 ? gathered[0] : Buffer.concat(gathered, gatheredBytes);
+    gathered.length = 0;
+    gatheredBytes = 0;
     return [last];
   };
   /** Counts a batch's takers down; a whole batch all are done with is used again. */
@@ -147,7 +154,7 @@ export async function teeLayer(input: Readable, store: (chunk: Buffer) => Promis
       return;
     }
     users.delete(batch);
-    if (reuse && batch.length === BATCH_BYTES && storeFailure === undefined && downstreamFailure === undefined) spare.push(batch);
+    if (own.has(batch) && storeFailure === undefined && downstreamFailure === undefined) spare.push(batch);
   };
   const queue: Buffer[] = [];
   let queuedBytes = 0;
@@ -187,7 +194,7 @@ export async function teeLayer(input: Readable, store: (chunk: Buffer) => Promis
   // Hands batches on to the store and downstream; resolves when both can take more.
   const passOn = (batches: Buffer[]): Promise<unknown> | undefined => {
     if (batches.length === 0) return undefined;
-    const d = downstream;
+    const d = plainSink === undefined ? downstream : undefined;
     let passed: Promise<unknown> | undefined;
     for (const batch of batches) {
       users.set(batch, d === undefined ? 1 : 2);
@@ -197,8 +204,6 @@ export async function teeLayer(input: Readable, store: (chunk: Buffer) => Promis
       if (d === undefined) continue;
       // The decompressor's own buffer is small (16 KiB): its "full" is ignored up to the bound,
       // so that batches queue there while the pool works instead of each waiting for the last.
-      // A plain tar's sink works synchronously inside write(): by the time it returns the batch
-      // is on disk.
       const more = d.write(batch, (err) => { if (!err) release(batch); });
       if (!more && d.writableLength > MAX_QUEUED_BYTES) passed ??= once(d, 'drain').catch(markDownstream);
     }
@@ -214,9 +219,11 @@ export async function teeLayer(input: Readable, store: (chunk: Buffer) => Promis
         return;
       }
       rawSize += chunk.length;
-      const waiting = passOn(gather(chunk));
-      if (waiting === undefined) cb();
-      else Promise.race([waiting, failedEarly]).then(() => cb(), cb);
+      // The plain tar's sink works inside write(): by the time it returns the piece is on disk.
+      const extracted = plainSink !== undefined && !plainSink.write(chunk) ? once(plainSink, 'drain').catch(markDownstream) : undefined;
+      const passed = passOn(gather(chunk));
+      if (passed === undefined && extracted === undefined) cb();
+      else Promise.race([Promise.all([passed, extracted]), failedEarly]).then(() => cb(), cb);
     },
     final(cb) {
       const waiting = passOn(rest());
