@@ -6,6 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { ContentStore } from '../../src/content/store';
+import { FileDigest } from '../../src/content/filedigest';
 import { validateDigest } from '../../src/content/digest';
 import { isKind } from '../../src/common/errors';
 
@@ -207,4 +208,20 @@ test('writeBlob stores small blobs and is idempotent', async (t) => {
   assert.deepEqual(await store.readBlob(d), data);
   await assert.rejects(store.writeBlob(Buffer.from('x'), { digest: d }), (err: unknown) => isKind(err, 'InvalidParameter'));
   assert.equal(fs.statSync(await store.blobPath(d)).mode & 0o777, 0o444);
+});
+
+test('the digest worker: a missing file or one shorter than the size asked fails the digest, and the worker goes on', async (t) => {
+  const root = tempDir(t);
+  await assert.rejects(new FileDigest(path.join(root, 'missing')).digest(10), /hashing failed: ENOENT/);
+  const file = path.join(root, 'short');
+  fs.writeFileSync(file, 'twelve bytes');
+  const short = new FileDigest(file);
+  short.advance(12);
+  await assert.rejects(short.digest(20), /hashing failed: file ended at 12 bytes, before 20/);
+  const ok = new FileDigest(file);
+  ok.advance(5);
+  assert.equal(await ok.digest(12), digestOf(Buffer.from('twelve bytes')));
+  const dropped = new FileDigest(file);
+  dropped.drop();
+  await assert.rejects(dropped.digest(12), /already finished/);
 });
