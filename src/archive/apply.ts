@@ -84,8 +84,21 @@ export class LayerWriter implements TarSink {
   private readonly dirTimes = new Map<string, { atime: number; mtime: number }>();
   private readonly chown: boolean;
 
+  /** The process umask, which open(2) and mkdir(2) apply to the modes they are given. */
+  private readonly umask: number;
+
   constructor(private readonly root: string, opts: ApplyOptions) {
     this.chown = !opts.ignoreOwnership;
+    this.umask = process.umask();
+  }
+
+  /**
+   * Whether a file just created with this mode has it exactly, so that a chmod would change
+   * nothing: one syscall less per file. Special bits are always set by chmod (and after chown,
+   * which would clear them).
+   */
+  private umaskKeeps(mode: number): boolean {
+    return mode <= 0o777 && (mode & this.umask) === 0;
   }
 
   private abs(rel: string): string {
@@ -209,15 +222,17 @@ export class LayerWriter implements TarSink {
         return fd;
       }
       case 'directory': {
+        let exact = false;
         if (this.made.get(rel) !== 'dir') {
           this.removeExisting(rel);
           this.ensureParents(rel, entryName);
           fs.mkdirSync(this.abs(rel), mode);
           this.made.set(rel, 'dir');
+          exact = this.umaskKeeps(mode);
         }
         const file = this.abs(rel);
         this.setOwner(file, header);
-        fs.chmodSync(file, mode);
+        if (!exact) fs.chmodSync(file, mode);
         this.setXattrs(file, pax, entryName);
         this.dirTimes.set(rel, timesOf(header));
         return undefined;
@@ -281,7 +296,8 @@ export class LayerWriter implements TarSink {
   private finishFile(fd: number, rel: string, header: TarHeader): void {
     // chown clears setuid/setgid and file capabilities, so: owner, then mode, then xattrs.
     if (this.chown && (header.uid !== 0 || header.gid !== 0)) fs.fchownSync(fd, header.uid, header.gid);
-    fs.fchmodSync(fd, header.mode & 0o7777); // open(2)'s mode went through the umask
+    // open(2)'s mode went through the umask; when the umask took nothing away it is exact.
+    if (!this.umaskKeeps(header.mode & 0o7777)) fs.fchmodSync(fd, header.mode & 0o7777);
     if (header.pax && xattrsOf(header.pax)) this.setXattrs(this.abs(rel), header.pax, header.name);
     const t = timesOf(header);
     fs.futimesSync(fd, t.atime, t.mtime);
