@@ -398,7 +398,7 @@ export class LayerExtractor extends Writable {
       }
       const t = this.thread!;
       if (t.failure) throw t.failure;
-      t.write(chunks, n);
+      t.write(chunks);
       if (t.inFlight <= MAX_IN_FLIGHT) cb();
       else t.waitBelow(MAX_IN_FLIGHT).then(() => cb(t.failure), cb);
     } catch (err) {

@@ -45,6 +45,10 @@ function fromWire(w: WireError): Error {
 
 /** How long an idle thread is kept for the next extraction. */
 const IDLE_MS = 3000;
+/** Bytes per message to the thread. */
+const STAGING_BYTES = 1 << 20;
+/** How long a partly filled staging buffer waits for more before it is sent. */
+const FLUSH_DELAY_MS = 2;
 const WORKER_FILE = path.join(__dirname, 'extract-worker.js');
 
 interface PooledWorker {
@@ -97,7 +101,10 @@ export class ThreadedExtraction {
   private readonly id = nextID++;
   private pw: PooledWorker | undefined;
   private readonly cancelFlag = new Int32Array(new SharedArrayBuffer(4));
-  /** Bytes posted and not yet acknowledged. */
+  private staging: Buffer | undefined;
+  private staged = 0;
+  private flushTimer: NodeJS.Timeout | undefined;
+  /** Bytes taken by write() and not yet acknowledged by the thread (staged ones included). */
   inFlight = 0;
   /** The first failure reported by the thread (or its crash). */
   failure: Error | undefined;
@@ -116,19 +123,44 @@ export class ThreadedExtraction {
     this.pw?.worker.postMessage(m, transfer);
   }
 
-  /** Sends chunks (concatenated into one buffer the thread takes over). */
-  write(chunks: Buffer[], bytes: number): void {
-    const buf = Buffer.allocUnsafeSlow(bytes);
-    let off = 0;
-    for (const c of chunks) off += c.copy(buf, off);
-    this.inFlight += bytes;
-    const ab = buf.buffer as ArrayBuffer;
-    this.post({ type: 'data', id: this.id, buf: ab }, [ab]);
+  /**
+   * Hands bytes over: they are copied into a staging buffer, which goes to the thread (which then
+   * owns it) when full. The copy is needed anyway (the caller's chunks may be views of memory it
+   * reuses or shares); staging makes it one message per MiB rather than one per socket read.
+   */
+  write(chunks: Buffer[]): void {
+    for (const c of chunks) {
+      let off = 0;
+      while (off < c.length) {
+        this.staging ??= Buffer.allocUnsafeSlow(STAGING_BYTES);
+        const n = c.copy(this.staging, this.staged, off);
+        this.staged += n;
+        off += n;
+        this.inFlight += n;
+        if (this.staged === this.staging.length) this.flush();
+      }
+    }
+    // A partly filled buffer goes soon anyway: the input may pause (or wait for our verdict).
+    if (this.staged > 0) this.flushTimer ??= setTimeout(() => this.flush(), FLUSH_DELAY_MS);
+  }
+
+  /** Posts what is staged. */
+  flush(): void {
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    if (this.staging === undefined || this.staged === 0) return;
+    const ab = this.staging.buffer as ArrayBuffer;
+    const buf = this.staged === ab.byteLength ? ab : ab.slice(0, this.staged);
+    this.staging = undefined;
+    this.staged = 0;
+    this.post({ type: 'data', id: this.id, buf }, [buf]);
   }
 
   /** Resolves once at most limit bytes are in flight (or the job failed). */
   waitBelow(limit: number): Promise<void> {
     if (this.below(limit)) return Promise.resolve();
+    // What is staged counts as in flight: send it, or it would never be acknowledged.
+    this.flush();
     return new Promise((resolve) => this.waiters.push({ limit, resolve }));
   }
 
@@ -139,6 +171,7 @@ export class ThreadedExtraction {
   /** The input is complete: resolves when every entry is on disk, rejects with the first failure. */
   end(): Promise<void> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
+    this.flush();
     return new Promise((resolve, reject) => {
       this.doneWaiter = { resolve, reject };
       this.post({ type: 'end', id: this.id });
@@ -152,6 +185,10 @@ export class ThreadedExtraction {
   abort(): Promise<void> {
     if (this.pw === undefined) return Promise.resolve();
     Atomics.store(this.cancelFlag, 0, 1);
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    this.staging = undefined;
+    this.staged = 0;
     return new Promise((resolve) => {
       this.abortWaiter = resolve;
       this.post({ type: 'abort', id: this.id });
