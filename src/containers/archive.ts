@@ -55,7 +55,7 @@ export function resolveInContainer(root: string, p: string, mounts: ViewMount[] 
     const host = hostOf(root, mounts, [...cur, c]);
     let st: fs.Stats | undefined;
     try {
-      st = fs.lstatSync(host);
+      st = fs.lstatSync(host, { throwIfNoEntry: false });
     } catch {
       st = undefined;
     }
@@ -205,12 +205,8 @@ class CopyInSink implements TarSink {
     const logical = path.posix.join(this.dest.logical, ...parts);
     const target = path.join(this.parentOf(logical), path.posix.basename(logical));
     const isDir = h.type === 'directory';
-    let existing: fs.Stats | undefined;
-    try {
-      existing = fs.lstatSync(target);
-    } catch {
-      existing = undefined;
-    }
+    // Most entries are new: no exception per missing path.
+    const existing = fs.lstatSync(target, { throwIfNoEntry: false });
     if (existing) {
       if (this.opts.noOverwriteDirNonDir && existing.isDirectory() !== isDir) {
         throw invalidParameter(isDir
