@@ -38,9 +38,13 @@ interface Header {
   devminor?: number;
 }
 
+/** width-1 zero-padded octal digits and a NUL, written byte by byte (no string per field). */
 function writeOctal(buf: Buffer, value: number, offset: number, width: number): void {
-  buf.write(value.toString(8).padStart(width - 1, '0'), offset, width - 1, 'latin1');
   buf[offset + width - 1] = 0;
+  for (let i = offset + width - 2; i >= offset; i--) {
+    buf[i] = 0x30 + (value % 8);
+    value = Math.floor(value / 8);
+  }
 }
 
 function isAscii(s: string): boolean {
@@ -83,9 +87,12 @@ function encodeUstar(h: Header, split: { prefix: string; name: string }, linknam
   return buf;
 }
 
+/** Zeros the padding is cut from; callers copy it (Batcher.add), never keep or change it. */
+const ZEROS = Buffer.alloc(BLOCK);
+
 function padding(size: number): Buffer | undefined {
   const rem = size % BLOCK;
-  return rem === 0 ? undefined : Buffer.alloc(BLOCK - rem);
+  return rem === 0 ? undefined : ZEROS.subarray(0, BLOCK - rem);
 }
 
 /** The header blocks (a PAX header first when needed) for one entry. */
