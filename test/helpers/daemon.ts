@@ -12,6 +12,8 @@ import { cleanupLeftovers } from './cleanup';
 export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
 export const BERTHD = path.join(REPO_ROOT, 'bin', 'berthd');
 export const BERTH = path.join(REPO_ROOT, 'bin', 'berth');
+/** The node flags on bin/berthd's #! line, which a daemon started as `node bin/berthd` must be given. */
+export const BERTHD_NODE_FLAGS = /^#!\/usr\/bin\/env -S node(.*)$/m.exec(fs.readFileSync(BERTHD, 'utf8').split('\n')[0])?.[1].trim().split(/\s+/).filter(Boolean) ?? [];
 
 export interface TestDaemon {
   dir: string;
@@ -69,7 +71,7 @@ export async function startDaemon(opts: TestDaemonOptions): Promise<TestDaemon> 
   };
 
   async function launch(): Promise<void> {
-    const p = spawn(process.execPath, [BERTHD, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [...BERTHD_NODE_FLAGS, BERTHD, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     d.proc = p;
     p.stdout!.on('data', (b: Buffer) => (output += b.toString()));
     p.stderr!.on('data', (b: Buffer) => (output += b.toString()));
