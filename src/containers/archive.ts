@@ -199,32 +199,44 @@ class CopyInSink implements TarSink {
     for (const k of this.dirs.keys()) if (k === logical || k.startsWith(prefix)) this.dirs.delete(k);
   }
 
+  /**
+   * Runs make(), which creates target exclusively. When something is there already (rare: the
+   * lstat is paid only then, and a new entry costs one syscall), docker's rules apply: with
+   * noOverwriteDirNonDir a directory and a non-directory never replace each other; an existing
+   * directory stays for a directory entry (undefined is returned); anything else is removed, with
+   * everything below it, and made again. Nothing existing is ever followed.
+   */
+  private place<T>(target: string, logical: string, h: TarHeader, make: () => T): T | undefined {
+    try {
+      return make();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const isDir = h.type === 'directory';
+    const existing = fs.lstatSync(target);
+    if (this.opts.noOverwriteDirNonDir && existing.isDirectory() !== isDir) {
+      throw invalidParameter(isDir
+        ? `cannot overwrite non-directory "${logical}" with directory "${h.name}"`
+        : `cannot overwrite directory "${logical}" with non-directory "${h.name}"`);
+    }
+    if (isDir && existing.isDirectory()) return undefined;
+    this.forget(logical);
+    fs.rmSync(target, { recursive: true, force: true });
+    return make();
+  }
+
   entry(h: TarHeader): void {
     const parts = entryParts(h.name);
     if (parts.length === 0) return;
     const logical = path.posix.join(this.dest.logical, ...parts);
     const target = path.join(this.parentOf(logical), path.posix.basename(logical));
-    const isDir = h.type === 'directory';
-    // Most entries are new: no exception per missing path.
-    const existing = fs.lstatSync(target, { throwIfNoEntry: false });
-    if (existing) {
-      if (this.opts.noOverwriteDirNonDir && existing.isDirectory() !== isDir) {
-        throw invalidParameter(isDir
-          ? `cannot overwrite non-directory "${logical}" with directory "${h.name}"`
-          : `cannot overwrite directory "${logical}" with non-directory "${h.name}"`);
-      }
-      if (!(isDir && existing.isDirectory())) {
-        this.forget(logical);
-        fs.rmSync(target, { recursive: true, force: true });
-      }
-    }
     const mode = h.mode & 0o7777;
     const uid = this.opts.copyUIDGID ? h.uid : 0;
     const gid = this.opts.copyUIDGID ? h.gid : 0;
     const mtime = new Date(h.mtime * 1000);
     switch (h.type) {
       case 'directory':
-        if (!existing || !existing.isDirectory()) fs.mkdirSync(target, { mode: 0o700 });
+        this.place(target, logical, h, () => fs.mkdirSync(target, { mode: 0o700 }));
         fs.lchownSync(target, uid, gid);
         fs.chmodSync(target, mode);
         this.dirTimes.push({ file: target, mtime });
@@ -233,18 +245,18 @@ class CopyInSink implements TarSink {
         return;
       case 'file':
       case 'contiguous-file': {
-        const fd = fs.openSync(target, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
+        const fd = this.place(target, logical, h, () => fs.openSync(target, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600))!;
         this.current = { fd, header: h };
         return;
       }
       case 'symlink':
-        fs.symlinkSync(h.linkname, target);
+        this.place(target, logical, h, () => fs.symlinkSync(h.linkname, target));
         fs.lchownSync(target, uid, gid);
         return;
       case 'link': {
         const linkParts = entryParts(h.linkname);
         const src = resolveInContainer(this.view.root, path.posix.join(this.dest.logical, ...linkParts), this.view.mounts, false);
-        fs.linkSync(src.host, target);
+        this.place(target, logical, h, () => fs.linkSync(src.host, target));
         fs.lchownSync(target, uid, gid);
         fs.chmodSync(target, mode);
         fs.utimesSync(target, mtime, mtime);
