@@ -22,12 +22,12 @@ export interface WireError {
 
 export type ToWorker =
   | { type: 'start'; id: number; dir: string; opts: ApplyOptions; cancel: SharedArrayBuffer }
-  | { type: 'data'; id: number; buf: ArrayBuffer }
+  | { type: 'data'; id: number; buf: ArrayBuffer; length: number }
   | { type: 'end'; id: number }
   | { type: 'abort'; id: number };
 
 export type FromWorker =
-  | { type: 'ack'; id: number; bytes: number }
+  | { type: 'ack'; id: number; bytes: number; buf: ArrayBuffer }
   | { type: 'done'; id: number }
   | { type: 'error'; id: number; error: WireError }
   | { type: 'aborted'; id: number };
@@ -47,8 +47,12 @@ function fromWire(w: WireError): Error {
 const IDLE_MS = 3000;
 /** Bytes per message to the thread. */
 const STAGING_BYTES = 1 << 20;
-/** How long a partly filled staging buffer waits for more before it is sent. */
-const FLUSH_DELAY_MS = 2;
+/**
+ * How long a partly filled staging buffer waits for more before it is sent: long enough that a
+ * steady upload fills whole buffers, short enough that an input which pauses (or waits for the
+ * verdict on what it sent) gets it.
+ */
+const FLUSH_DELAY_MS = 20;
 const WORKER_FILE = path.join(__dirname, 'extract-worker.js');
 
 interface PooledWorker {
@@ -104,6 +108,8 @@ export class ThreadedExtraction {
   private staging: Buffer | undefined;
   private staged = 0;
   private flushTimer: NodeJS.Timeout | undefined;
+  /** Staging buffers the thread has returned. */
+  private readonly spare: Buffer[] = [];
   /** Bytes taken by write() and not yet acknowledged by the thread (staged ones included). */
   inFlight = 0;
   /** The first failure reported by the thread (or its crash). */
@@ -132,7 +138,7 @@ export class ThreadedExtraction {
     for (const c of chunks) {
       let off = 0;
       while (off < c.length) {
-        this.staging ??= Buffer.allocUnsafeSlow(STAGING_BYTES);
+        this.staging ??= this.spare.pop() ?? Buffer.allocUnsafeSlow(STAGING_BYTES);
         const n = c.copy(this.staging, this.staged, off);
         this.staged += n;
         off += n;
@@ -149,11 +155,12 @@ export class ThreadedExtraction {
     clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
     if (this.staging === undefined || this.staged === 0) return;
-    const ab = this.staging.buffer as ArrayBuffer;
-    const buf = this.staged === ab.byteLength ? ab : ab.slice(0, this.staged);
+    // The whole buffer moves to the thread (no copy), with the length that is filled.
+    const buf = this.staging.buffer as ArrayBuffer;
+    const length = this.staged;
     this.staging = undefined;
     this.staged = 0;
-    this.post({ type: 'data', id: this.id, buf }, [buf]);
+    this.post({ type: 'data', id: this.id, buf, length }, [buf]);
   }
 
   /** Resolves once at most limit bytes are in flight (or the job failed). */
@@ -224,6 +231,9 @@ export class ThreadedExtraction {
     switch (m.type) {
       case 'ack':
         this.inFlight -= m.bytes;
+        // The thread hands the buffer back: reused, so a layer allocates a few buffers in all
+        // rather than one per MiB (external memory that would keep the GC busy).
+        if (m.buf.byteLength === STAGING_BYTES) this.spare.push(Buffer.from(m.buf));
         this.wake();
         return;
       case 'error':

@@ -47,12 +47,14 @@ port.on('message', (m: ToWorker) => {
       // A cancelled job stops writing at once, without waiting for its abort message to come up.
       if (job !== undefined && job.id === m.id && !job.failed && Atomics.load(job.cancel, 0) === 0) {
         try {
-          job.reader.write(Buffer.from(m.buf));
+          job.reader.write(Buffer.from(m.buf, 0, m.length));
         } catch (err) {
           fail(err);
         }
       }
-      post({ type: 'ack', id: m.id, bytes: m.buf.byteLength });
+      // The buffer goes back for reuse; nothing here keeps a view of it (bodies are written
+      // before write() returns, and partial headers are copied).
+      port.postMessage({ type: 'ack', id: m.id, bytes: m.length, buf: m.buf } satisfies FromWorker, [m.buf]);
       return;
     }
     case 'end': {
