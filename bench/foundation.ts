@@ -14,6 +14,7 @@ import * as http from 'node:http';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { bridgeConfig } from '../test/containers/fixtures';
 import { destroyDaemon, startDaemon, type TestDaemon } from '../test/helpers/daemon';
 import { log, MiB, sleep, sync } from './lib';
 
@@ -353,7 +354,8 @@ async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('run as root: berthd needs to mount and chown');
   let d: TestDaemon | undefined;
   try {
-    d = await startDaemon({ name: 'bench' });
+    // A default bridge of its own (never berth0), though no container runs.
+    d = await startDaemon({ name: 'bench', config: bridgeConfig() });
     const socket = d.socket;
     // The data sits beside the daemon's data root, so tar -x and berthd write to one file system.
     const data = prepareData(opts.cacheDir ?? path.join(d.dir, 'dataset'), opts.layerBytes);

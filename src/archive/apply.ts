@@ -20,6 +20,7 @@ import { BerthError, invalidParameter, systemError } from '../common/errors';
 import { lsetxattr, mknod } from '../native';
 import { decompressionStages } from './compression';
 import { PaxRecords, xattrsOf } from './pax';
+import { ThreadedExtraction } from './extract-thread';
 import { TarHeader, TarReader, TarSink } from './reader';
 
 export interface ApplyOptions {
@@ -75,15 +76,29 @@ function timesOf(header: TarHeader): { atime: number; mtime: number } {
   return { atime: header.atime ?? header.mtime, mtime: header.mtime };
 }
 
-class LayerWriter implements TarSink {
+/** Writes the entries a TarReader parses into a fresh layer directory (see the file comment). */
+export class LayerWriter implements TarSink {
   /** Every path made by this layer, relative to root ("" is the root itself). */
   private readonly made = new Map<string, Kind>([['', 'dir']]);
   /** Directory times to set once everything below them is written. */
   private readonly dirTimes = new Map<string, { atime: number; mtime: number }>();
   private readonly chown: boolean;
 
+  /** The process umask, which open(2) and mkdir(2) apply to the modes they are given. */
+  private readonly umask: number;
+
   constructor(private readonly root: string, opts: ApplyOptions) {
     this.chown = !opts.ignoreOwnership;
+    this.umask = process.umask();
+  }
+
+  /**
+   * Whether a file just created with this mode has it exactly, so that a chmod would change
+   * nothing: one syscall less per file. Special bits are always set by chmod (and after chown,
+   * which would clear them).
+   */
+  private umaskKeeps(mode: number): boolean {
+    return mode <= 0o777 && (mode & this.umask) === 0;
   }
 
   private abs(rel: string): string {
@@ -207,15 +222,17 @@ class LayerWriter implements TarSink {
         return fd;
       }
       case 'directory': {
+        let exact = false;
         if (this.made.get(rel) !== 'dir') {
           this.removeExisting(rel);
           this.ensureParents(rel, entryName);
           fs.mkdirSync(this.abs(rel), mode);
           this.made.set(rel, 'dir');
+          exact = this.umaskKeeps(mode);
         }
         const file = this.abs(rel);
         this.setOwner(file, header);
-        fs.chmodSync(file, mode);
+        if (!exact) fs.chmodSync(file, mode);
         this.setXattrs(file, pax, entryName);
         this.dirTimes.set(rel, timesOf(header));
         return undefined;
@@ -279,7 +296,8 @@ class LayerWriter implements TarSink {
   private finishFile(fd: number, rel: string, header: TarHeader): void {
     // chown clears setuid/setgid and file capabilities, so: owner, then mode, then xattrs.
     if (this.chown && (header.uid !== 0 || header.gid !== 0)) fs.fchownSync(fd, header.uid, header.gid);
-    fs.fchmodSync(fd, header.mode & 0o7777); // open(2)'s mode went through the umask
+    // open(2)'s mode went through the umask; when the umask took nothing away it is exact.
+    if (!this.umaskKeeps(header.mode & 0o7777)) fs.fchmodSync(fd, header.mode & 0o7777);
     if (header.pax && xattrsOf(header.pax)) this.setXattrs(this.abs(rel), header.pax, header.name);
     const t = timesOf(header);
     fs.futimesSync(fd, t.atime, t.mtime);
@@ -323,44 +341,79 @@ export interface ExtractorOptions extends ApplyOptions {
    * writer storing an uncompressed layer, whose digest is then the diffID) turns this off.
    */
   digest?: boolean;
+  /** Parse and write on the calling thread instead of an extraction thread (default false). */
+  inline?: boolean;
 }
+
+/** Bytes handed to the extraction thread and not yet written, before write() waits. */
+const MAX_IN_FLIGHT = 8 << 20;
 
 /**
  * A writable stream that extracts the uncompressed tar written to it into targetDir (see the
- * contract at the top of this file). Each chunk is parsed and written to disk synchronously in
- * write(), so the stream's backpressure is the disk's. On failure it stops and closes what it
- * had open but leaves the partial tree: emptying or removing targetDir is the caller's job
- * (applyLayer empties it; a snapshot is simply removed).
+ * contract at the top of this file). The parsing and the writes run on a pooled extraction
+ * thread (extract-thread.ts), a bounded number of bytes behind the stream, so the thread that
+ * feeds it (HTTP, gunzip, hashing, storing the blob) works meanwhile; the stream finishes only
+ * once every entry is on disk. With inline, each chunk is written synchronously in write()
+ * instead. On failure it stops and closes what it had open but leaves the partial tree:
+ * emptying or removing targetDir is the caller's job (applyLayer empties it; a snapshot is
+ * simply removed), and the caller must wait for stop() (or 'close') before it does, since the
+ * thread may still be finishing a write until then.
  */
 export class LayerExtractor extends Writable {
-  private readonly writer: LayerWriter;
-  private readonly reader: TarReader;
+  private readonly local: { writer: LayerWriter; reader: TarReader } | undefined;
+  private readonly thread: ThreadedExtraction | undefined;
   private readonly hash: Hash | undefined;
   private bytes = 0;
 
   constructor(targetDir: string, opts: ExtractorOptions = {}) {
     super({ highWaterMark: 4 << 20 });
-    this.writer = new LayerWriter(targetDir.replace(/\/+$/, '') || '/', opts);
-    this.reader = new TarReader(this.writer);
+    const root = targetDir.replace(/\/+$/, '') || '/';
+    if (opts.inline) {
+      const writer = new LayerWriter(root, opts);
+      this.local = { writer, reader: new TarReader(writer) };
+    } else {
+      this.thread = new ThreadedExtraction(root, opts, (err) => this.destroy(err));
+    }
     this.hash = opts.digest === false ? undefined : createHash('sha256');
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.take([chunk], chunk.length, cb);
+  }
+
+  override _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
+    let n = 0;
+    const bufs = chunks.map((c) => { n += c.chunk.length; return c.chunk; });
+    this.take(bufs, n, cb);
+  }
+
+  private take(chunks: Buffer[], n: number, cb: (err?: Error | null) => void): void {
     try {
-      this.hash?.update(chunk);
-      this.bytes += chunk.length;
-      this.reader.write(chunk);
+      if (this.hash) for (const c of chunks) this.hash.update(c);
+      this.bytes += n;
+      if (this.local) {
+        for (const c of chunks) this.local.reader.write(c);
+        cb();
+        return;
+      }
+      const t = this.thread!;
+      if (t.failure) throw t.failure;
+      t.write(chunks);
+      if (t.inFlight <= MAX_IN_FLIGHT) cb();
+      else t.waitBelow(MAX_IN_FLIGHT).then(() => cb(t.failure), cb);
     } catch (err) {
       cb(err as Error);
-      return;
     }
-    cb();
   }
 
   override _final(cb: (err?: Error | null) => void): void {
+    if (this.thread) {
+      this.thread.end().then(() => cb(), cb);
+      return;
+    }
     try {
-      this.reader.finish();
-      this.writer.finish();
+      this.local!.reader.finish();
+      this.local!.writer.finish();
     } catch (err) {
       cb(err as Error);
       return;
@@ -369,12 +422,28 @@ export class LayerExtractor extends Writable {
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    if (this.thread) {
+      // 'close' (and so stop()) waits until the thread will write nothing more.
+      this.thread.abort().then(() => cb(err), () => cb(err));
+      return;
+    }
     try {
-      this.writer.abort();
+      this.local!.writer.abort();
     } catch (closeErr) {
       err ??= closeErr as Error;
     }
     cb(err);
+  }
+
+  /**
+   * Destroys the stream (if it is not closed already) and resolves once nothing more will be
+   * written to the target: then the partial tree may be removed.
+   */
+  stop(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    const closed = new Promise<void>((resolve) => this.once('close', () => resolve()));
+    this.destroy();
+    return closed;
   }
 
   /** Size (and, unless turned off, sha256) of the tar stream written so far. */
@@ -400,7 +469,7 @@ export async function applyLayer(input: Readable, targetDir: string, opts: Apply
     await pipeline([...stages, extractor]);
   } catch (err) {
     input.destroy();
-    extractor.destroy();
+    await extractor.stop();
     try {
       emptyDirectory(targetDir);
     } catch (cleanupErr) {

@@ -40,9 +40,13 @@ interface Header {
   devminor?: number;
 }
 
+/** width-1 zero-padded octal digits and a NUL, written byte by byte (no string per field). */
 function writeOctal(buf: Buffer, value: number, offset: number, width: number): void {
-  buf.write(value.toString(8).padStart(width - 1, '0'), offset, width - 1, 'latin1');
   buf[offset + width - 1] = 0;
+  for (let i = offset + width - 2; i >= offset; i--) {
+    buf[i] = 0x30 + (value % 8);
+    value = Math.floor(value / 8);
+  }
 }
 
 function isAscii(s: string): boolean {
@@ -85,9 +89,12 @@ function encodeUstar(h: Header, split: { prefix: string; name: string }, linknam
   return buf;
 }
 
+/** Zeros the padding is cut from; callers copy it (Batcher.add), never keep or change it. */
+const ZEROS = Buffer.alloc(BLOCK);
+
 function padding(size: number): Buffer | undefined {
   const rem = size % BLOCK;
-  return rem === 0 ? undefined : Buffer.alloc(BLOCK - rem);
+  return rem === 0 ? undefined : ZEROS.subarray(0, BLOCK - rem);
 }
 
 /** The header blocks (a PAX header first when needed) for one entry. */
@@ -149,23 +156,54 @@ function readXattrs(file: string): [string, Buffer][] {
   return out;
 }
 
-/** Collects small buffers into ~1 MiB chunks so the consumer sees few, large writes. */
+/**
+ * Packs the archive into ~1 MiB chunks so the consumer sees few, large writes. File bodies are
+ * read straight into the chunk being packed: no copy between reading and sending.
+ */
 class Batcher {
-  private parts: Buffer[] = [];
-  private bytes = 0;
+  private buf = Buffer.allocUnsafe(BATCH);
+  private used = 0;
+  /** Copies buf in; returns true when a chunk is full and take() should be called. */
   add(buf: Buffer): boolean {
-    this.parts.push(buf);
-    this.bytes += buf.length;
-    return this.bytes >= BATCH;
+    let off = 0;
+    while (off < buf.length) {
+      if (this.used === this.buf.length) this.grow(buf.length - off);
+      const n = buf.copy(this.buf, this.used, off);
+      this.used += n;
+      off += n;
+    }
+    return this.used >= BATCH;
+  }
+  /** Room left in the current chunk. */
+  get free(): number {
+    return this.buf.length - this.used;
+  }
+  /** Reads up to want bytes of fd at pos into the current chunk (zero-filled past the end of file). */
+  readFrom(fd: number, want: number, pos: number): void {
+    const n = Math.min(want, this.free);
+    let got = 0;
+    while (got < n) {
+      const r = fs.readSync(fd, this.buf, this.used + got, n - got, pos + got);
+      if (r === 0) break;
+      got += r;
+    }
+    if (got < n) this.buf.fill(0, this.used + got, this.used + n);
+    this.used += n;
   }
   take(): Buffer {
-    const out = Buffer.concat(this.parts, this.bytes);
-    this.parts = [];
-    this.bytes = 0;
+    const out = this.buf.subarray(0, this.used);
+    this.buf = Buffer.allocUnsafe(BATCH);
+    this.used = 0;
     return out;
   }
+  /** Only reached with a full chunk nobody took: make room rather than lose order. */
+  private grow(more: number): void {
+    const bigger = Buffer.allocUnsafe(this.buf.length + Math.max(more, BATCH));
+    this.buf.copy(bigger, 0, 0, this.used);
+    this.buf = bigger;
+  }
   get full(): boolean {
-    return this.bytes >= BATCH;
+    return this.used >= BATCH;
   }
 }
 
@@ -245,17 +283,11 @@ async function* fileBody(abs: string, size: number, batch: Batcher): AsyncGenera
   try {
     let done = 0;
     while (done < size) {
-      const want = Math.min(size - done, BATCH);
-      const buf = Buffer.allocUnsafe(want);
-      let got = 0;
-      while (got < want) {
-        const n = fs.readSync(fd, buf, got, want - got, done + got);
-        if (n === 0) break;
-        got += n;
-      }
-      if (got < want) buf.fill(0, got);
+      if (batch.free === 0) yield batch.take();
+      const want = Math.min(size - done, batch.free);
+      batch.readFrom(fd, want, done);
       done += want;
-      if (batch.add(buf)) yield batch.take();
+      if (batch.full) yield batch.take();
     }
   } finally {
     fs.closeSync(fd);

@@ -239,6 +239,9 @@ export async function teeLayer(input: Readable, store: (chunk: Buffer) => Promis
       tee.on('finish', resolve);
       tee.on('error', reject);
       finished(stream, { writable: false }, (err) => { if (err) reject(err); });
+      // The extraction runs behind the input (on its own thread): it may fail while the tee
+      // waits for more input, which then must not be waited for.
+      failedEarly.catch(reject);
       stream.pipe(tee);
     });
   } catch (err) {
@@ -247,7 +250,10 @@ export async function teeLayer(input: Readable, store: (chunk: Buffer) => Promis
     stream.unpipe(tee);
     tee.destroy();
     downstream?.destroy();
-    sink?.destroy();
+    // The extraction thread may still be finishing a write: the caller removes the partial tree
+    // only after this.
+    if (extractor !== undefined) await extractor.stop();
+    else sink?.destroy();
     // Nothing more is stored; let the store() in flight finish before the caller aborts what
     // it stores into.
     storeFailure ??= { err: failure };

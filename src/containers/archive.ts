@@ -5,13 +5,13 @@
 // outside the container's root and its mounts.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import * as tar from 'tar-stream';
 import { BerthError, invalidParameter, notFound } from '../common/errors';
 import { tarDirectory } from '../archive/create';
 import { decompressionStages } from '../archive/compression';
 import { mkdirAllOwned, type IdentityMapping } from '../security/userns';
+import { TarReader, type TarHeader, type TarSink } from '../archive/reader';
 
 const MAX_LINKS = 255;
 
@@ -56,7 +56,7 @@ export function resolveInContainer(root: string, p: string, mounts: ViewMount[] 
     const host = hostOf(root, mounts, [...cur, c]);
     let st: fs.Stats | undefined;
     try {
-      st = fs.lstatSync(host);
+      st = fs.lstatSync(host, { throwIfNoEntry: false });
     } catch {
       st = undefined;
     }
@@ -164,6 +164,157 @@ function entryParts(name: string): string[] {
   return out;
 }
 
+const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
+
+/**
+ * Writes the entries of a docker cp upload below dest, inside the container. Runs synchronously
+ * inside TarReader.write(): bodies go straight from the request's buffers to the files.
+ *
+ * Every entry's parent is resolved inside the container (links followed within it); the entry
+ * itself is never followed. Directories resolved (or made) by this copy are remembered, so the
+ * tens of thousands of entries of a big tree do not each lstat their whole path again; whatever
+ * an entry replaces or turns into a non-directory is forgotten, with everything below it.
+ */
+class CopyInSink implements TarSink {
+  /** Logical directory → host directory, for directories this copy resolved or made. */
+  private readonly dirs = new Map<string, string>();
+  private readonly dirTimes: { file: string; mtime: Date }[] = [];
+  private current: { fd: number; header: TarHeader } | undefined;
+
+  constructor(
+    private readonly view: ContainerView,
+    private readonly dest: Resolved,
+    private readonly opts: { noOverwriteDirNonDir: boolean; copyUIDGID: boolean },
+  ) {}
+
+  private parentOf(logical: string): string {
+    const parentLogical = path.posix.dirname(logical);
+    const known = this.dirs.get(parentLogical);
+    if (known !== undefined) return known;
+    const parent = resolveInContainer(this.view.root, parentLogical, this.view.mounts, true);
+    mkdirAllOwned(parent.host, 0o755, this.view.idMap?.rootPair());
+    this.dirs.set(parentLogical, parent.host);
+    return parent.host;
+  }
+
+  /** Forgets what is known at or below logical (it is being replaced). */
+  private forget(logical: string): void {
+    if (this.dirs.size === 0) return;
+    const prefix = `${logical}/`;
+    for (const k of this.dirs.keys()) if (k === logical || k.startsWith(prefix)) this.dirs.delete(k);
+  }
+
+  /**
+   * Runs make(), which creates target exclusively. When something is there already (rare: the
+   * lstat is paid only then, and a new entry costs one syscall), docker's rules apply: with
+   * noOverwriteDirNonDir a directory and a non-directory never replace each other; an existing
+   * directory stays for a directory entry (undefined is returned); anything else is removed, with
+   * everything below it, and made again. Nothing existing is ever followed.
+   */
+  private place<T>(target: string, logical: string, h: TarHeader, make: () => T): T | undefined {
+    try {
+      return make();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const isDir = h.type === 'directory';
+    const existing = fs.lstatSync(target);
+    if (this.opts.noOverwriteDirNonDir && existing.isDirectory() !== isDir) {
+      throw invalidParameter(isDir
+        ? `cannot overwrite non-directory "${logical}" with directory "${h.name}"`
+        : `cannot overwrite directory "${logical}" with non-directory "${h.name}"`);
+    }
+    if (isDir && existing.isDirectory()) return undefined;
+    this.forget(logical);
+    fs.rmSync(target, { recursive: true, force: true });
+    return make();
+  }
+
+  /** The host owner of an entry: its container IDs (root's without copyUIDGID), remapped. */
+  private ownerOf(h: TarHeader): { uid: number; gid: number } {
+    const owner = { uid: this.opts.copyUIDGID ? h.uid : 0, gid: this.opts.copyUIDGID ? h.gid : 0 };
+    return this.view.idMap ? this.view.idMap.toHost(owner.uid, owner.gid) : owner;
+  }
+
+  entry(h: TarHeader): void {
+    const parts = entryParts(h.name);
+    if (parts.length === 0) return;
+    const logical = path.posix.join(this.dest.logical, ...parts);
+    const target = path.join(this.parentOf(logical), path.posix.basename(logical));
+    const mode = h.mode & 0o7777;
+    const { uid, gid } = this.ownerOf(h);
+    const mtime = new Date(h.mtime * 1000);
+    switch (h.type) {
+      case 'directory':
+        this.place(target, logical, h, () => fs.mkdirSync(target, { mode: 0o700 }));
+        fs.lchownSync(target, uid, gid);
+        fs.chmodSync(target, mode);
+        this.dirTimes.push({ file: target, mtime });
+        // A real directory (made now, or lstat'ed as one): entries below it go straight there.
+        this.dirs.set(logical, target);
+        return;
+      case 'file':
+      case 'contiguous-file': {
+        const fd = this.place(target, logical, h, () => fs.openSync(target, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600))!;
+        this.current = { fd, header: h };
+        return;
+      }
+      case 'symlink':
+        this.place(target, logical, h, () => fs.symlinkSync(h.linkname, target));
+        fs.lchownSync(target, uid, gid);
+        return;
+      case 'link': {
+        const linkParts = entryParts(h.linkname);
+        const src = resolveInContainer(this.view.root, path.posix.join(this.dest.logical, ...linkParts), this.view.mounts, false);
+        this.place(target, logical, h, () => fs.linkSync(src.host, target));
+        fs.lchownSync(target, uid, gid);
+        fs.chmodSync(target, mode);
+        fs.utimesSync(target, mtime, mtime);
+        return;
+      }
+      default:
+        // Devices, fifos: not created by cp (an unprivileged request must not make devices).
+        return;
+    }
+  }
+
+  data(chunk: Buffer): void {
+    const cur = this.current;
+    if (cur === undefined) return;
+    let off = 0;
+    while (off < chunk.length) off += fs.writeSync(cur.fd, chunk, off, chunk.length - off);
+  }
+
+  end(): void {
+    const cur = this.current;
+    if (cur === undefined) return;
+    this.current = undefined;
+    const h = cur.header;
+    try {
+      // Files are created by root: only another owner needs the chown.
+      const { uid, gid } = this.ownerOf(h);
+      if (uid !== 0 || gid !== 0) fs.fchownSync(cur.fd, uid, gid);
+      fs.fchmodSync(cur.fd, h.mode & 0o7777);
+      const mtime = new Date(h.mtime * 1000);
+      fs.futimesSync(cur.fd, mtime, mtime);
+    } finally {
+      fs.closeSync(cur.fd);
+    }
+  }
+
+  /** Closes the file being written, if any (the copy failed). */
+  abort(): void {
+    const cur = this.current;
+    this.current = undefined;
+    if (cur !== undefined) fs.closeSync(cur.fd);
+  }
+
+  /** Directory times last: entries written below a directory change its mtime. */
+  finish(): void {
+    for (const d of this.dirTimes.reverse()) fs.utimesSync(d.file, d.mtime, d.mtime);
+  }
+}
+
 /**
  * Extracts a tar into the directory p of the container. Every entry's parent is resolved inside
  * the container (links followed within it); the entry itself is never followed.
@@ -178,93 +329,37 @@ export async function extractToPath(view: ContainerView, p: string, input: Reada
   }
   if (!st.isDirectory()) throw invalidParameter(`extraction point is not a directory`);
   const { stages } = await decompressionStages(input);
-  const extract = tar.extract();
-  const dirTimes: { file: string; mtime: Date }[] = [];
-  const consume = (async () => {
-    for await (const entry of extract) {
-      const h = entry.header;
-      const parts = entryParts(h.name);
-      if (parts.length === 0) {
-        entry.resume();
-        continue;
-      }
-      const logical = path.posix.join(dest.logical, ...parts);
-      const parentLogical = path.posix.dirname(logical);
-      const parent = resolveInContainer(view.root, parentLogical, view.mounts, true);
-      mkdirAllOwned(parent.host, 0o755, view.idMap?.rootPair());
-      const target = path.join(parent.host, path.posix.basename(logical));
-      const isDir = h.type === 'directory';
-      let existing: fs.Stats | undefined;
+  const sink = new CopyInSink(view, dest, opts);
+  const reader = new TarReader(sink);
+  const writer = new Writable({
+    highWaterMark: 1 << 20,
+    write(chunk: Buffer, _enc, cb) {
       try {
-        existing = fs.lstatSync(target);
-      } catch {
-        existing = undefined;
+        reader.write(chunk);
+      } catch (err) {
+        cb(err as Error);
+        return;
       }
-      if (existing) {
-        if (opts.noOverwriteDirNonDir && existing.isDirectory() !== isDir) {
-          entry.resume();
-          throw invalidParameter(isDir
-            ? `cannot overwrite non-directory "${logical}" with directory "${h.name}"`
-            : `cannot overwrite directory "${logical}" with non-directory "${h.name}"`);
-        }
-        if (!(isDir && existing.isDirectory())) fs.rmSync(target, { recursive: true, force: true });
+      cb();
+    },
+    final(cb) {
+      try {
+        reader.finish();
+        sink.finish();
+      } catch (err) {
+        cb(err as Error);
+        return;
       }
-      const mode = (h.mode ?? 0o644) & 0o7777;
-      switch (h.type) {
-        case 'directory':
-          if (!existing || !existing.isDirectory()) fs.mkdirSync(target, { mode: 0o700 });
-          break;
-        case 'file':
-        case 'contiguous-file': {
-          const fd = fs.openSync(target, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
-          try {
-            for await (const chunk of entry) fs.writeSync(fd, chunk as Buffer);
-          } finally {
-            fs.closeSync(fd);
-          }
-          break;
-        }
-        case 'symlink':
-          fs.symlinkSync(h.linkname ?? '', target);
-          break;
-        case 'link': {
-          const linkParts = entryParts(h.linkname ?? '');
-          const src = resolveInContainer(view.root, path.posix.join(dest.logical, ...linkParts), view.mounts, false);
-          fs.linkSync(src.host, target);
-          break;
-        }
-        default:
-          // Devices, fifos: not created by cp (an unprivileged request must not make devices).
-          entry.resume();
-          continue;
-      }
-      entry.resume();
-      // Owners are container IDs (root's without copyUIDGID); on disk they are host IDs.
-      const owner = { uid: opts.copyUIDGID ? h.uid ?? 0 : 0, gid: opts.copyUIDGID ? h.gid ?? 0 : 0 };
-      const { uid, gid } = view.idMap ? view.idMap.toHost(owner.uid, owner.gid) : owner;
-      fs.lchownSync(target, uid, gid);
-      if (h.type !== 'symlink') {
-        fs.chmodSync(target, mode);
-        const mtime = h.mtime ?? new Date();
-        if (isDir) dirTimes.push({ file: target, mtime });
-        else fs.utimesSync(target, mtime, mtime);
-      }
-    }
-  })();
-  const consumed = consume.catch((err: unknown) => {
-    // The reader stops: the pipeline must not wait for a consumer that is gone.
-    extract.destroy(err as Error);
-    input.destroy();
-    throw err;
+      cb();
+    },
   });
-  const results = await Promise.allSettled([pipeline([...stages, extract] as unknown as [Readable, NodeJS.WritableStream]), consumed]);
-  const failed = results.find((r) => r.status === 'rejected');
-  if (failed) {
-    const first = results[1].status === 'rejected' ? results[1].reason : (failed as PromiseRejectedResult).reason;
-    throw first instanceof Error && !('kind' in first) && !(first as NodeJS.ErrnoException).syscall ? invalidParameter(`failed to extract archive: ${first.message}`) : first;
+  try {
+    await pipeline([...stages, writer] as unknown as [Readable, NodeJS.WritableStream]);
+  } catch (err) {
+    input.destroy();
+    try { sink.abort(); } catch { /* the first error is the one to report */ }
+    throw err instanceof Error && !(err instanceof BerthError) && !(err as NodeJS.ErrnoException).syscall ? invalidParameter(`failed to extract archive: ${err.message}`) : err;
   }
-  // Directory times last: entries written below a directory change its mtime.
-  for (const d of dirTimes.reverse()) fs.utimesSync(d.file, d.mtime, d.mtime);
 }
 
 /** What the archive endpoints need of the container service. */

@@ -4,6 +4,7 @@
 // image ID (the config digest) survives the round trip. load reads that, older Docker archives
 // (<id>/layer.tar, <id>.json) and plain OCI layouts.
 import { createHash, randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
 import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
@@ -146,9 +147,28 @@ interface LoadedFile {
   digest: string;
   size: number;
   data?: Buffer;
+  /** A legacy layer.tar extracted as it was read, before its place was known (see adoptExtracted). */
+  extracted?: { key: string; diffID: string };
 }
 
 export async function loadImages(svc: ImageService, input: Readable, quiet: boolean, progress: (msg: object) => void): Promise<void> {
+  /** Keys of snapshots layers were extracted into ahead of their place; none outlives the load. */
+  const extractedAhead: string[] = [];
+  try {
+    await loadArchive(svc, input, quiet, progress, extractedAhead);
+  } finally {
+    for (const key of extractedAhead) {
+      try {
+        svc.snapshotter.remove(key);
+      } catch {
+        // Adopted (gone already), or not removable now: an "extract-" snapshot is removed by the
+        // snapshotter at the next start anyway.
+      }
+    }
+  }
+}
+
+async function loadArchive(svc: ImageService, input: Readable, quiet: boolean, progress: (msg: object) => void, extractedAhead: string[]): Promise<void> {
   const files = new Map<string, LoadedFile>();
   const links = new Map<string, string>();
   const staged: string[] = [];
@@ -185,6 +205,14 @@ export async function loadImages(svc: ImageService, input: Readable, quiet: bool
       if (place) {
         const digest = await loadLayerInOnePass(svc, entry as unknown as AsyncIterable<Buffer>, diffID!, place, staged);
         files.set(name, { digest, size });
+        continue;
+      }
+      if (!blobMatch && name.endsWith('/layer.tar')) {
+        // The legacy layout puts each layer before the config that places it: extract it now
+        // anyway (its content does not depend on the layers below), and give the tree its place
+        // once the config is in, instead of storing it now and reading it back to unpack it.
+        const loaded = await loadLayerAhead(svc, entry as unknown as AsyncIterable<Buffer>, staged, extractedAhead);
+        files.set(name, { ...loaded, size });
         continue;
       }
       const digest = await svc.content.ingestStream(`load-${name}-${process.hrtime.bigint()}`, entry as AsyncIterable<Uint8Array>, blobMatch ? { digest: `sha256:${blobMatch[1]}`, size } : { size });
@@ -295,6 +323,7 @@ export async function loadImages(svc: ImageService, input: Readable, quiet: bool
         if (!quiet) progress({ status: 'Loading layer', progressDetail: { current: 0, total: l.file.size }, id: shortID(digest) });
         descs.push({ digest, diffID: diffIDs[i], mediaType, size: l.file.size, uncompressedSize: isCompressed(mediaType) ? undefined : l.file.size });
       }
+      adoptExtracted(svc, plan.layers.map((l) => l.file), diffIDs);
       const layers = await svc.unpack(descs);
       for (const d of descs) {
         if (!quiet) progress({ status: 'Loading layer', progressDetail: { current: d.size, total: d.size }, id: shortID(d.digest) });
@@ -309,6 +338,68 @@ export async function loadImages(svc: ImageService, input: Readable, quiet: bool
     // Blobs staged for this load that no image ended up using (manifests, stray files, or all of
     // them after a failure) are removed, so a failed load leaves nothing behind.
     for (const d of staged) if (!keep.has(d) && !svc.store.blobInUse(d)) await svc.content.delete(d).catch(() => {});
+  }
+}
+
+/**
+ * Stores a legacy layer.tar and extracts it in the same pass into a parentless "extract-"
+ * snapshot (removed after a crash, and by the load when done); returns the blob's digest and
+ * where the tree is.
+ */
+async function loadLayerAhead(svc: ImageService, entry: AsyncIterable<Buffer>, staged: string[], extractedAhead: string[]): Promise<{ digest: string; extracted: { key: string; diffID: string } }> {
+  const key = `${EXTRACT_KEY_PREFIX}${randomBytes(8).toString('hex')} ahead`;
+  const dir = writableDir(svc.snapshotter.prepare(key));
+  extractedAhead.push(key);
+  const layer = await svc.ingestLayerStream(Readable.from(entry), { extractTo: dir });
+  staged.push(layer.blobDigest);
+  return { digest: layer.blobDigest, extracted: { key, diffID: layer.diffID } };
+}
+
+/**
+ * Gives layers extracted ahead their place, bottom up, as long as the chain below is committed:
+ * a snapshot is prepared on the right parent and the extracted tree renamed into it (a layer's
+ * tree is the same whatever lies below it), then committed under its chain ID. A layer whose
+ * diffID is not what the config says is left alone: unpacking it from its blob reports that.
+ * What is not adopted here is unpacked from the stored blobs as usual.
+ */
+function adoptExtracted(svc: ImageService, files: LoadedFile[], diffIDs: string[]): void {
+  const ids = chainIDs(diffIDs);
+  const committed = (key: string): boolean => {
+    try {
+      return svc.snapshotter.stat(key).kind === 'committed';
+    } catch (err) {
+      if (isKind(err, 'NotFound')) return false;
+      throw err;
+    }
+  };
+  for (let i = 0; i < files.length; i++) {
+    if (committed(ids[i])) continue;
+    const ahead = files[i].extracted;
+    const parent = i === 0 ? undefined : ids[i - 1];
+    if (ahead === undefined || ahead.diffID !== diffIDs[i] || (parent !== undefined && !committed(parent))) return;
+    let source: string;
+    try {
+      source = writableDir(svc.snapshotter.mounts(ahead.key));
+    } catch (err) {
+      // Adopted already (the same layer twice in one archive): unpack from the blob.
+      if (isKind(err, 'NotFound')) return;
+      throw err;
+    }
+    const key = `${EXTRACT_KEY_PREFIX}${randomBytes(8).toString('hex')} ${ids[i]}`;
+    const target = writableDir(svc.snapshotter.prepare(key, parent));
+    try {
+      // target is an empty directory: rename(2) replaces it.
+      fs.renameSync(source, target);
+      svc.snapshotter.commit(ids[i], key);
+    } catch (err) {
+      try { svc.snapshotter.remove(key); } catch { /* the first error is the one to report */ }
+      throw err;
+    }
+    try {
+      svc.snapshotter.remove(ahead.key);
+    } catch (err) {
+      if (!isKind(err, 'NotFound')) throw err;
+    }
   }
 }
 

@@ -63,8 +63,9 @@ async function extractBlob(blob: Readable, dir: string, layer: LayerDescriptor):
     await pipeline([...stages, extractor]);
   } catch (err) {
     blob.destroy();
-    extractor.destroy();
-    // The caller removes the snapshot, and the partial tree with it.
+    // The caller removes the snapshot, and the partial tree with it: not before the extraction
+    // thread has stopped writing into it.
+    await extractor.stop();
     throw extractionError(err);
   }
   return hashed ? extractor.result().diffID! : layer.digest;

@@ -1,6 +1,7 @@
 // applyLayer on real files: every entry type, metadata, whiteouts, and a real overlay mount.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
@@ -126,4 +127,17 @@ test('whiteouts and opaque directories hide lower content in a real overlay moun
   assert.equal(fs.readFileSync(path.join(merged, 'a/keep'), 'utf8'), 'keep');
   assert.equal(fs.existsSync(path.join(merged, 'o/sub/deep')), false);
   native.umount2(merged, 0);
+});
+
+test('applyLayer: megabytes in odd-sized chunks reach the extraction thread intact and in order', async (t) => {
+  // Bodies cross the 1 MiB staging buffers (which the thread hands back for reuse) at every
+  // offset; each file must come out byte for byte.
+  const bodies = Array.from({ length: 12 }, (_, i) => randomBytes(((i * 977) % 3000) * 1024 + i * 13));
+  const layer = await makeTar(bodies.map((body, i) => ({ name: `d${i % 3}/f${i}`, body })));
+  const chunks: Buffer[] = [];
+  for (let off = 0, step = 1; off < layer.length; off += step, step = (step * 7919) % 300_000 + 1) chunks.push(layer.subarray(off, off + step));
+  const dir = tempDir(t, 'big');
+  const res = await applyLayer(Readable.from(chunks), dir);
+  assert.equal(res.diffID, sha256(layer));
+  bodies.forEach((body, i) => assert.ok(fs.readFileSync(path.join(dir, `d${i % 3}`, `f${i}`)).equals(body), `f${i}`));
 });

@@ -12,8 +12,8 @@ import { cleanupLeftovers } from './cleanup';
 export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
 export const BERTHD = path.join(REPO_ROOT, 'bin', 'berthd');
 export const BERTH = path.join(REPO_ROOT, 'bin', 'berth');
-/** Node flags bin/berthd's shebang gives the daemon (see there why). */
-export const BERTHD_NODE_FLAGS = ['--initial-old-space-size=64'];
+/** The node flags on bin/berthd's #! line, which a daemon started as `node bin/berthd` must be given. */
+export const BERTHD_NODE_FLAGS = /^#!\/usr\/bin\/env -S node(.*)$/m.exec(fs.readFileSync(BERTHD, 'utf8').split('\n')[0])?.[1].trim().split(/\s+/).filter(Boolean) ?? [];
 
 export interface TestDaemon {
   dir: string;

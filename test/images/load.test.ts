@@ -1,12 +1,14 @@
 // docker load reading an archive whose configs come before their layers: the layers are
 // extracted as they are read (one pass), the result is the same image, and a bad layer on that
-// path leaves no blob and no snapshot behind.
+// path leaves no blob and no snapshot behind. The legacy layout (layers first) is extracted
+// ahead of its config and the trees put in place afterwards: the same checks apply.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { api, destroyDaemon, docker, startDaemon, type TestDaemon } from '../helpers/daemon';
+import { tarNames } from '../containers/fixtures';
 import { makeTar } from './fixtures';
 
 let d: TestDaemon;
@@ -55,4 +57,51 @@ test('a hostile layer on the one-pass path is a 400 and leaves nothing', async (
   assert.deepEqual(blobs(), blobsBefore);
   assert.deepEqual(snapshots(), snapsBefore);
   assert.equal((await docker(d, ['images', '-q', '--filter', 'reference=hostile*'])).stdout.trim(), '');
+});
+
+/** The legacy `docker save` layout: <dir>/layer.tar files first, then the config, then manifest.json. */
+async function legacyArchive(tag: string, layers: Buffer[]): Promise<{ tar: Buffer; id: string }> {
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: layers.map((l) => sha256(l)) } }));
+  const id = sha256(config);
+  const names = layers.map((l) => `${sha256(l).slice(7, 19)}/layer.tar`);
+  const manifest = [{ Config: `${id.slice(7)}.json`, RepoTags: [tag], Layers: names }];
+  const tar = await makeTar([...layers.map((l, i) => ({ name: names[i], data: l })), { name: `${id.slice(7)}.json`, data: config }, { name: 'manifest.json', data: JSON.stringify(manifest) }]);
+  return { tar, id };
+}
+
+test('legacy layers (before their config) are extracted ahead and put on the right parents', async () => {
+  const snapsBefore = snapshots();
+  const l1 = await makeTar([{ name: 'etc/base.bin', data: randomBytes(3 << 20) }, { name: 'etc/keep', data: 'kept\n' }]);
+  const l2 = await makeTar([{ name: 'etc/top.bin', data: randomBytes(2 << 20) }, { name: 'etc/.wh.base.bin', data: '' }]);
+  const { tar, id } = await legacyArchive('legacy:v1', [l1, l2]);
+  const r = await api(d.socket, 'POST', '/images/load', tar);
+  assert.equal(r.status, 200, r.body.toString());
+  assert.equal((await docker(d, ['image', 'inspect', 'legacy:v1', '--format', '{{.Id}}'])).stdout.trim(), id);
+  // Two committed layers, and no snapshot left from extracting ahead.
+  assert.equal(snapshots().length, snapsBefore.length + 2);
+  // The container's view: both layers, the lower one's file hidden by the upper one's whiteout.
+  assert.equal((await docker(d, ['create', '--name', 'legacy1', 'legacy:v1', 'true'])).code, 0);
+  const out = await docker(d, ['cp', 'legacy1:/etc', '-']);
+  assert.equal(out.code, 0, out.stderr);
+  // (hostname, hosts and resolv.conf are the container's own init layer.)
+  assert.deepEqual((await tarNames(out.stdoutBuf)).sort(), ['etc', 'etc/hostname', 'etc/hosts', 'etc/keep', 'etc/resolv.conf', 'etc/top.bin']);
+  assert.equal((await docker(d, ['rm', 'legacy1'])).code, 0);
+  // The same bottom layer in a second image: already committed, nothing extracted twice.
+  const again = await legacyArchive('legacy:v2', [l1]);
+  assert.equal((await api(d.socket, 'POST', '/images/load', again.tar)).status, 200);
+  assert.equal(snapshots().length, snapsBefore.length + 2);
+  assert.equal((await docker(d, ['rmi', 'legacy:v1', 'legacy:v2'])).code, 0);
+  assert.deepEqual(snapshots(), snapsBefore);
+});
+
+test('a hostile legacy layer is a 400 and leaves nothing', async () => {
+  const blobsBefore = blobs();
+  const snapsBefore = snapshots();
+  const bad = await makeTar([{ name: 'pad.bin', data: randomBytes(2 << 20) }, { name: '../../escape', data: 'x' }]);
+  const { tar } = await legacyArchive('hostile-legacy:v1', [bad]);
+  const r = await api(d.socket, 'POST', '/images/load', tar);
+  assert.equal(r.status, 400, r.body.toString());
+  assert.deepEqual(blobs(), blobsBefore);
+  assert.deepEqual(snapshots(), snapsBefore);
+  assert.ok(!fs.existsSync(path.join(d.dataRoot, '..', 'escape')));
 });

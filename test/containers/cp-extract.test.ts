@@ -1,0 +1,87 @@
+// extractToPath (the PUT side of docker cp) on a real directory standing in for a container root:
+// overwrite rules, links planted in the "container", and directories an upload replaces.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { extractToPath, type ContainerView } from '../../src/containers/archive';
+
+function setup(t: { after: (fn: () => void) => void }): { dir: string; root: string; src: string; view: ContainerView } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-cp-extract-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const root = path.join(dir, 'root');
+  const src = path.join(dir, 'src');
+  fs.mkdirSync(path.join(root, 'dst'), { recursive: true });
+  fs.mkdirSync(src);
+  return { dir, root, src, view: { root, mounts: [], ref: 'test' } };
+}
+
+/** A tar of names under src, made by GNU tar (as the docker CLI's would look). */
+function tarOf(src: string, ...names: string[]): fs.ReadStream {
+  const file = path.join(src, '..', `t-${Date.now()}-${Math.random()}.tar`);
+  execFileSync('tar', ['-C', src, '-cf', file, ...names]);
+  return fs.createReadStream(file);
+}
+
+const opts = { noOverwriteDirNonDir: false, copyUIDGID: false };
+
+test('cp upload: new trees, then overwrites of files, symlinks and a file replaced by a directory', async (t) => {
+  const { root, src, view } = setup(t);
+  fs.mkdirSync(path.join(src, 'd/sub'), { recursive: true });
+  fs.writeFileSync(path.join(src, 'd/sub/f'), 'one\n', { mode: 0o640 });
+  fs.symlinkSync('/etc', path.join(src, 'd/l'));
+  await extractToPath(view, '/dst', tarOf(src, 'd'), opts);
+  assert.equal(fs.readFileSync(path.join(root, 'dst/d/sub/f'), 'utf8'), 'one\n');
+  assert.equal(fs.statSync(path.join(root, 'dst/d/sub/f')).mode & 0o777, 0o640);
+  assert.equal(fs.readlinkSync(path.join(root, 'dst/d/l')), '/etc');
+
+  // Again, with changed content and types: files are replaced, a symlink is replaced (not
+  // followed), and a file where the upload has a directory gives way to it.
+  fs.writeFileSync(path.join(src, 'd/sub/f'), 'two\n');
+  fs.rmSync(path.join(src, 'd/l'));
+  fs.writeFileSync(path.join(src, 'd/l'), 'now a file\n');
+  fs.writeFileSync(path.join(root, 'dst/d/x'), 'in the way');
+  fs.mkdirSync(path.join(src, 'd/x'));
+  fs.writeFileSync(path.join(src, 'd/x/inner'), 'inner\n');
+  await extractToPath(view, '/dst', tarOf(src, 'd'), opts);
+  assert.equal(fs.readFileSync(path.join(root, 'dst/d/sub/f'), 'utf8'), 'two\n');
+  assert.equal(fs.lstatSync(path.join(root, 'dst/d/l')).isFile(), true);
+  assert.equal(fs.readFileSync(path.join(root, 'dst/d/x/inner'), 'utf8'), 'inner\n');
+  assert.notEqual(fs.readFileSync('/etc/hostname', 'utf8'), 'now a file\n');
+});
+
+test('cp upload: noOverwriteDirNonDir refuses a directory over a file', async (t) => {
+  const { root, src, view } = setup(t);
+  fs.mkdirSync(path.join(src, 'd'));
+  fs.writeFileSync(path.join(src, 'd/f'), 'x');
+  fs.writeFileSync(path.join(root, 'dst/d'), 'a file');
+  await assert.rejects(extractToPath(view, '/dst', tarOf(src, 'd'), { ...opts, noOverwriteDirNonDir: true }), /cannot overwrite non-directory "\/dst\/d" with directory "d\/"/);
+  assert.equal(fs.readFileSync(path.join(root, 'dst/d'), 'utf8'), 'a file');
+});
+
+test('cp upload: a symlink planted in the container is resolved inside its root', async (t) => {
+  const { dir, root, src, view } = setup(t);
+  const outside = path.join(dir, 'outside');
+  fs.mkdirSync(outside);
+  fs.mkdirSync(path.join(root, 'inside'));
+  // A link to a real host directory: inside the container, that path means root + the path.
+  fs.symlinkSync(outside, path.join(root, 'dst/evil'));
+  fs.writeFileSync(path.join(src, 'h'), 'aimed at the host');
+  await assert.rejects(extractToPath(view, '/dst/evil', tarOf(src, 'h'), opts), /Could not find the file \/dst\/evil/);
+  assert.deepEqual(fs.readdirSync(outside), []);
+  fs.mkdirSync(path.join(src, 'evil'));
+  fs.writeFileSync(path.join(src, 'evil/f'), 'payload');
+  // The upload's evil/ is a directory: it replaces the link; its file lands inside the root.
+  await extractToPath(view, '/dst', tarOf(src, 'evil'), opts);
+  assert.deepEqual(fs.readdirSync(outside), []);
+  assert.equal(fs.readFileSync(path.join(root, 'dst/evil/f'), 'utf8'), 'payload');
+  // Extracting *into* a path through the link: it resolves below the container root.
+  fs.rmSync(path.join(root, 'dst/evil'), { recursive: true });
+  fs.symlinkSync('/inside', path.join(root, 'dst/evil'));
+  fs.writeFileSync(path.join(src, 'g'), 'through the link');
+  await extractToPath(view, '/dst/evil', tarOf(src, 'g'), opts);
+  assert.equal(fs.readFileSync(path.join(root, 'inside/g'), 'utf8'), 'through the link');
+  assert.deepEqual(fs.readdirSync(outside), []);
+});
