@@ -11,71 +11,22 @@ import { BerthError, invalidParameter, notFound } from '../common/errors';
 import { tarDirectory } from '../archive/create';
 import { decompressionStages } from '../archive/compression';
 import { mkdirAllOwned, type IdentityMapping } from '../security/userns';
+import { resolveInRoot, resolveScoped, type ScopedMount, type ScopedPath } from '../common/scopedpath';
 import { TarReader, type TarHeader, type TarSink } from '../archive/reader';
 
-const MAX_LINKS = 255;
-
 /** A mount seen from inside the container: its destination and the host directory behind it. */
-export interface ViewMount {
-  destination: string;
-  source: string;
-}
-
-export interface Resolved {
-  /** The host path. */
-  host: string;
-  /** The cleaned path inside the container. */
-  logical: string;
-}
-
-/** Host path of a cleaned logical path: under the deepest mount covering it, else under root. */
-function hostOf(root: string, mounts: ViewMount[], logical: string[]): string {
-  const p = '/' + logical.join('/');
-  let best: ViewMount | undefined;
-  for (const m of mounts) {
-    if ((p === m.destination || p.startsWith(m.destination === '/' ? '/' : m.destination + '/')) && (!best || m.destination.length > best.destination.length)) best = m;
-  }
-  if (!best) return path.join(root, ...logical);
-  return path.join(best.source, p.slice(best.destination.length));
-}
+export type ViewMount = ScopedMount;
+export type Resolved = ScopedPath;
 
 /**
  * Resolves p inside a container rooted at root (with mounts), following symlinks within it; the
  * last component is followed only when followLast.
  */
 export function resolveInContainer(root: string, p: string, mounts: ViewMount[] = [], followLast = true): Resolved {
-  const todo = p.split('/').filter((c) => c !== '' && c !== '.');
-  const cur: string[] = [];
-  let links = 0;
-  while (todo.length > 0) {
-    const c = todo.shift()!;
-    if (c === '..') {
-      cur.pop();
-      continue;
-    }
-    const host = hostOf(root, mounts, [...cur, c]);
-    let st: fs.Stats | undefined;
-    try {
-      st = fs.lstatSync(host, { throwIfNoEntry: false });
-    } catch {
-      st = undefined;
-    }
-    if (st?.isSymbolicLink() && (todo.length > 0 || followLast)) {
-      if (++links > MAX_LINKS) throw invalidParameter(`too many levels of symbolic links: ${p}`);
-      const target = fs.readlinkSync(host);
-      if (target.startsWith('/')) cur.length = 0;
-      todo.unshift(...target.split('/').filter((x) => x !== '' && x !== '.'));
-      continue;
-    }
-    cur.push(c);
-  }
-  return { host: hostOf(root, mounts, cur), logical: '/' + cur.join('/') };
+  return resolveScoped(root, p, { mounts, followLast });
 }
 
-/** resolveInContainer without mounts, returning the host path. */
-export function resolveInRoot(root: string, p: string): string {
-  return resolveInContainer(root, p).host;
-}
+export { resolveInRoot };
 
 /** Go's os.FileMode bits, which the docker CLI decodes from the path-stat header. */
 function goFileMode(st: fs.Stats): number {
