@@ -8,7 +8,12 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { loadConfig } from '../../src/daemon/config';
 import { isolationChains } from '../../src/network/isolation';
+import { optionsFromDaemonConfig } from '../../src/network/service';
 import { setupDaemon, testSubnet, type CtrEnv } from '../containers/fixtures';
 import { eventually, killByPid, spawnInNetns } from './helpers';
 
@@ -176,4 +181,22 @@ test('two daemons keep their own rules; iptables=false adds none', async (t) => 
   assert.deepEqual(isolationRulesOf(env.d.dataRoot), mine);
   await env.ok(['network', 'rm', 'mine']);
   assert.deepEqual(isolationRulesOf(env.d.dataRoot), []);
+});
+
+test('--iptables and daemon.json iptables reach the network service', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-isoconf-'));
+  try {
+    const file = path.join(dir, 'daemon.json');
+    const iptablesOf = (json: object, args: string[] = []): boolean | undefined => {
+      fs.writeFileSync(file, JSON.stringify(json));
+      return optionsFromDaemonConfig(loadConfig(['--config-file', file, ...args], {}).extra).iptables;
+    };
+    assert.equal(iptablesOf({}), true);
+    assert.equal(iptablesOf({ iptables: false }), false);
+    assert.equal(iptablesOf({}, ['--iptables=false']), false);
+    assert.equal(iptablesOf({}, ['--iptables']), true);
+    assert.throws(() => iptablesOf({ iptables: false }, ['--iptables=false']), /both as a flag and in the configuration file/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
