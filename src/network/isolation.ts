@@ -5,7 +5,7 @@
 // on each and needs no forwarding.
 //
 // The rules live in the *mangle* table's FORWARD chain, in two chains of this daemon's own:
-//   mangle FORWARD:  -m comment --comment "berth bridge isolation" -j BERTH-ISO1-<h>   (position 1)
+//   mangle FORWARD:  -m comment --comment "berth bridge isolation <data root>" -j BERTH-ISO1-<h>   (first)
 //   BERTH-ISO1-<h>:  -m conntrack --ctstate DNAT -j RETURN
 //                    -i <br> ! -o <br> -j BERTH-ISO2-<h>      one per bridge network
 //   BERTH-ISO2-<h>:  -o <br> -j DROP                          one per bridge network
@@ -25,7 +25,10 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import type { Logger } from '../common/logger';
 
-const COMMENT = 'berth bridge isolation';
+/** The jump's comment names the data root (so a human can tell whose chain it is). */
+export function isolationComment(dataRoot: string): string {
+  return `berth bridge isolation ${dataRoot.replace(/[^A-Za-z0-9_./-]/g, '_').slice(0, 200)}`;
+}
 
 /** Runs a command, resolves with its stdout; rejects with its stderr. */
 function run(cmd: string, args: string[], input?: string): Promise<string> {
@@ -45,16 +48,18 @@ function run(cmd: string, args: string[], input?: string): Promise<string> {
   });
 }
 
-export function isolationChains(dataRoot: string): { stage1: string; stage2: string } {
+export interface IsolationChains { stage1: string; stage2: string; comment: string }
+
+export function isolationChains(dataRoot: string): IsolationChains {
   const h = createHash('sha256').update(dataRoot).digest('hex').toUpperCase().slice(0, 12);
-  return { stage1: `BERTH-ISO1-${h}`, stage2: `BERTH-ISO2-${h}` };
+  return { stage1: `BERTH-ISO1-${h}`, stage2: `BERTH-ISO2-${h}`, comment: isolationComment(dataRoot) };
 }
 
 /** The rules (as `iptables -S` prints them) that isolate the given bridges from each other. */
-export function isolationRules(chains: { stage1: string; stage2: string }, bridges: string[]): string[] {
+export function isolationRules(chains: IsolationChains, bridges: string[]): string[] {
   if (bridges.length < 2) return [];
   return [
-    `-A FORWARD -m comment --comment "${COMMENT}" -j ${chains.stage1}`,
+    `-A FORWARD -m comment --comment "${chains.comment}" -j ${chains.stage1}`,
     `-A ${chains.stage1} -m conntrack --ctstate DNAT -j RETURN`,
     ...bridges.map((b) => `-A ${chains.stage1} -i ${b} ! -o ${b} -j ${chains.stage2}`),
     ...bridges.map((b) => `-A ${chains.stage2} -o ${b} -j DROP`),
@@ -62,7 +67,7 @@ export function isolationRules(chains: { stage1: string; stage2: string }, bridg
 }
 
 export class BridgeIsolation {
-  readonly chains: { stage1: string; stage2: string };
+  readonly chains: IsolationChains;
   /** The sync running or queued; syncs run one at a time, and a burst of requests runs once. */
   private running: Promise<void> = Promise.resolve();
   private queued?: Promise<void>;
@@ -106,9 +111,10 @@ export class BridgeIsolation {
     const all = (await run('iptables', ['-w', '-t', 'mangle', '-S'])).split('\n');
     const current = all.filter((l) => (l.startsWith('-N ') || l.startsWith('-A ')) && (l.includes(stage1) || l.includes(stage2)));
     const have = current.filter((l) => l.startsWith('-A '));
-    const jump = `-A FORWARD -m comment --comment "${COMMENT}" -j ${stage1}`;
+    const jump = want[0] ?? '';
     const firstInForward = all.find((l) => l.startsWith('-A FORWARD ')) === jump;
     if (have.length === want.length && have.every((l, i) => l === want[i]) && (want.length === 0 || firstInForward)) return;
+    // Any jump into our chain counts as ours, whatever its comment (an older berthd's).
     const jumps = have.filter((l) => l.startsWith('-A FORWARD '));
     const lines = ['*mangle'];
     if (want.length === 0) {
@@ -120,9 +126,11 @@ export class BridgeIsolation {
       lines.push(`:${stage1} - [0:0]`, `:${stage2} - [0:0]`);
       lines.push(...want.filter((l) => !l.startsWith('-A FORWARD ')));
       // Exactly one jump, first in mangle FORWARD (another tool may have inserted a rule above it).
-      const keep = firstInForward ? 1 : 0;
-      for (const j of jumps.slice(keep)) lines.push(j.replace(/^-A /, '-D '));
-      if (keep === 0) lines.push(jump.replace(/^-A FORWARD /, '-I FORWARD 1 '));
+      // -D deletes the first rule matching, so with duplicates all go and one comes back.
+      if (!(jumps.length === 1 && firstInForward)) {
+        for (const j of jumps) lines.push(j.replace(/^-A /, '-D '));
+        lines.push(jump.replace(/^-A FORWARD /, '-I FORWARD 1 '));
+      }
     }
     lines.push('COMMIT', '');
     await run('iptables-restore', ['-w', '--noflush'], lines.join('\n'));

@@ -63,14 +63,15 @@ async function pings(from: string, addr: string): Promise<boolean> {
 test('containers on different bridge networks cannot reach each other; same network, both networks, outbound and published ports can', async (t) => {
   await env.ok(['network', 'create', '--subnet', subA.subnet, '-o', `com.docker.network.bridge.name=${brA}`, 'isoA']);
   await env.ok(['network', 'create', '--subnet', subB.subnet, '-o', `com.docker.network.bridge.name=${brB}`, 'isoB']);
-  const { stage1, stage2 } = isolationChains(env.d.dataRoot);
+  const { stage1, stage2, comment } = isolationChains(env.d.dataRoot);
   const rules = isolationRulesOf(env.d.dataRoot);
   for (const br of [brA, brB, env.bridge]) {
     assert.ok(rules.includes(`-A ${stage1} -i ${br} ! -o ${br} -j ${stage2}`), rules.join('\n'));
     assert.ok(rules.includes(`-A ${stage2} -o ${br} -j DROP`), rules.join('\n'));
   }
   // The jump precedes any other rule in mangle FORWARD.
-  assert.equal(mangle().find((l) => l.startsWith('-A FORWARD ')), `-A FORWARD -m comment --comment "berth bridge isolation" -j ${stage1}`);
+  assert.equal(mangle().find((l) => l.startsWith('-A FORWARD ')), `-A FORWARD -m comment --comment "${comment}" -j ${stage1}`);
+  assert.ok(comment.endsWith(env.d.dataRoot), comment);
 
   await env.ok(['run', '-d', '--name', 'a1', '--network', 'isoA', 'busybox', 'sh', '-c', WEB]);
   await env.ok(['run', '-d', '--name', 'a2', '--network', 'isoA', 'busybox', 'sleep', '300']);
@@ -144,13 +145,17 @@ test('removing the networks removes their rules; the last bridge network alone l
 test('daemon start reconciles: a missing jump is restored and a stale bridge rule removed', async () => {
   const sub = testSubnet(avoid);
   await env.ok(['network', 'create', '--subnet', sub.subnet, 'isoC']);
-  const { stage1, stage2 } = isolationChains(env.d.dataRoot);
+  const { stage1, stage2, comment } = isolationChains(env.d.dataRoot);
   const good = isolationRulesOf(env.d.dataRoot);
   assert.equal(good.filter((l) => l.startsWith('-A FORWARD ')).length, 1);
   await env.d.stop();
-  // As if a daemon died between steps: a bridge that no longer exists, and no jump.
+  // As if a daemon died between steps: a rule for a bridge that no longer exists; and the jump
+  // replaced by two of another comment (an older berthd's), one of them last in the chain.
   execFileSync('iptables', ['-w', '-t', 'mangle', '-A', stage2, '-o', 'bistale0', '-j', 'DROP']);
-  execFileSync('iptables', ['-w', '-t', 'mangle', '-D', 'FORWARD', '-m', 'comment', '--comment', 'berth bridge isolation', '-j', stage1]);
+  execFileSync('iptables', ['-w', '-t', 'mangle', '-D', 'FORWARD', '-m', 'comment', '--comment', comment, '-j', stage1]);
+  for (const where of [['-I', 'FORWARD', '1'], ['-A', 'FORWARD']]) {
+    execFileSync('iptables', ['-w', '-t', 'mangle', ...where, '-m', 'comment', '--comment', 'berth bridge isolation', '-j', stage1]);
+  }
   await env.d.restart();
   assert.deepEqual(isolationRulesOf(env.d.dataRoot), good);
   await env.ok(['network', 'rm', 'isoC']);
