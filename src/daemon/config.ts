@@ -66,6 +66,7 @@ const FLAGS: (FlagSpec & { key: string })[] = [
   { name: 'userns-remap', type: 'string', key: 'userns-remap', description: 'User/Group setting for user namespaces' },
   { name: 'bip', type: 'string', key: 'bip', description: 'Specify default-bridge IP (CIDR)' },
   { name: 'bridge', short: 'b', type: 'string', key: 'bridge', description: 'Attach containers to a network bridge' },
+  { name: 'iptables', type: 'bool', key: 'iptables', description: 'Enable addition of iptables rules (bridge network isolation)' },
   { name: 'log-driver', type: 'string', key: 'log-driver', description: 'Default driver for container logs (json-file, local, none)' },
   { name: 'log-opt', type: 'list', key: 'log-opts', description: 'Default log driver options for containers' },
   { name: 'help', type: 'bool', key: '', description: 'Print usage' },
@@ -75,7 +76,7 @@ const FLAGS: (FlagSpec & { key: string })[] = [
 /** daemon.json keys berthd accepts beyond those that have flags (later subsystems read them). */
 const FILE_ONLY_KEYS = ['runtimes', 'dns', 'dns-search', 'default-address-pools',
   'tls', 'features', 'experimental', 'live-restore', 'labels',
-  'default-ulimits', 'seccomp-profile', 'no-new-privileges', 'ip-forward', 'iptables', 'ipv6', 'mtu', 'group'];
+  'default-ulimits', 'seccomp-profile', 'no-new-privileges', 'ip-forward', 'ipv6', 'mtu', 'group'];
 
 export function usage(): string {
   const lines = ['Usage:\tberthd [OPTIONS]', '', 'A self-sufficient runtime for containers.', '', 'Options:'];
@@ -153,8 +154,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
   const extra: Record<string, unknown> = {};
   for (const k of FILE_ONLY_KEYS) if (k in file && k !== 'runtimes') extra[k] = file[k];
   // Settings with flags that only later subsystems read travel in extra too (the network service).
-  for (const k of ['bip', 'bridge']) {
-    const v = pick<string | undefined>(k, k, undefined);
+  for (const k of ['bip', 'bridge', 'iptables']) {
+    const v = pick<string | boolean | undefined>(k, k, undefined);
     if (v !== undefined) extra[k] = v;
   }
 

@@ -20,6 +20,7 @@ import type { MetadataDB } from '../metadata/db';
 import { DEFAULT_CLAIMS_DIR, HostClaims, hostRoutes } from './claims';
 import { endpointSettings } from './format';
 import { buildHosts, buildResolvConf } from './hostfiles';
+import { BridgeIsolation } from './isolation';
 import { chooseAddress, DEFAULT_ADDRESS_POOLS, pickSubnet, poolFromConfig, type AddressPool } from './ipam';
 import { formatIP, formatSubnet, hostRange, overlaps, parseCIDR, type Subnet } from './ipnet';
 import { AARDVARK_PATHS, findBinary, Netavark, NETAVARK_PATHS, type NvOptions } from './netavark';
@@ -52,6 +53,8 @@ export interface NetworkServiceOptions {
   /** Read instead of /etc/resolv.conf and /etc/hosts (tests). */
   resolvConfPath?: string;
   hostsPath?: string;
+  /** dockerd's --iptables (daemon.json `iptables`): false adds no isolation rules. */
+  iptables?: boolean;
 }
 
 export interface CreateNetworkRequest {
@@ -70,10 +73,10 @@ export interface CreateNetworkRequest {
 }
 
 /** Daemon-wide config (cfg.extra) → service options. */
-export function optionsFromDaemonConfig(extra: Record<string, unknown>): Pick<NetworkServiceOptions, 'bridge' | 'bip' | 'defaultAddressPools'> {
+export function optionsFromDaemonConfig(extra: Record<string, unknown>): Pick<NetworkServiceOptions, 'bridge' | 'bip' | 'defaultAddressPools' | 'iptables'> {
   const str = (k: string) => (typeof extra[k] === 'string' && extra[k] !== '' ? (extra[k] as string) : undefined);
   const pools = Array.isArray(extra['default-address-pools']) ? (extra['default-address-pools'] as AddressPool[]) : undefined;
-  return { bridge: str('bridge'), bip: str('bip'), defaultAddressPools: pools };
+  return { bridge: str('bridge'), bip: str('bip'), defaultAddressPools: pools, iptables: extra.iptables !== false };
 }
 
 function newID(): string {
@@ -86,6 +89,8 @@ export class NetworkService {
   private readonly claims: HostClaims;
   private readonly netavark?: Netavark;
   private readonly ports = new PortReservations();
+  /** The rules that keep this daemon's bridge networks from reaching each other (isolation.ts). */
+  private readonly isolation: BridgeIsolation;
   private readonly netnsDir: string;
   private readonly pools: AddressPool[];
   /** netavark calls waiting and running (runNetavark), and the containers they are for. */
@@ -109,6 +114,8 @@ export class NetworkService {
     this.netnsDir = path.join(opts.execRoot, 'netns');
     mkdirp(netavarkDir, 0o700);
     mkdirp(this.netnsDir, 0o700);
+    const bridges = (): string[] => this.store.listNetworks().filter((n) => n.driver === 'bridge' && n.bridge !== '').map((n) => n.bridge);
+    this.isolation = new BridgeIsolation(opts.dataRoot, bridges, this.log, opts.iptables !== false);
     if (nv) this.netavark = new Netavark(nv, opts.aardvarkPath ?? findBinary(AARDVARK_PATHS), netavarkDir);
     else this.log.warn('netavark not found: containers can use only host and none networking');
   }
@@ -138,6 +145,17 @@ export class NetworkService {
       const problems = await this.ports.restore(sb.containerID, sb.ports);
       for (const p of problems) this.log.warn('could not re-reserve a published port', { container: sb.containerID, port: p });
     }
+    // Reconcile the isolation rules with the networks: a daemon killed between a network's
+    // record and its rules (either way) is consistent again from here on.
+    await this.isolation.sync();
+  }
+
+  /**
+   * Resolves when the isolation rules reflect every network created or removed so far (create,
+   * remove and prune start the update; the API waits for it before answering).
+   */
+  isolationSettled(): Promise<void> {
+    return this.isolation.settled();
   }
 
   /** Releases the held port sockets. Kernel state (bridges, rules, netns) stays for running containers. */
@@ -229,6 +247,7 @@ export class NetworkService {
       throw err;
     }
     this.log.info('network created', { name, id, subnet: pool.subnet, bridge });
+    void this.isolation.sync();
     return rec;
   }
 
@@ -241,6 +260,7 @@ export class NetworkService {
     }
     this.store.deleteNetwork(n.id);
     this.releaseNetworkClaims(n);
+    void this.isolation.sync();
     this.log.info('network removed', { name: n.name, id: n.id });
   }
 
@@ -253,6 +273,7 @@ export class NetworkService {
       this.releaseNetworkClaims(n);
       out.push(n.name);
     }
+    if (out.length > 0) void this.isolation.sync();
     return out;
   }
 
@@ -468,7 +489,9 @@ export class NetworkService {
     const nvOpts = this.netavarkOptions(sb, eps, true);
     const shared = mode.kind === 'bridge' && sb.ports.length === 0 && eps.every((e) => this.networkStaysUp(e.networkID, req.containerID));
     this.nvSettingUp.add(req.containerID);
-    const plumbed = this.runNetavark(!shared, () => nv.setup(netnsPath, nvOpts)).finally(() => this.nvSettingUp.delete(req.containerID)).then(
+    // A network created a moment ago may still be waiting for its isolation rules (no spawn here:
+    // usually an already settled promise).
+    const plumbed = this.isolation.settled().then(() => this.runNetavark(!shared, () => nv.setup(netnsPath, nvOpts))).finally(() => this.nvSettingUp.delete(req.containerID)).then(
       (status) => {
         // The MAC was chosen at allocation; record netavark's only if it differs.
         for (const e of this.store.endpointsOfContainer(req.containerID)) {

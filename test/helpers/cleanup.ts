@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
+import { isolationChains } from '../../src/network/isolation';
 
 /** Lines of /proc/self/mountinfo whose mount point is under dir. */
 export function mountsUnder(dir: string): string[] {
@@ -70,3 +71,24 @@ export function cleanupLeftovers(dir: string, cgroupParent?: string): void {
     try { execFileSync('umount', ['-l', line.split(' ')[4]], { stdio: 'ignore' }); } catch {}
   }
 }
+
+/**
+ * Removes the bridge isolation chains (and their jump) of a test daemon's data root: a daemon
+ * stopped with two or more bridge networks keeps them for its running containers, but a test's
+ * data root is deleted with the daemon.
+ */
+export function removeIsolationRules(dataRoot: string): void {
+  const { stage1, stage2 } = isolationChains(dataRoot);
+  let dump = '';
+  try { dump = execFileSync('iptables', ['-w', '-t', 'mangle', '-S'], { encoding: 'utf8' }); } catch { return; }
+  for (const line of dump.split('\n').filter((l) => l.startsWith('-A FORWARD ') && l.endsWith(` -j ${stage1}`))) {
+    try { execFileSync('sh', ['-c', `iptables -w -t mangle ${line.replace(/^-A /, '-D ')}`], { stdio: 'ignore' }); } catch {}
+  }
+  for (const c of [stage1, stage2]) {
+    if (dump.includes(`-N ${c}\n`)) try { execFileSync('iptables', ['-w', '-t', 'mangle', '-F', c], { stdio: 'ignore' }); } catch {}
+  }
+  for (const c of [stage1, stage2]) {
+    if (dump.includes(`-N ${c}\n`)) try { execFileSync('iptables', ['-w', '-t', 'mangle', '-X', c], { stdio: 'ignore' }); } catch {}
+  }
+}
+

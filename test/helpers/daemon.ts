@@ -7,7 +7,7 @@ import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { cleanupLeftovers } from './cleanup';
+import { cleanupLeftovers, removeIsolationRules } from './cleanup';
 
 export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
 export const BERTHD = path.join(REPO_ROOT, 'bin', 'berthd');
@@ -103,6 +103,7 @@ export async function destroyDaemon(d: TestDaemon | undefined): Promise<void> {
   if (!d) return;
   await d.stop('SIGTERM').catch(() => {});
   cleanupLeftovers(d.dir, d.cgroupParent);
+  removeIsolationRules(d.dataRoot);
   fs.rmSync(d.dir, { recursive: true, force: true });
 }
 

@@ -112,6 +112,7 @@ export function networkRoutes(deps: NetworkRoutesDeps): Route[] {
         const body = await readJSON<CreateNetworkRequest>(ctx);
         if (!body || typeof body !== 'object') throw invalidParameter('network create needs a JSON body');
         const n = svc.create(body);
+        await svc.isolationSettled();
         sendJSON(ctx, 201, { Id: n.id, Warning: '' });
       },
     },
@@ -122,6 +123,7 @@ export function networkRoutes(deps: NetworkRoutesDeps): Route[] {
         // Endpoints of removed --rm containers go away in the background; wait for them.
         await svc.settled();
         svc.remove(ctx.params.id);
+        await svc.isolationSettled();
         sendNoContent(ctx);
       },
     },
@@ -139,6 +141,7 @@ export function networkRoutes(deps: NetworkRoutesDeps): Route[] {
           if (f.has('label!') && f.get('label!')!.some((l) => labelsMatch([l], n.labels))) return false;
           return true;
         });
+        await svc.isolationSettled();
         sendJSON(ctx, 200, { NetworksDeleted: names });
       },
     },
