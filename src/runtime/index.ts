@@ -10,6 +10,6 @@ export { generateSpec, generateExecProcess, computeCapabilities, SpecError, DEFA
 export type { ContainerSpec, ExecSpec, OciSpec, OciProcess, OciMount, OciDevice, NamespaceMode, Rlimit } from './spec';
 export { ensureCgroupsUsable, detectCgroupLayout, removeCgroup, cgroupDirs, cgroupPids } from './cgroups';
 export type { CgroupsStatus, CgroupLayout } from './cgroups';
-export { readK8sLog, parseK8sRecord, formatRfc3339NanoUTC, parseRfc3339Nano } from './k8slog';
+export { parseK8sRecord, formatRfc3339NanoUTC, parseRfc3339Nano } from './k8slog';
 export type { LogRecord, ReadLogOptions } from './k8slog';
 export { hostDevices, deviceFromPath } from './devices';

@@ -1,8 +1,8 @@
 // Reader of conmon's k8s-file log: one record per line,
 //   <RFC3339Nano time> <stdout|stderr> <F|P> <data>
 // F ends a line of the container's output, P is a piece of a longer line (or output not yet
-// ended by a newline). tail reads the file backwards in blocks, so that the last lines of a huge
-// log cost only their own size; follow waits on fs.watch for appended records.
+// ended by a newline). Record parsing and the backwards tail scan live here; reading a container's
+// log across its files (and following it) is src/logs/reader.ts.
 import * as fs from 'node:fs';
 
 export interface LogRecord {
@@ -35,8 +35,6 @@ export interface ReadLogOptions {
 }
 
 const BLOCK = 64 * 1024;
-/** Reads going forwards: large, since a whole log is often read. */
-const READ_BLOCK = 256 * 1024;
 const MAX_RECORD = 1024 * 1024;
 const TIME_RE = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$/;
 
@@ -269,103 +267,4 @@ export function lastRecordTime(read: ReadAt, size: number): bigint | undefined {
 
 export function toNanos(t: number | bigint): bigint {
   return toNs(t);
-}
-
-/**
- * Yields the log's records, in batches of what one read of the file brought (a generator step
- * per record made reading a big log cost several times more than the records themselves).
- * Records are complete lines of the file; with follow, a record being written is waited for.
- */
-export async function* readK8sLogBatches(file: string, opts: ReadLogOptions = {}): AsyncGenerator<LogRecord[]> {
-  const since = opts.since !== undefined ? toNs(opts.since) : undefined;
-  const until = opts.until !== undefined ? toNs(opts.until) : undefined;
-  let fd: number;
-  try {
-    fd = fs.openSync(file, 'r');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && !opts.follow) return;
-    throw err;
-  }
-  let watcher: fs.FSWatcher | undefined;
-  try {
-    let pos = 0;
-    if (opts.tail !== undefined && opts.tail >= 0) pos = tailOffset(fd, fs.fstatSync(fd).size, opts.tail);
-    /** Bytes read but not yet parsed: the start of a record whose newline is still to come. */
-    let pending = Buffer.alloc(0);
-    let wake: (() => void) | undefined;
-    let stopAfterDrain = false;
-    if (opts.follow) {
-      watcher = fs.watch(file, () => wake?.());
-      opts.followUntil?.then(
-        () => {
-          stopAfterDrain = true;
-          wake?.();
-        },
-        () => {
-          stopAfterDrain = true;
-          wake?.();
-        },
-      );
-      opts.signal?.addEventListener('abort', () => wake?.(), { once: true });
-    }
-    for (;;) {
-      if (opts.signal?.aborted) return;
-      // A fresh buffer per read (records handed out point into it), after the pending bytes.
-      const chunk = Buffer.allocUnsafe(pending.length + READ_BLOCK);
-      pending.copy(chunk, 0);
-      const n = fs.readSync(fd, chunk, pending.length, READ_BLOCK, pos);
-      if (n > 0) {
-        pos += n;
-        const data = chunk.subarray(0, pending.length + n);
-        const batch: LogRecord[] = [];
-        let start = 0;
-        let nl: number;
-        while ((nl = data.indexOf(NEWLINE, start)) >= 0) {
-          const rec = parseRecordAt(data, start, nl);
-          start = nl + 1;
-          if (!rec) continue;
-          if (since !== undefined || until !== undefined) {
-            const t = rec.parsedTime();
-            if (t === undefined || (since !== undefined && t < since)) continue;
-            if (until !== undefined && t >= until) {
-              if (batch.length > 0) yield batch;
-              return;
-            }
-          }
-          batch.push(rec);
-        }
-        pending = data.subarray(start);
-        if (batch.length > 0) yield batch;
-        continue;
-      }
-      // At the end of the file.
-      if (!opts.follow || stopAfterDrain) return;
-      if (until !== undefined && BigInt(Date.now()) * 1_000_000n >= until) return;
-      // Re-check for data after arming the wake-up: a write may have landed in between. The
-      // timer bounds the wait for filesystems where fs.watch misses events.
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(done, 1000);
-        function done(): void {
-          clearTimeout(t);
-          wake = undefined;
-          resolve();
-        }
-        wake = done;
-        if (fs.fstatSync(fd).size > pos || stopAfterDrain || opts.signal?.aborted) done();
-      });
-    }
-  } finally {
-    watcher?.close();
-    fs.closeSync(fd);
-  }
-}
-
-/** Yields the log's records one by one (see readK8sLogBatches). */
-export async function* readK8sLog(file: string, opts: ReadLogOptions = {}): AsyncGenerator<LogRecord> {
-  for await (const batch of readK8sLogBatches(file, opts)) {
-    for (const rec of batch) {
-      yield rec;
-      if (opts.signal?.aborted) return;
-    }
-  }
 }

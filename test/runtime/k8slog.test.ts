@@ -3,7 +3,8 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { readK8sLog, parseK8sRecord, parseRfc3339Nano, formatRfc3339NanoUTC, tailOffset, type LogRecord } from '../../src/runtime/k8slog';
+import { parseK8sRecord, parseRfc3339Nano, formatRfc3339NanoUTC, tailOffset, type LogRecord } from '../../src/runtime/k8slog';
+import { readContainerLogRecords } from '../../src/logs/reader';
 
 function tmpdir(t: { after(fn: () => void): void }): string {
   const d = fs.mkdtempSync('/tmp/berth-runtime-test-');
@@ -44,17 +45,17 @@ test('readK8sLog: all records, since/until, tail counting lines made of P record
   const d = tmpdir(t);
   const f = path.join(d, 'log');
   fs.writeFileSync(f, rec(1, 'stdout', 'F', 'one') + rec(2, 'stderr', 'F', 'two') + rec(3, 'stdout', 'P', 'thr') + rec(3, 'stdout', 'F', 'ee') + rec(4, 'stdout', 'F', 'four') + '2024-05-01T10:00:05.0Z stdout F incompl');
-  assert.deepEqual(await all(readK8sLog(f)), ['stdout:F:one', 'stderr:F:two', 'stdout:P:thr', 'stdout:F:ee', 'stdout:F:four']);
+  assert.deepEqual(await all(readContainerLogRecords(f)), ['stdout:F:one', 'stderr:F:two', 'stdout:P:thr', 'stdout:F:ee', 'stdout:F:four']);
   const t2 = Date.UTC(2024, 4, 1, 10, 0, 2) / 1000;
-  assert.deepEqual(await all(readK8sLog(f, { since: t2, until: t2 + 2 })), ['stderr:F:two', 'stdout:P:thr', 'stdout:F:ee']);
-  assert.deepEqual(await all(readK8sLog(f, { tail: 2 })), ['stdout:P:thr', 'stdout:F:ee', 'stdout:F:four']);
-  assert.deepEqual(await all(readK8sLog(f, { tail: 1 })), ['stdout:F:four']);
-  assert.deepEqual(await all(readK8sLog(f, { tail: 0 })), []);
-  assert.equal((await all(readK8sLog(f, { tail: 100 }))).length, 5);
+  assert.deepEqual(await all(readContainerLogRecords(f, { since: t2, until: t2 + 2 })), ['stderr:F:two', 'stdout:P:thr', 'stdout:F:ee']);
+  assert.deepEqual(await all(readContainerLogRecords(f, { tail: 2 })), ['stdout:P:thr', 'stdout:F:ee', 'stdout:F:four']);
+  assert.deepEqual(await all(readContainerLogRecords(f, { tail: 1 })), ['stdout:F:four']);
+  assert.deepEqual(await all(readContainerLogRecords(f, { tail: 0 })), []);
+  assert.equal((await all(readContainerLogRecords(f, { tail: 100 }))).length, 5);
   // A trailing P record (output without a newline yet) is a line of its own.
   fs.writeFileSync(f, rec(1, 'stdout', 'F', 'a') + rec(2, 'stdout', 'P', 'prompt$ '));
-  assert.deepEqual(await all(readK8sLog(f, { tail: 1 })), ['stdout:P:prompt$ ']);
-  assert.deepEqual(await all(readK8sLog(path.join(d, 'missing'))), []);
+  assert.deepEqual(await all(readContainerLogRecords(f, { tail: 1 })), ['stdout:P:prompt$ ']);
+  assert.deepEqual(await all(readContainerLogRecords(path.join(d, 'missing'))), []);
 });
 
 test('tail of a huge log reads only the end of the file', async (t) => {
@@ -78,7 +79,7 @@ test('tail of a huge log reads only the end of the file', async (t) => {
   }) as typeof fs.readSync;
   t.after(() => (fsModule.readSync = realRead));
   const started = Date.now();
-  const got = await all(readK8sLog(f, { tail: 3 }));
+  const got = await all(readContainerLogRecords(f, { tail: 3 }));
   fsModule.readSync = realRead;
   assert.deepEqual(got, ['stdout:F:last-4997', 'stdout:F:last-4998', 'stdout:F:last-4999']);
   assert.ok(bytes < 1 << 20, `read ${bytes} bytes`);
@@ -100,7 +101,7 @@ test('follow: yields records as they are appended, stops when followUntil resolv
   const exited = new Promise<void>((r) => (finish = r));
   const seen: string[] = [];
   const reader = (async () => {
-    for await (const r of readK8sLog(f, { follow: true, followUntil: exited })) {
+    for await (const r of readContainerLogRecords(f, { follow: true, followUntil: exited })) {
       seen.push(r.line.toString());
       if (seen.length === 1) {
         // Written in two pieces: the reader must wait for the newline.
@@ -119,7 +120,7 @@ test('follow: yields records as they are appended, stops when followUntil resolv
   const ac = new AbortController();
   const got: string[] = [];
   const r2 = (async () => {
-    for await (const r of readK8sLog(f, { follow: true, tail: 1, signal: ac.signal })) {
+    for await (const r of readContainerLogRecords(f, { follow: true, tail: 1, signal: ac.signal })) {
       got.push(r.line.toString());
       ac.abort();
     }
@@ -147,7 +148,7 @@ test('tail across block boundaries matches a forward count, for many sizes of n'
   }
   fs.writeFileSync(f, text);
   for (const n of [1, 2, 3, 100, 1234, 4999, lines.length, lines.length + 10]) {
-    const got = (await all(readK8sLog(f, { tail: n }))).map((s) => s.split(':').slice(2).join(':'));
+    const got = (await all(readContainerLogRecords(f, { tail: n }))).map((s) => s.split(':').slice(2).join(':'));
     assert.deepEqual(got, lines.slice(-n).flat(), `tail ${n}`);
   }
 });

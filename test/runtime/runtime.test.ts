@@ -7,7 +7,7 @@ import { makeEnv, logLines, CRUN, RUNC, type TestEnv } from './helpers';
 import { generateExecProcess } from '../../src/runtime/spec';
 import { RuntimeError, type CreateOptions } from '../../src/runtime/runtime';
 import type { AttachStream } from '../../src/runtime/attach';
-import { readK8sLog } from '../../src/runtime/k8slog';
+import { readContainerLogRecords } from '../../src/logs/reader';
 
 function opts(b: { logPath: string; cgroupsPath: string }, extra: Partial<CreateOptions> = {}): CreateOptions {
   return { runtimePath: CRUN, tty: false, openStdin: false, logPath: b.logPath, cgroupsPath: b.cgroupsPath, ...extra };
@@ -55,7 +55,7 @@ test('echo hi: the log holds the line, the exit code is 0, delete cleans up', as
   assert.ok(exit.exitedAt instanceof Date && Math.abs(exit.exitedAt.getTime() - Date.now()) < 10000);
   assert.deepEqual(logLines(c.logPath), ['stdout:hi']);
   const records = [];
-  for await (const r of readK8sLog(c.logPath)) records.push(r);
+  for await (const r of readContainerLogRecords(c.logPath)) records.push(r);
   assert.equal(records.length, 1);
   assert.equal(records[0].line.toString(), 'hi');
   assert.equal(records[0].partial, false);
