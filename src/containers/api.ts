@@ -46,6 +46,27 @@ function timeParam(v: string | null): number | undefined {
   return parseTimestamp(v) / 1000;
 }
 
+/**
+ * The ports a publish or expose filter names, as "port/proto": dockerd takes "80", "80/udp" and
+ * ranges "8000-8080/tcp", and refuses a host address.
+ */
+function portFilter(f: Filters, key: 'publish' | 'expose'): Set<string> | undefined {
+  const values = f.get(key);
+  if (!values) return undefined;
+  const out = new Set<string>();
+  for (const v of values) {
+    if (v.includes(':')) throw invalidParameter(`filter for '${key}' should not contain ':': ${v}`);
+    const slash = v.indexOf('/');
+    const proto = (slash < 0 ? 'tcp' : v.slice(slash + 1)).toLowerCase() || 'tcp';
+    const m = /^(\d+)(?:-(\d+))?$/.exec(slash < 0 ? v : v.slice(0, slash));
+    const start = m ? Number(m[1]) : NaN;
+    const end = m?.[2] !== undefined ? Number(m[2]) : start;
+    if (!m || start > 65535 || end > 65535 || end < start) throw invalidParameter(`error while looking up for ${key} ${v}: invalid port range`);
+    for (let p = start; p <= end; p++) out.add(`${p}/${proto}`);
+  }
+  return out;
+}
+
 export class ContainerApi implements ContainerBackend, ExecBackend {
   constructor(
     private readonly svc: ContainerService,
@@ -132,6 +153,8 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
         throw invalidParameter(`invalid filter 'name=${n}'`);
       }
     });
+    const publish = portFilter(f, 'publish');
+    const expose = portFilter(f, 'expose');
     const isTask = f.get('is-task');
     const health = f.get('health');
     for (const h of health ?? []) {
@@ -156,10 +179,32 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
       if (since && !since.every((c) => rec.created > c)) return false;
       if (isTask && isTask.includes('true')) return false;
       if (health && !health.includes(healthFilterValue(rec.state.Health))) return false;
-      return true;
+      return this.matchesResourceFilters(rec, f, publish, expose);
     });
     if (opts.limit > 0) recs = recs.slice(0, opts.limit);
     return recs.map((r) => this.summary(r, opts.size));
+  }
+
+  /** The volume, network, publish and expose filters: they look at what the summary shows. */
+  private matchesResourceFilters(rec: ContainerRecord, f: Filters, publish: Set<string> | undefined, expose: Set<string> | undefined): boolean {
+    const volumes = f.get('volume');
+    const networks = f.get('network');
+    if (!volumes && !networks && !publish && !expose) return true;
+    if (volumes) {
+      // dockerd: a volume's name or a bind's source, or the mount's destination.
+      const mounts = this.mounts(rec) as { Name?: string; Source?: string; Destination?: string }[];
+      if (!volumes.some((v) => mounts.some((m) => m.Destination === v || (m.Name ? m.Name === v : m.Source === v)))) return false;
+    }
+    const net = publish || expose || networks ? this.networks?.summary(rec) : undefined;
+    if (networks) {
+      const attached = net?.Networks ?? {};
+      if (!networks.some((v) => v in attached || Object.values(attached).some((ep) => typeof ep?.NetworkID === 'string' && ep.NetworkID !== '' && ep.NetworkID.startsWith(v)))) return false;
+    }
+    if (publish || expose) {
+      const ports = (net?.Ports ?? []) as { PrivatePort: number; PublicPort?: number; Type: string }[];
+      if (!ports.some((p) => (publish?.has(`${p.PublicPort ?? 0}/${p.Type}`) ?? false) || (expose?.has(`${p.PrivatePort}/${p.Type}`) ?? false))) return false;
+    }
+    return true;
   }
 
   async inspect(ref: string, size: boolean): Promise<object> {
