@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { BerthError, conflict, invalidParameter, isKind, notFound, systemError } from '../common/errors';
-import { mkdirp } from '../common/fsutil';
+import { contentSize, mkdirp } from '../common/fsutil';
 import type { Logger } from '../common/logger';
 import type { ImageService } from '../images/service';
 import type { Snapshotter } from '../snapshots/types';
@@ -249,9 +249,17 @@ export class ContainerService {
     return { total, running, paused, stopped: total - running - paused };
   }
 
-  exitPromise(ref: string): Promise<ExitStatus> | undefined {
+  exitPromise(ref: string): Promise<unknown> | undefined {
     const l = this.get(ref);
-    return isActive(l.rec.state.Status) ? l.exited : undefined;
+    const exited = l.exited;
+    if (!isActive(l.rec.state.Status) || !exited) return undefined;
+    // Settles once the exit is recorded, not when the process goes: `docker logs -f x && docker rm x`
+    // must not find x still running (dockerd closes the log under the lock that records the exit).
+    return new Promise((resolve) => {
+      l.nextExitWaiters.push(() => resolve(undefined));
+      // Exit handling that fails, or a daemon closing, never calls the waiters.
+      void exited.then(() => setTimeout(resolve, 30_000).unref(), () => resolve(undefined));
+    });
   }
 
   private save(l: Live): void {
@@ -1052,8 +1060,7 @@ export class ContainerService {
     let reclaimed = 0;
     for (const rec of this.all()) {
       if (isActive(rec.state.Status) || rec.state.Status === 'removing' || !filter(rec)) continue;
-      let size = 0;
-      try { size = this.o.snapshotter.usage(rec.id).size; } catch {}
+      const size = this.sizeRw(rec.id);
       try {
         await this.remove(rec.id, { force: false });
         deleted.push(rec.id);
@@ -1204,7 +1211,7 @@ export class ContainerService {
 
   sizeRw(id: string): number {
     try {
-      return this.o.snapshotter.usage(id).size;
+      return contentSize(this.layerDirs(id).upper);
     } catch {
       return 0;
     }
