@@ -21,6 +21,7 @@ import { ImageService } from '../images/service';
 import { ImageApi } from '../images/backend';
 import { imageRoutes } from '../api/routes/images';
 import { authRoutes } from '../api/routes/auth';
+import { distributionRoutes } from '../api/routes/distribution';
 import type { DistributionService } from '../distribution/service';
 import { containerRoutes } from '../api/routes/containers';
 import { execRoutes } from '../api/routes/exec';
@@ -125,6 +126,13 @@ export class Daemon implements SystemBackend {
       .add(systemRoutes(this))
       .add(imageRoutes(new ImageApi(this.images, { pull: (ctx, p) => this.dist().pull(ctx, p), push: (ctx, n, p) => this.dist().push(ctx, n, p) })))
       .add(authRoutes({ login: (auth) => this.dist().login(auth) }))
+      .add(distributionRoutes({
+        inspectDistribution: async (ctx, name) => {
+          const { inspectDistribution } = require('../distribution/inspect') as typeof import('../distribution/inspect');
+          const { decodeAuthHeader } = require('../distribution/authconfig') as typeof import('../distribution/authconfig');
+          return inspectDistribution(this.dist().client, name, decodeAuthHeader(ctx.req.headers['x-registry-auth']));
+        },
+      }))
       .add(containerRoutes(this.containerApi))
       .add(execRoutes(this.containerApi))
       .add(eventRoutes(this.events))
