@@ -47,6 +47,33 @@ function timeParam(v: string | null): number | undefined {
 }
 
 /**
+ * Every HostConfig field dockerd's inspect shows even when the create request left it out (Go
+ * marshals the whole struct; only the omitempty ones may be absent), with the value an omitted
+ * field decodes to. docker-py sends only what the caller set, and scripts index attrs["HostConfig"]
+ * for any of these.
+ */
+const HOST_CONFIG_DEFAULTS: Record<string, unknown> = {
+  Binds: null, ContainerIDFile: '', LogConfig: { Type: 'json-file', Config: {} }, NetworkMode: '', PortBindings: {},
+  RestartPolicy: { Name: 'no', MaximumRetryCount: 0 }, AutoRemove: false, VolumeDriver: '', VolumesFrom: null, ConsoleSize: [0, 0],
+  CapAdd: null, CapDrop: null, CgroupnsMode: '', Dns: [], DnsOptions: [], DnsSearch: [], ExtraHosts: null, GroupAdd: null,
+  IpcMode: '', Cgroup: '', Links: null, OomScoreAdj: 0, PidMode: '', Privileged: false, PublishAllPorts: false, ReadonlyRootfs: false,
+  SecurityOpt: null, UTSMode: '', UsernsMode: '', ShmSize: 0, Isolation: '',
+  CpuShares: 0, Memory: 0, NanoCpus: 0, CgroupParent: '', BlkioWeight: 0, BlkioWeightDevice: null, BlkioDeviceReadBps: null,
+  BlkioDeviceWriteBps: null, BlkioDeviceReadIOps: null, BlkioDeviceWriteIOps: null, CpuPeriod: 0, CpuQuota: 0, CpuRealtimePeriod: 0,
+  CpuRealtimeRuntime: 0, CpusetCpus: '', CpusetMems: '', Devices: null, DeviceCgroupRules: null, DeviceRequests: null,
+  MemoryReservation: 0, MemorySwap: 0, MemorySwappiness: null, OomKillDisable: null, PidsLimit: null, Ulimits: null,
+  CpuCount: 0, CpuPercent: 0, IOMaximumIOps: 0, IOMaximumBandwidth: 0, MaskedPaths: null, ReadonlyPaths: null,
+};
+
+function withHostConfigDefaults(hc: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...hc };
+  for (const [k, v] of Object.entries(HOST_CONFIG_DEFAULTS)) if (out[k] === undefined) out[k] = v;
+  // Init is omitempty in dockerd: absent, not null, when unset.
+  if (out.Init === null) delete out.Init;
+  return out;
+}
+
+/**
  * The ports a publish or expose filter names, as "port/proto": dockerd takes "80", "80/udp" and
  * ranges "8000-8080/tcp", and refuses a host address.
  */
@@ -247,7 +274,7 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
       ProcessLabel: '',
       AppArmorProfile: this.svc.appArmorProfile(rec) ?? '',
       ExecIDs: null,
-      HostConfig: rec.hostConfig,
+      HostConfig: withHostConfigDefaults(rec.hostConfig as unknown as Record<string, unknown>),
       GraphDriver: { Data: graph, Name: 'overlay2' },
       Mounts: this.mounts(rec),
       Config: rec.config,

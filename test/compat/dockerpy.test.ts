@@ -154,3 +154,11 @@ test('push to and pull from a registry; inspect_distribution and get_registry_da
   assert.equal(r.has_platform, process.arch === 'x64');
   assert.equal(r.missing, 404);
 });
+
+test('container attrs hold every HostConfig field, as dockerd shows them', async () => {
+  const r = await scenario<{ missing: string[]; memory: number; cpu_quota: number; has_init: boolean }>('inspect_shape');
+  assert.deepEqual(r.missing, []);
+  assert.equal(r.memory, 64 * 1024 * 1024);
+  assert.equal(r.cpu_quota, 0);
+  assert.equal(r.has_init, false, 'Init is omitempty in dockerd');
+});

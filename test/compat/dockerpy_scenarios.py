@@ -225,6 +225,18 @@ def registry(host):
     }
 
 
+def inspect_shape():
+    """attrs["HostConfig"] holds every field dockerd's inspect shows, whatever the request sent."""
+    c = client()
+    ctr = c.containers.create("busybox", "true", name="compat-shape", mem_limit="64m")
+    hc = ctr.attrs["HostConfig"]
+    ctr.remove()
+    keys = ["CpuQuota", "CpuPeriod", "CpuShares", "NanoCpus", "PidsLimit", "OomKillDisable", "MemorySwappiness", "Memory", "MemorySwap",
+            "MemoryReservation", "Links", "PortBindings", "VolumesFrom", "GroupAdd", "SecurityOpt", "IpcMode", "PidMode", "UTSMode",
+            "UsernsMode", "PublishAllPorts", "Devices", "Ulimits", "BlkioWeight", "CpusetCpus", "OomScoreAdj", "Isolation", "CgroupParent"]
+    return {"missing": [k for k in keys if k not in hc], "memory": hc["Memory"], "cpu_quota": hc["CpuQuota"], "has_init": "Init" in hc}
+
+
 SCENARIOS = {
     "system": system,
     "images": images,
@@ -238,6 +250,7 @@ SCENARIOS = {
     "sizes": sizes,
     "dangling": dangling,
     "registry": registry,
+    "inspect_shape": inspect_shape,
 }
 
 if __name__ == "__main__":
