@@ -235,6 +235,7 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
   }
 
   async inspect(ref: string, size: boolean): Promise<object> {
+    await this.svc.settled(ref);
     const rec = this.svc.record(ref);
     const s = rec.state;
     let graph: Record<string, string> = {};

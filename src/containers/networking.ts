@@ -224,7 +224,9 @@ export class ContainerNetworks {
     await this.net.tearDown(rec.id);
     let info: SandboxInfo;
     try {
-      info = await this.net.setUp(this.sandboxRequest(rec));
+      const req = this.sandboxRequest(rec);
+      req.extraHosts = [...req.extraHosts, ...this.linkHosts(rec, peers)];
+      info = await this.net.setUp(req);
     } catch (err) {
       throw dockerSetupError(err, rec);
     }
@@ -236,6 +238,37 @@ export class ContainerNetworks {
       throw err;
     }
     return { namespace: info.netnsPath === null ? 'host' : { path: info.netnsPath } };
+  }
+
+  /**
+   * Legacy links (HostConfig.Links, "name:alias", as `--link` and compose's links: send them):
+   * /etc/hosts entries for the alias, the name and the short ID of the target's address on a
+   * network both containers are on, as docker writes them on the default bridge (on user
+   * networks dockerd's DNS answers the alias for the linking container; the entry gives the
+   * same answer). A target that is gone or not running is skipped.
+   */
+  private linkHosts(rec: ContainerRecord, peers: PeerLookup): string[] {
+    const links = (rec.hostConfig as { Links?: string[] | null }).Links ?? [];
+    if (links.length === 0) return [];
+    const refs = [...Object.keys(this.endpoints(rec.id)), normalizeNetworkMode(rec.hostConfig.NetworkMode)];
+    const mine = new Set(refs.map((k) => this.networkRef(k)?.id).filter((x): x is string => !!x));
+    const out: string[] = [];
+    for (const link of links) {
+      const [rawName, rawAlias] = link.split(':');
+      const name = rawName.replace(/^\//, '');
+      const alias = rawAlias ? rawAlias.slice(rawAlias.lastIndexOf('/') + 1) : name;
+      let target: ContainerRecord;
+      try {
+        target = peers(name);
+      } catch {
+        continue;
+      }
+      const eps = Object.values(this.net.sandbox(target.id)?.networks ?? {});
+      const ip = eps.find((ep) => mine.has(ep.NetworkID))?.IPAddress;
+      if (!ip) continue;
+      for (const n of new Set([alias, target.name, target.id.slice(0, 12)])) out.push(`${n}:${ip}`);
+    }
+    return out;
   }
 
   /** Undoes start (idempotent; also for containers that never got a sandbox). */

@@ -108,8 +108,20 @@ class Live {
   restartDelay = 0;
   /** Bumped on every start, so that a stale exit notification is ignored. */
   generation = 0;
+  private currentExit?: Promise<ExitStatus>;
+  /** The current run's process is gone (its exit may not be recorded yet). */
+  exitSeen = false;
   /** Resolves when the current run exits (for logs -f). */
-  exited?: Promise<ExitStatus>;
+  get exited(): Promise<ExitStatus> | undefined {
+    return this.currentExit;
+  }
+  set exited(p: Promise<ExitStatus> | undefined) {
+    this.currentExit = p;
+    this.exitSeen = false;
+    p?.then(() => {
+      if (this.currentExit === p) this.exitSeen = true;
+    }, () => {});
+  }
   removing = false;
   execs = new Set<string>();
 
@@ -247,6 +259,21 @@ export class ContainerService {
     }
     const total = this.live.size;
     return { total, running, paused, stopped: total - running - paused };
+  }
+
+  /**
+   * Waits while an exit is seen but not yet recorded (the runtime delete, unmounts and network
+   * teardown take a while), so that inspect and attach never show a finished process as running:
+   * dockerd records an exit under the container lock its inspect takes. Bounded, in case the
+   * exit handling fails.
+   */
+  async settled(ref: string): Promise<void> {
+    const l = this.get(ref);
+    if (!l.exitSeen || !isActive(l.rec.state.Status)) return;
+    await new Promise<void>((resolve) => {
+      l.nextExitWaiters.push(() => resolve());
+      setTimeout(resolve, 10_000).unref();
+    });
   }
 
   exitPromise(ref: string): Promise<unknown> | undefined {
@@ -1082,9 +1109,23 @@ export class ContainerService {
     const l = this.get(ref);
     checkAction('attach', l.rec.state.Status, l.rec);
     this.emit(l.rec, 'attach');
+    await this.settled(ref);
     await l.lock(async () => {
-      if (l.rec.state.Status === 'running') client.connect(await this.o.runtime.attach(l.rec.id));
-      else l.pendingAttach.add(client);
+      if (l.rec.state.Status !== 'running') {
+        l.pendingAttach.add(client);
+        return;
+      }
+      let stream: AttachStream;
+      try {
+        stream = await this.o.runtime.attach(l.rec.id);
+      } catch (err) {
+        // conmon is gone: the process exited and the exit is not seen yet. The attach ends with
+        // that run, as dockerd's does when the exit cancels it.
+        this.log.debug('attach to an exiting container', { id: l.rec.id, error: (err as Error).message });
+        client.abandon();
+        return;
+      }
+      client.connect(stream);
     });
   }
 
