@@ -192,9 +192,11 @@ def dangling(workdir):
     listed = [i.id for i in c.images.list(filters={"dangling": True})]
     listed_all = [i.id for i in c.images.list(all=True, filters={"dangling": True})]
     intermediates = [i.id for i in c.images.list(all=True) if not i.tags]
+    parent = c.api.inspect_image(ids[0])["Parent"]
+    old_parents = [parent, c.api.inspect_image(parent)["Parent"]]
     pruned = c.images.prune(filters={"dangling": True})
     c.images.remove("compat/dangling:latest")
-    return {"old": ids[0], "new": ids[1], "listed": listed, "listed_all": listed_all, "intermediates": intermediates,
+    return {"old": ids[0], "new": ids[1], "old_parents": old_parents, "listed": listed, "listed_all": listed_all, "intermediates": intermediates,
             "pruned": [d.get("Deleted") for d in (pruned.get("ImagesDeleted") or []) if d.get("Deleted")]}
 
 
