@@ -225,7 +225,7 @@ export class ContainerNetworks {
     let info: SandboxInfo;
     try {
       const req = this.sandboxRequest(rec);
-      req.extraHosts = [...req.extraHosts, ...this.linkHosts(rec, peers)];
+      req.extraHosts = [...this.withHostGateway(req.extraHosts), ...this.linkHosts(rec, peers)];
       info = await this.net.setUp(req);
     } catch (err) {
       throw dockerSetupError(err, rec);
@@ -238,6 +238,17 @@ export class ContainerNetworks {
       throw err;
     }
     return { namespace: info.netnsPath === null ? 'host' : { path: info.netnsPath } };
+  }
+
+  /**
+   * `--add-host name:host-gateway` (docker's special value, as in host.docker.internal:host-gateway)
+   * maps to the host's address on the default bridge, dockerd's default host-gateway-ip.
+   */
+  private withHostGateway(extraHosts: string[]): string[] {
+    if (!extraHosts.some((h) => h.endsWith(':host-gateway') || h.endsWith('=host-gateway'))) return extraHosts;
+    const gw = this.networkRef('bridge')?.pools[0]?.gateway;
+    if (!gw) throw invalidParameter('unable to derive the IP value for host-gateway');
+    return extraHosts.map((h) => h.replace(/([:=])host-gateway$/, `$1${gw}`));
   }
 
   /**

@@ -64,3 +64,10 @@ test('logs -f returns once the container has exited: rm right after succeeds', a
     await env.ok(['rm', id]);
   }
 });
+
+test('--add-host name:host-gateway maps to the default bridge gateway', async () => {
+  const gw = (await env.ok(['network', 'inspect', '-f', '{{(index .IPAM.Config 0).Gateway}}', 'bridge'])).trim();
+  assert.match(gw, /^10\.214\.\d+\.1$/);
+  const out = await env.ok(['run', '--rm', '--add-host', 'host.docker.internal:host-gateway', 'busybox', 'grep', 'host.docker.internal', '/etc/hosts']);
+  assert.equal(out, `${gw}\thost.docker.internal\n`);
+});
