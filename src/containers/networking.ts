@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { BerthError, conflict, forbidden, invalidParameter, isKind } from '../common/errors';
 import { writeFileAtomic } from '../common/fsutil';
 import type { Logger } from '../common/logger';
+import type { EventPublisher } from '../events';
 import type { NetworkService } from '../network/service';
 import type { ContainerNetworking, EndpointRequest, EndpointSettings, NetworkRecord, PortBindingRequest, SandboxInfo, SandboxRequest } from '../network/types';
 import type { NamespaceMode } from '../runtime/spec';
@@ -112,11 +113,23 @@ function dockerSetupError(err: unknown, rec: ContainerRecord): Error {
 }
 
 export class ContainerNetworks {
+  /** Where network connect/disconnect events go (dockerd's, for starts, stops and the API). */
+  events?: EventPublisher;
+
   constructor(
     private readonly net: SandboxService,
     private readonly paths: ContainerPaths,
     private readonly log: Logger,
   ) {}
+
+  private emitNetwork(action: 'connect' | 'disconnect', networkID: string, name: string, containerID: string): void {
+    if (!this.events || !networkID) return;
+    try {
+      this.events.publish('network', action, { ID: networkID, Attributes: { container: containerID, name, type: this.networkRef(networkID)?.driver ?? 'bridge' } });
+    } catch (err) {
+      this.log.warn('publishing network event failed', { action, error: (err as Error).message });
+    }
+  }
 
   private file(id: string): string {
     return path.join(this.paths.dir(id), 'networks.json');
@@ -237,6 +250,7 @@ export class ContainerNetworks {
       await this.stop(rec.id);
       throw err;
     }
+    for (const [name, ep] of Object.entries(info.networks)) this.emitNetwork('connect', ep.NetworkID, name, rec.id);
     return { namespace: info.netnsPath === null ? 'host' : { path: info.netnsPath } };
   }
 
@@ -284,11 +298,13 @@ export class ContainerNetworks {
 
   /** Undoes start (idempotent; also for containers that never got a sandbox). */
   async stop(id: string): Promise<void> {
+    const joined = this.events ? Object.entries(this.net.sandbox(id)?.networks ?? {}) : [];
     try {
       await this.net.tearDown(id);
     } catch (err) {
       this.log.warn('tearing down container networking failed', { id, error: (err as Error).message });
     }
+    for (const [name, ep] of joined) this.emitNetwork('disconnect', ep.NetworkID, name, id);
   }
 
   /** After a daemon restart: sandboxes of containers that no longer run are torn down. */
@@ -396,6 +412,7 @@ export class ContainerNetworks {
     if (running) {
       await this.net.connectSandbox(rec.id, n.id, req);
       this.refreshFiles(rec.id);
+      this.emitNetwork('connect', n.id, n.name, rec.id);
     }
     this.saveEndpoints(rec.id, { ...eps, [n.name]: req });
   }
@@ -411,6 +428,7 @@ export class ContainerNetworks {
       if (!this.net.sandbox(rec.id)?.networks[n.name]) throw forbidden(`container ${rec.id} is not connected to network ${n.name}`);
       await this.net.disconnectSandbox(rec.id, n.id);
       this.refreshFiles(rec.id);
+      this.emitNetwork('disconnect', n.id, n.name, rec.id);
     } else if (key === undefined && !isPrimary) {
       throw forbidden(`container ${rec.id} is not connected to network ${n.name}`);
     }

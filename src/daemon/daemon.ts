@@ -94,6 +94,7 @@ export class Daemon implements SystemBackend {
     await this.networks.init();
     const containerPaths = new ContainerPaths(root, cfg.execRoot);
     const containerNetworks = new ContainerNetworks(this.networks, containerPaths, log);
+    containerNetworks.events = this.events;
     this.volumes = new VolumeService(this.meta, path.join(root, 'volumes'), log, this.events);
     if (this.remap) this.volumes.driver.dataOwner = this.remap.mapping.rootPair();
     const containerMounts = new MountStore(this.meta, this.volumes, log);
@@ -137,7 +138,7 @@ export class Daemon implements SystemBackend {
       .add(execRoutes(this.containerApi))
       .add(eventRoutes(this.events))
       .add(volumeRoutes(this.volumes))
-      .add(networkRoutes({ networks: this.networks, containers: () => containerNetworking }))
+      .add(networkRoutes({ networks: this.networks, containers: () => containerNetworking, events: this.events }))
       .add(buildRoutes(this.buildBackend()));
     this.server = new ApiServer(router, log, apiSecurityFrom(cfg));
     for (const h of cfg.hosts) this.listeners.push(await this.server.listen(h));

@@ -71,3 +71,27 @@ test('--add-host name:host-gateway maps to the default bridge gateway', async ()
   const out = await env.ok(['run', '--rm', '--add-host', 'host.docker.internal:host-gateway', 'busybox', 'grep', 'host.docker.internal', '/etc/hosts']);
   assert.equal(out, `${gw}\thost.docker.internal\n`);
 });
+
+test('events: network create, connect, disconnect, destroy, prune; one volume unmount per run', async () => {
+  const since = String(Math.floor(Date.now() / 1000) - 1);
+  await env.ok(['network', 'create', 'ev-net']);
+  await env.ok(['run', '--rm', '--network', 'ev-net', '-v', 'ev-vol:/v', 'busybox', 'true']);
+  const id = (await env.ok(['run', '-d', 'busybox', 'sleep', '60'])).trim();
+  await env.ok(['network', 'connect', 'ev-net', id]);
+  await env.ok(['network', 'disconnect', 'ev-net', id]);
+  await env.ok(['rm', '-f', id]);
+  await env.ok(['network', 'rm', 'ev-net']);
+  await env.ok(['volume', 'rm', 'ev-vol']);
+  await env.ok(['network', 'create', 'ev-pruned']);
+  await env.ok(['network', 'prune', '-f']);
+  const until = String(Math.floor(Date.now() / 1000) + 1);
+  const lines = (await env.ok(['events', '--since', since, '--until', until, '--filter', 'type=network', '--filter', 'type=volume', '--format', '{{.Type}} {{.Action}} {{.Actor.Attributes.name}}']))
+    .split('\n').filter(Boolean).map((l) => l.trim());
+  const net = lines.filter((l) => l.startsWith('network ') && !l.endsWith(' bridge'));
+  assert.deepEqual(net, [
+    'network create ev-net', 'network connect ev-net', 'network disconnect ev-net', 'network connect ev-net', 'network disconnect ev-net',
+    'network destroy ev-net', 'network create ev-pruned', 'network destroy ev-pruned', 'network prune <no value>',
+  ]);
+  assert.equal(lines.filter((l) => l.startsWith('volume unmount')).length, 1, lines.join('\n'));
+  assert.equal(lines.filter((l) => l.startsWith('volume mount')).length, 1);
+});
