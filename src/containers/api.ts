@@ -557,7 +557,7 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
       },
       abandon: (): void => conn.end(),
     };
-    pipeStdin(conn, wantIn, keys, {
+    pipeStdin(conn, wantIn, tty, keys, {
       write: (b) => (io ? io.write(b) : pending.push(b)),
       end: () => {
         stdinEnded = true;
@@ -618,7 +618,7 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
         conn.end();
       });
     });
-    pipeStdin(conn, e.attachStdin, parseDetachKeys(e.detachKeys || DEFAULT_DETACH_KEYS), {
+    pipeStdin(conn, e.attachStdin, tty, parseDetachKeys(e.detachKeys || DEFAULT_DETACH_KEYS), {
       write: (b) => io.write(b),
       end: () => io.closeStdin(),
       detach: () => {
@@ -651,13 +651,21 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
   }
 }
 
-/** Client stdin → process, watching for the detach sequence. */
-function pipeStdin(conn: HijackedConn, enabled: boolean, keys: Buffer, to: { write(b: Buffer): void; end(): void; detach(): void }): void {
+/**
+ * Client stdin → process, watching for the detach sequence with a TTY only: as dockerd, stdin
+ * without one is copied as it is (binary input piped into `run -i` or `exec -i` may hold any
+ * byte pair, ctrl-p ctrl-q included).
+ */
+function pipeStdin(conn: HijackedConn, enabled: boolean, tty: boolean, keys: Buffer, to: { write(b: Buffer): void; end(): void; detach(): void }): void {
   if (!enabled) return;
-  const matcher = new DetachMatcher(keys);
+  const matcher = tty ? new DetachMatcher(keys) : undefined;
   let detached = false;
   conn.on('data', (chunk) => {
     if (detached) return;
+    if (!matcher) {
+      if (chunk.length > 0) to.write(chunk);
+      return;
+    }
     const { pass, detach } = matcher.feed(chunk);
     if (pass.length > 0) to.write(pass);
     if (detach) {

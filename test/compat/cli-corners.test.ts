@@ -95,3 +95,17 @@ test('events: network create, connect, disconnect, destroy, prune; one volume un
   assert.equal(lines.filter((l) => l.startsWith('volume unmount')).length, 1, lines.join('\n'));
   assert.equal(lines.filter((l) => l.startsWith('volume mount')).length, 1);
 });
+
+test('stdin without a TTY is copied as is: ctrl-p ctrl-q bytes do not detach run -i or exec -i', async () => {
+  // Binary input (an archive, a dump) holds any byte pair; dockerd honours detach keys with a TTY only.
+  const payload = Buffer.concat([Buffer.from('start'), Buffer.from([0x10, 0x11]), Buffer.alloc(300_000, 7), Buffer.from([0x10, 0x11]), Buffer.from('end')]);
+  const { createHash } = await import('node:crypto');
+  const want = createHash('md5').update(payload).digest('hex');
+  const r = await env.docker(['run', '--rm', '-i', 'busybox', 'md5sum'], { input: payload });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, `${want}  -\n`);
+  await env.ok(['run', '-d', '--name', 'stdin-x', 'busybox', 'sleep', '60']);
+  const e = await env.docker(['exec', '-i', 'stdin-x', 'md5sum'], { input: payload });
+  assert.equal(e.stdout, `${want}  -\n`);
+  await env.ok(['rm', '-f', 'stdin-x']);
+});
