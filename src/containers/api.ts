@@ -646,8 +646,8 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
     };
   }
 
-  resizeExec(id: string, h: number, w: number): void {
-    this.svc.resizeExec(id, h, w);
+  resizeExec(id: string, h: number, w: number): Promise<void> {
+    return this.svc.resizeExec(id, h, w);
   }
 }
 

@@ -152,6 +152,8 @@ export interface ExecRecord {
   exitCode: number | null;
   pid: number;
   exited?: Promise<ExitStatus>;
+  /** Settles once the runtime has the process (or failed to start it). */
+  ready?: Promise<unknown>;
 }
 
 function nowISO(): string {
@@ -1208,7 +1210,9 @@ export class ContainerService {
     e.running = true;
     let handle;
     try {
-      handle = await this.o.runtime.exec(rec.id, proc, { tty, stdin: e.attachStdin, detach: opts.detach, execId: id });
+      const pending = this.o.runtime.exec(rec.id, proc, { tty, stdin: e.attachStdin, detach: opts.detach, execId: id });
+      e.ready = pending.catch(() => {});
+      handle = await pending;
     } catch (err) {
       e.running = false;
       const docker = dockerRuntimeError(err);
@@ -1227,8 +1231,11 @@ export class ContainerService {
     return { attach: handle.attach, exited: e.exited };
   }
 
-  resizeExec(id: string, height: number, width: number): void {
+  async resizeExec(id: string, height: number, width: number): Promise<void> {
     const e = this.getExec(id);
+    // A client resizes right after its start request hijacked the connection, while the runtime
+    // may still be starting the process; dockerd waits (up to 10 s) for the exec to be ready.
+    if (e.running && e.ready) await e.ready;
     if (!e.running) throw conflict(`Exec ${id} is not running`);
     try {
       this.o.runtime.resizeExec(e.containerId, id, height, width);

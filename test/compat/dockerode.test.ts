@@ -218,3 +218,20 @@ test('stats stream, getArchive/putArchive round trip', async () => {
     await c.remove({ force: true });
   }
 });
+
+test('exec with a TTY resized right after start (dockerd waits for the exec to be ready)', async () => {
+  const c = await client.createContainer({ Image: 'busybox', Cmd: ['sleep', '30'] });
+  try {
+    await c.start();
+    const e = await c.exec({ Cmd: ['sh', '-c', 'sleep 0.5; stty size'], AttachStdout: true, Tty: true });
+    const s = (await e.start({ hijack: true, stdin: false, Tty: true })) as NodeJS.ReadableStream;
+    await e.resize({ h: 33, w: 101 });
+    const out = await readAll(s);
+    assert.equal(out.trim(), '33 101');
+    assert.equal((await e.inspect()).ExitCode, 0);
+    const pruned = (await client.pruneNetworks()) as { NetworksDeleted: unknown };
+    assert.equal(pruned.NetworksDeleted, null, 'nothing pruned is null, as dockerd');
+  } finally {
+    await c.remove({ force: true });
+  }
+});

@@ -149,7 +149,7 @@ export function networkRoutes(deps: NetworkRoutesDeps): Route[] {
         });
         for (const n of before) if (names.includes(n.name)) emit('destroy', n);
         deps.events?.publish('network', 'prune', { ID: '', Attributes: { reclaimed: '0' } });
-        sendJSON(ctx, 200, { NetworksDeleted: names });
+        sendJSON(ctx, 200, { NetworksDeleted: names.length > 0 ? names : null });
       },
     },
     {
