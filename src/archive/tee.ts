@@ -34,8 +34,10 @@ export interface TeeResult {
   size: number;
 }
 
-/** Bytes read ahead of the store before the input waits. */
+/** Bytes read ahead of the store (and of the decompressor) before the input waits. */
 const MAX_QUEUED_BYTES = 16 << 20;
+/** Input is handed on in batches of about this size. */
+const BATCH_BYTES = 1 << 20;
 
 /** Hashes and counts what is written to it. */
 class DigestSink extends Writable {
@@ -50,10 +52,11 @@ class DigestSink extends Writable {
 }
 
 /**
- * Reads input to its end, awaiting store(chunk) for each chunk before taking the next, and
- * extracts or digests the uncompressed tar alongside. Rejects with the extraction's error
- * (InvalidParameter for bad or hostile data, see extractionError) or with the input's or the
- * store's; store() is never called again once the returned promise settles.
+ * Reads input to its end, handing it in order to store() (which must be done with a chunk when
+ * its promise settles: the buffer may be reused), and extracts or digests the uncompressed tar
+ * alongside. Rejects with the extraction's error (InvalidParameter for bad or hostile data, see
+ * extractionError) or with the input's or the store's; store() is never called again once the
+ * returned promise settles.
  */
 export async function teeLayer(input: Readable, store: (chunk: Buffer) => Promise<void>, opts: TeeOptions = {}): Promise<TeeResult> {
   const { head, stream } = await peek(input, 6);
@@ -83,10 +86,76 @@ export async function teeLayer(input: Readable, store: (chunk: Buffer) => Promis
   const failedEarly = new Promise<never>((_resolve, reject) => { done.catch(reject); });
   failedEarly.catch(() => {});
 
-  // The store runs behind the extraction: chunks queue up (to a bound) and are stored in order,
-  // as one write when several are waiting. Waiting for each chunk's store before extracting the
-  // next left the main thread idle for a quarter of an import.
+  // Input arrives in socket-sized pieces (64 KiB); each piece handed on separately cost a thread
+  // pool round trip in the decompressor and another in the store, and the main thread's latency
+  // between them left the pool idle. So pieces are gathered into batches of BATCH_BYTES (one copy)
+  // and every batch goes, the same buffer, to the store and downstream. The store runs behind the
+  // extraction: batches queue up (to a bound) and are stored in order.
+  //
+  // When downstream is a decompressor (or there is none), every taker is done with a batch once
+  // its write has completed, so batch buffers are reused: fresh buffers for every megabyte made
+  // V8 run a full GC every few dozen megabytes (external memory pressure). A plain tar's sink
+  // works synchronously and may keep slices of what it is given: it gets each piece as it
+  // comes, and the store new batches.
+  const reuse = downstream === undefined || compression !== 'none';
+  const plainSink = reuse ? undefined : downstream;
+  const spare: Buffer[] = [];
+  /** The batch buffers this call made (only those are reused). */
+  const own = new WeakSet<Buffer>();
   let rawSize = 0;
+  // Pieces not yet in a batch. They are copied out only once there is a whole batch of them, so
+  // a small layer costs no batch-sized buffer.
+  const gathered: Buffer[] = [];
+  let gatheredBytes = 0;
+  /** Takes a piece of input; returns the full batches it completed. */
+  const gather = (chunk: Buffer): Buffer[] => {
+    gathered.push(chunk);
+    gatheredBytes += chunk.length;
+    const full: Buffer[] = [];
+    while (gatheredBytes >= BATCH_BYTES) {
+      if (!reuse) {
+        full.push(gathered.length === 1 ? gathered[0] : Buffer.concat(gathered, gatheredBytes));
+        gathered.length = 0;
+        gatheredBytes = 0;
+        break;
+      }
+      let batch = spare.pop();
+      if (batch === undefined) {
+        batch = Buffer.allocUnsafeSlow(BATCH_BYTES);
+        own.add(batch);
+      }
+      let filled = 0;
+      while (filled < BATCH_BYTES) {
+        const piece = gathered[0];
+        const n = piece.copy(batch, filled, 0, Math.min(piece.length, BATCH_BYTES - filled));
+        filled += n;
+        if (n === piece.length) gathered.shift();
+        else gathered[0] = piece.subarray(n);
+      }
+      gatheredBytes -= BATCH_BYTES;
+      full.push(batch);
+    }
+    return full;
+  };
+  /** What is gathered but not yet a whole batch (at the end of input). */
+  const rest = (): Buffer[] => {
+    if (gatheredBytes === 0) return [];
+    const last = gathered.length === 1 ? gathered[0] : Buffer.concat(gathered, gatheredBytes);
+    gathered.length = 0;
+    gatheredBytes = 0;
+    return [last];
+  };
+  /** Counts a batch's takers down; a whole batch all are done with is used again. */
+  const users = new Map<Buffer, number>();
+  const release = (batch: Buffer): void => {
+    const left = (users.get(batch) ?? 1) - 1;
+    if (left > 0) {
+      users.set(batch, left);
+      return;
+    }
+    users.delete(batch);
+    if (own.has(batch) && storeFailure === undefined && downstreamFailure === undefined) spare.push(batch);
+  };
   const queue: Buffer[] = [];
   let queuedBytes = 0;
   let storing: Promise<void> | undefined;
@@ -94,11 +163,12 @@ export async function teeLayer(input: Readable, store: (chunk: Buffer) => Promis
   let wakeWriter: (() => void) | undefined;
   const pump = async (): Promise<void> => {
     while (queue.length > 0 && storeFailure === undefined) {
-      const batch = queue.length === 1 ? queue[0] : Buffer.concat(queue, queuedBytes);
-      queue.length = 0;
+      // Batches are big already: stored one by one, not copied together.
+      const batch = queue.shift()!;
       const n = batch.length;
       try {
         await store(batch);
+        release(batch);
       } catch (err) {
         storeFailure = { err };
       }
@@ -121,26 +191,46 @@ export async function teeLayer(input: Readable, store: (chunk: Buffer) => Promis
     while (storing !== undefined) await storing;
     if (storeFailure !== undefined) throw storeFailure.err;
   };
+  // Hands batches on to the store and downstream; resolves when both can take more.
+  const passOn = (batches: Buffer[]): Promise<unknown> | undefined => {
+    if (batches.length === 0) return undefined;
+    const d = plainSink === undefined ? downstream : undefined;
+    let passed: Promise<unknown> | undefined;
+    for (const batch of batches) {
+      users.set(batch, d === undefined ? 1 : 2);
+      queue.push(batch);
+      queuedBytes += batch.length;
+      storing ??= pump();
+      if (d === undefined) continue;
+      // The decompressor's own buffer is small (16 KiB): its "full" is ignored up to the bound,
+      // so that batches queue there while the pool works instead of each waiting for the last.
+      const more = d.write(batch, (err) => { if (!err) release(batch); });
+      if (!more && d.writableLength > MAX_QUEUED_BYTES) passed ??= once(d, 'drain').catch(markDownstream);
+    }
+    if (queuedBytes <= MAX_QUEUED_BYTES && passed === undefined) return undefined;
+    return Promise.all([stored(), passed]);
+  };
 
   const tee = new Writable({
-    highWaterMark: 1 << 20,
+    highWaterMark: BATCH_BYTES,
     write(chunk: Buffer, _enc, cb) {
       if (storeFailure !== undefined) {
         cb(storeFailure.err as Error);
         return;
       }
       rawSize += chunk.length;
-      queue.push(chunk);
-      queuedBytes += chunk.length;
-      storing ??= pump();
-      // The sink works synchronously inside write() for a plain tar: by the time this returns
-      // the chunk is on disk (or queued in the decompressor).
-      const passed = downstream !== undefined && !downstream.write(chunk) ? once(downstream, 'drain').catch(markDownstream) : undefined;
-      Promise.race([Promise.all([stored(), passed]), failedEarly]).then(() => cb(), cb);
+      // The plain tar's sink works inside write(): by the time it returns the piece is on disk.
+      const extracted = plainSink !== undefined && !plainSink.write(chunk) ? once(plainSink, 'drain').catch(markDownstream) : undefined;
+      const passed = passOn(gather(chunk));
+      if (passed === undefined && extracted === undefined) cb();
+      else Promise.race([Promise.all([passed, extracted]), failedEarly]).then(() => cb(), cb);
     },
     final(cb) {
-      downstream?.end();
-      Promise.all([done, allStored()]).then(() => cb(), cb);
+      const waiting = passOn(rest());
+      Promise.race([Promise.resolve(waiting), failedEarly]).then(() => {
+        downstream?.end();
+        return Promise.all([done, allStored()]);
+      }).then(() => cb(), cb);
     },
   });
 

@@ -3,7 +3,7 @@
 import { execFile } from 'node:child_process';
 import * as os from 'node:os';
 import { pipeline } from 'node:stream/promises';
-import { conflict, invalidParameter, isKind } from '../common/errors';
+import { conflict, invalidParameter, isKind, notImplemented } from '../common/errors';
 import { boolParam, type Filters } from '../api/httputil';
 import type { ContainerBackend } from '../api/routes/containers';
 import type { ExecBackend } from '../api/routes/exec';
@@ -15,7 +15,8 @@ import { applyChanges } from '../images/changes';
 import type { ImageConfig, ImageRunConfig } from '../images/types';
 import { changes as fsChanges } from '../archive/changes';
 import { overlayUpperToLayer, tarDirectory } from '../archive/create';
-import { readK8sLog, readK8sLogBatches } from '../runtime/k8slog';
+import { readContainerLog, readContainerLogRecords } from '../logs/reader';
+import { detailsPrefix, logAttributes } from '../logs/config';
 import type { AttachStream } from '../runtime/attach';
 import { ALL_STATES, checkAction } from './state';
 import type { ContainerPaths, ContainerRecord } from './store';
@@ -23,7 +24,7 @@ import type { ContainerService, CreateRequest } from './service';
 import type { ContainerNetworks } from './networking';
 import { statusString } from './format';
 import { HEALTH_FILTER_VALUES, healthFilterValue } from '../health/state';
-import { DEFAULT_DETACH_KEYS, DetachMatcher, hijack, OutputBatcher, parseDetachKeys, stdcopyFrame, STDERR, STDOUT, type HijackedConn } from './streams';
+import { DEFAULT_DETACH_KEYS, DetachMatcher, hijack, OutputBatcher, parseDetachKeys, STDERR, STDOUT, type HijackedConn } from './streams';
 import { processTable } from './top';
 import { containerArchive } from './archive';
 import { parseStatsQuery, writeStats } from '../stats/stream';
@@ -266,7 +267,8 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
       ResolvConfPath: this.paths.resolvConfPath(rec.id),
       HostnamePath: this.paths.hostnamePath(rec.id),
       HostsPath: this.paths.hostsPath(rec.id),
-      LogPath: this.paths.logPath(rec.id),
+      // As dockerd: no path for a driver that writes no file.
+      LogPath: rec.hostConfig.LogConfig?.Type === 'none' ? '' : this.paths.logPath(rec.id),
       Name: `/${rec.name}`,
       RestartCount: rec.restartCount,
       Driver: 'overlay2',
@@ -454,6 +456,9 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
     const wantErr = boolParam(q, 'stderr');
     if (!wantOut && !wantErr) throw invalidParameter('Bad parameters: you must choose at least one stream');
     const rec = this.svc.record(ref);
+    if (rec.state.Status === 'removing' || rec.state.Status === 'dead') throw conflict('can not get logs from container which is dead or marked for removal');
+    // dockerd's ErrReadLogsNotSupported (a NotImplemented error: 501).
+    if (rec.hostConfig.LogConfig?.Type === 'none') throw notImplemented('configured logging driver does not support reading');
     const tailRaw = q.get('tail') ?? 'all';
     let tail: number | undefined;
     if (tailRaw !== 'all' && tailRaw !== '') {
@@ -464,6 +469,23 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
     const since = timeParam(q.get('since'));
     const until = timeParam(q.get('until'));
     const timestamps = boolParam(q, 'timestamps');
+    // --details: the attributes of the labels/env/tag options before each line, as dockerd.
+    const details = boolParam(q, 'details')
+      ? Buffer.from(
+          detailsPrefix(
+            logAttributes(rec.hostConfig.LogConfig, {
+              id: rec.id,
+              name: rec.name,
+              imageId: rec.imageId,
+              imageName: rec.config.Image,
+              labels: rec.config.Labels ?? {},
+              env: rec.config.Env ?? [],
+              hostname: rec.config.Hostname,
+              command: [rec.path, ...rec.args].join(' '),
+            }),
+          ),
+        )
+      : undefined;
     const exited = boolParam(q, 'follow') ? this.svc.exitPromise(rec.id) : undefined;
     const tty = rec.config.Tty;
     ctx.res.writeHead(200, { 'Content-Type': tty ? RAW_STREAM : MUX_STREAM });
@@ -480,17 +502,21 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
     }, tty);
     try {
       // Records come in batches of one read of the file; r.output is the line with its newline.
-      for await (const records of readK8sLogBatches(file, { follow: exited !== undefined, followUntil: exited, since, until, tail, signal: abort.signal })) {
+      for await (const records of readContainerLog(file, { follow: exited !== undefined, followUntil: exited, since, until, tail, signal: abort.signal, onRotate: (fn) => this.svc.logRotation.subscribe(file, fn), consistent: (fn, undo) => this.svc.logRotation.consistent(fn, undo) })) {
         for (const r of records) {
           if (r.stream === 'stdout' ? !wantOut : !wantErr) continue;
           const stream = r.stream === 'stdout' ? STDOUT : STDERR;
           if (timestamps) batch.push(stream, Buffer.from(`${r.timestamp} `));
+          if (details) batch.push(stream, details);
           batch.push(stream, r.output);
         }
         if (blocked) {
           blocked = false;
           // A response closed by the client never drains.
           if (abort.signal.aborted) break;
+          // A flush from the batcher's timer may have blocked and drained while the reader
+          // waited: waiting for a 'drain' that already came would hang the follower.
+          if (!ctx.res.writableNeedDrain) continue;
           await new Promise<void>((resolve) => {
             const done = (): void => {
               ctx.res.off('drain', done);
@@ -522,14 +548,14 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
     const wantErr = boolParam(q, 'stderr');
     const tty = rec.config.Tty;
     const conn = hijack(ctx, tty ? RAW_STREAM : MUX_STREAM);
-    const batch = new OutputBatcher((b) => conn.write(b), tty);
+    const batch = new OutputBatcher(conn, tty);
     const out = (stream: number, data: Buffer): void => batch.push(stream, data);
     const end = (): void => {
       batch.flush();
       conn.end();
     };
     if (boolParam(q, 'logs')) {
-      for await (const r of readK8sLog(this.paths.logPath(rec.id))) {
+      for await (const r of readContainerLogRecords(this.paths.logPath(rec.id), { consistent: (fn, undo) => this.svc.logRotation.consistent(fn, undo) })) {
         if (r.stream === 'stdout' ? !wantOut : !wantErr) continue;
         out(r.stream === 'stdout' ? STDOUT : STDERR, r.partial ? r.line : Buffer.concat([r.line, Buffer.from('\n')]));
       }
@@ -597,13 +623,15 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
       return;
     }
     const conn = hijack(ctx, tty ? RAW_STREAM : MUX_STREAM);
-    const out = (stream: number, data: Buffer): void => conn.write(tty ? data : stdcopyFrame(stream, data));
+    const batch = new OutputBatcher(conn, tty);
+    const out = (stream: number, data: Buffer): void => batch.push(stream, data);
     let started;
     try {
       started = await this.svc.startExec(id, { detach: false, tty, consoleSize });
     } catch (err) {
       // dockerd reports it inside the stream, as output; the exit code is in the exec's inspect.
       out(STDOUT, Buffer.from(`${(err as Error).message}\r\n`));
+      batch.flush();
       conn.end();
       return;
     }
@@ -611,6 +639,7 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
     io.on('stdout', (d) => e.attachStdout && out(STDOUT, d));
     io.on('stderr', (d) => e.attachStderr && out(STDERR, d));
     io.on('end', () => {
+      batch.flush();
       // The exit code is recorded before the client sees the end: it inspects the exec next.
       let timer: NodeJS.Timeout | undefined;
       void Promise.race([started.exited, new Promise((r) => (timer = setTimeout(r, 5000)))]).finally(() => {
@@ -623,6 +652,7 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
       end: () => io.closeStdin(),
       detach: () => {
         io.close();
+        batch.flush();
         conn.end();
       },
     });

@@ -3,6 +3,7 @@
 // These loopback-only versions are what a container without a network sandbox gets; a sandbox's
 // own files (src/network/hostfiles.ts, with the container's addresses) replace them at start.
 import * as fs from 'node:fs';
+import { writeFileReplace } from '../common/fsutil';
 import { buildHosts, buildResolvConf } from '../network/hostfiles';
 
 /** Loopback-only /etc/hosts (docker's defaults plus --add-host entries), for containers without a sandbox. */
@@ -19,21 +20,11 @@ export function resolvConf(hostText: string, o: { dns: string[]; search: string[
 }
 
 /**
- * Replaces file with data atomically (temp file, rename) but without fsync: for files that are
- * written afresh at every container start (hosts, resolv.conf, the bundle's config.json), where
- * a crash can at worst lose a file that the next start rewrites anyway. On a busy disk each fsync
- * cost tens of milliseconds, and a start made a dozen of them.
+ * For files that are written afresh at every container start (hosts, resolv.conf, the bundle's
+ * config.json): atomic, no fsync (common/fsutil's writeFileReplace); a crash can at worst lose a
+ * file that the next start rewrites anyway.
  */
-export function writeRegeneratedFile(file: string, data: string | Uint8Array, mode = 0o644): void {
-  const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
-  try {
-    fs.writeFileSync(tmp, data, { mode, flag: 'wx' });
-    fs.renameSync(tmp, file);
-  } catch (err) {
-    fs.rmSync(tmp, { force: true });
-    throw err;
-  }
-}
+export const writeRegeneratedFile = writeFileReplace;
 
 export function writeHostFiles(paths: { hostname: string; hosts: string; resolvConf: string }, o: {
   hostname: string;

@@ -16,11 +16,12 @@ import type { EventPublisher } from '../events';
 import type { NetworkService } from '../network/service';
 import type { ContainerNetworking, EndpointRequest, EndpointSettings, NetworkRecord, PortBindingRequest, SandboxInfo, SandboxRequest } from '../network/types';
 import type { NamespaceMode } from '../runtime/spec';
+import { writeRegeneratedFile } from './hostfiles';
 import type { ContainerService } from './service';
 import type { ContainerPaths, ContainerRecord, HostConfig } from './store';
 
 /** The part of the networking service containers use (NetworkService implements it). */
-export type SandboxService = Pick<NetworkService, 'setUp' | 'tearDown' | 'sandbox' | 'connectSandbox' | 'disconnectSandbox' | 'get' | 'reconcile'>;
+export type SandboxService = Pick<NetworkService, 'setUpDeferred' | 'tearDown' | 'tearDownLater' | 'sandbox' | 'connectSandbox' | 'disconnectSandbox' | 'get' | 'reconcile'>;
 
 /** Resolves a container reference (for --network container:<ref>); throws 404. */
 export type PeerLookup = (ref: string) => ContainerRecord;
@@ -30,9 +31,15 @@ export interface NetworkingConfig {
   EndpointsConfig?: Record<string, { IPAMConfig?: { IPv4Address?: string; IPv6Address?: string } | null; Aliases?: string[] | null; MacAddress?: string } | null> | null;
 }
 
-/** What the start path puts into the OCI spec. */
+/** What the start path puts into the OCI spec, and what it waits for before the process runs. */
 export interface StartNetworking {
   namespace: NamespaceMode;
+  /**
+   * Settles when the namespace's interfaces, routes and rules are in place (netavark runs while
+   * the OCI runtime creates the container). The container must not start before it resolves; on
+   * rejection the sandbox is already undone.
+   */
+  ready: Promise<void>;
 }
 
 /** HostConfig.NetworkMode as stored: docker's "default" (and no value) is the default bridge. */
@@ -225,33 +232,40 @@ export class ContainerNetworks {
       if ((peer.state.Status !== 'running' && peer.state.Status !== 'paused') || peer.state.Pid <= 0) throw conflict(`cannot join network namespace of a non running container: ${peer.id}`);
       // The peer's files, as docker shares them: same names, same resolver.
       for (const [from, to] of [[this.paths.hostsPath(peer.id), hostsPath], [this.paths.resolvConfPath(peer.id), resolvPath]]) {
-        writeFileAtomic(to, fs.readFileSync(from));
+        writeRegeneratedFile(to, fs.readFileSync(from));
       }
-      return { namespace: { path: `/proc/${peer.state.Pid}/ns/net` } };
+      return { namespace: { path: `/proc/${peer.state.Pid}/ns/net` }, ready: Promise.resolve() };
     }
     if (mode === 'none' || this.net.get(mode).driver === 'null') {
       // A private namespace: the OCI runtime creates it and brings lo up; nothing to tear down.
-      return { namespace: 'private' };
+      return { namespace: 'private', ready: Promise.resolve() };
     }
     // A sandbox left by a crash between exit and clean-up would make setUp refuse.
     await this.net.tearDown(rec.id);
     let info: SandboxInfo;
+    let plumbed: Promise<void>;
     try {
       const req = this.sandboxRequest(rec);
       req.extraHosts = [...this.withHostGateway(req.extraHosts), ...this.linkHosts(rec, peers)];
-      info = await this.net.setUp(req);
+      ({ info, plumbed } = await this.net.setUpDeferred(req));
     } catch (err) {
       throw dockerSetupError(err, rec);
     }
+    const ready = plumbed.catch((err: unknown) => {
+      throw dockerSetupError(err, rec);
+    });
+    ready.catch(() => {});
     try {
-      writeFileAtomic(hostsPath, info.hosts);
-      writeFileAtomic(resolvPath, info.resolvConf);
+      // Regenerated at every start from the sandbox: atomic, but no fsync needed.
+      writeRegeneratedFile(hostsPath, info.hosts);
+      writeRegeneratedFile(resolvPath, info.resolvConf);
     } catch (err) {
+      await ready.catch(() => {});
       await this.stop(rec.id);
       throw err;
     }
     for (const [name, ep] of Object.entries(info.networks)) this.emitNetwork('connect', ep.NetworkID, name, rec.id);
-    return { namespace: info.netnsPath === null ? 'host' : { path: info.netnsPath } };
+    return { namespace: info.netnsPath === null ? 'host' : { path: info.netnsPath }, ready };
   }
 
   /**
@@ -296,9 +310,17 @@ export class ContainerNetworks {
     return out;
   }
 
-  /** Undoes start (idempotent; also for containers that never got a sandbox). */
-  async stop(id: string): Promise<void> {
+  /**
+   * Undoes start (idempotent; also for containers that never got a sandbox). With background,
+   * returns at once and the network service finishes the teardown on its own (tearDownLater).
+   */
+  async stop(id: string, opts: { background?: boolean } = {}): Promise<void> {
     const joined = this.events ? Object.entries(this.net.sandbox(id)?.networks ?? {}) : [];
+    if (opts.background) {
+      this.net.tearDownLater(id);
+      for (const [name, ep] of joined) this.emitNetwork('disconnect', ep.NetworkID, name, id);
+      return;
+    }
     try {
       await this.net.tearDown(id);
     } catch (err) {

@@ -35,10 +35,13 @@ import { oomKillCount } from './oom';
 import type { ContainerMounts, MountPoint } from './mounts';
 import { HealthMonitor } from '../health/monitor';
 import { execProbes } from '../health/exec';
+import { ProbeLauncher, type ProbeRun } from '../runtime/probe';
 import { mergeHealthConfig, validateHealthConfig } from '../health/config';
 import { applyLiveResources, mergeUpdate, type UpdateRequest } from './update';
 import { cgroupParentOf, devicesOf, dropUnsupported, groupAddGids, rlimitsOf, specResourcesOf, sysctlsOf, validateLimits } from './limits';
-import { normalizeNetworkMode, type ContainerNetworks } from './networking';
+import { normalizeNetworkMode, type ContainerNetworks, type StartNetworking } from './networking';
+import { DEFAULT_LOG_DRIVER, resolveLogConfig, type LogConfig } from '../logs/config';
+import { LogRotation } from '../logs/rotate';
 
 /** Where the init binary is bind-mounted in containers started with --init. */
 export const INIT_PATH = '/sbin/docker-init';
@@ -74,6 +77,8 @@ export interface ContainerServiceOptions {
   userns?: IdentityMapping;
   /** AppArmor where the host has it: the default profile's directory (it is reloaded if unloaded). */
   appArmor?: { profileDir: string };
+  /** The daemon's log driver and options (--log-driver, --log-opt); default json-file. */
+  logDefaults?: LogConfig;
 }
 
 /** The part of the events service the container service publishes to. */
@@ -156,6 +161,11 @@ export interface ExecRecord {
   ready?: Promise<unknown>;
 }
 
+/** Milliseconds since `t0` (performance.now()), for the phase timings in debug logs. */
+function msSince(t0: number): number {
+  return Math.round((performance.now() - t0) * 10) / 10;
+}
+
 function nowISO(): string {
   return rfc3339Nano(new Date());
 }
@@ -200,9 +210,14 @@ export class ContainerService {
   private closed = false;
   /** Runs the containers' health checks (State.Health). */
   readonly health: HealthMonitor;
+  /** Runs the probes' execs (the runtime directly, from a sealed copy). */
+  private readonly probes: ProbeLauncher;
+  /** Rotates the logs of running containers (src/logs/rotate.ts). */
+  readonly logRotation: LogRotation;
 
   constructor(o: ContainerServiceOptions) {
     this.o = o;
+    this.logRotation = new LogRotation(o.log);
     this.health = new HealthMonitor({
       host: {
         subject: (id) => this.live.get(id)?.rec,
@@ -215,6 +230,7 @@ export class ContainerService {
       probes: execProbes(this),
       log: o.log,
     });
+    this.probes = new ProbeLauncher({ log: o.log });
     mkdirp(path.join(o.paths.dataRoot, 'containers'), 0o700);
     mkdirp(o.paths.execRoot, 0o700);
   }
@@ -415,6 +431,7 @@ export class ContainerService {
     validateResources(resources);
     const warnings = [...validateLimits(resources, hostNofileLimit()), ...dropUnsupported(resources)];
     const endpoints = this.o.network?.validateCreate(hc, req.NetworkingConfig, req.ExposedPorts ?? ic.ExposedPorts) ?? {};
+    const logConfig = resolveLogConfig(hc.LogConfig, this.o.logDefaults ?? { Type: DEFAULT_LOG_DRIVER, Config: {} });
 
     // docker's merge of the request with the image's defaults.
     const userEntrypoint = req.Entrypoint ?? null;
@@ -477,10 +494,9 @@ export class ContainerService {
       DnsSearch: hc.DnsSearch ?? [],
       ExtraHosts: hc.ExtraHosts ?? null,
       ConsoleSize: hc.ConsoleSize ?? [0, 0],
-      // Reported as Docker's default driver (what /info says too): clients such as docker-py only
-      // read logs back from containers whose driver they know to be readable. The file itself is
-      // conmon's k8s-file format, which the logs endpoint reads.
-      LogConfig: { Type: 'json-file', Config: {} },
+      // The driver and options in effect (src/logs): clients such as docker-py only read logs back
+      // from containers whose driver they know to be readable (json-file by default).
+      LogConfig: logConfig,
     };
     const rec: ContainerRecord = {
       id,
@@ -592,6 +608,10 @@ export class ContainerService {
     const rt = this.o.runtimes[rec.hostConfig.Runtime] ?? this.o.runtimes[this.o.defaultRuntime];
     const cgroupsPath = this.cgroupsPath(id);
     let created = false;
+    let net: StartNetworking | undefined;
+    // Where a start's time goes, for the debug log (bench/containers.ts measures the whole).
+    const t0 = performance.now();
+    const phases: Record<string, number> = {};
     try {
       mkdirp(rootfs, 0o755);
       unmountAll(rootfs);
@@ -607,7 +627,9 @@ export class ContainerService {
         { hostname, extraHosts: rec.hostConfig.ExtraHosts ?? [], dns: rec.hostConfig.Dns ?? [], dnsSearch: rec.hostConfig.DnsSearch ?? [], dnsOptions: rec.hostConfig.DnsOptions ?? [] },
       );
       // The network sandbox (and the hosts/resolv.conf that go with it) before the spec names its netns.
-      const net = this.o.network ? await this.o.network.start(rec, (ref) => this.record(ref)) : undefined;
+      phases.mount = msSince(t0);
+      net = this.o.network ? await this.o.network.start(rec, (ref) => this.record(ref)) : undefined;
+      phases.network = msSince(t0);
       if (this.o.userns) {
         // Root inside may edit its /etc/hosts, resolv.conf and hostname (docker lets it).
         const rootPair = this.o.userns.rootPair();
@@ -650,7 +672,9 @@ export class ContainerService {
       if (rec.hostConfig.Privileged) clampCapabilities(spec.process);
       writeRegeneratedFile(path.join(bundle, 'config.json'), JSON.stringify(spec));
       // A runtime record left from an earlier run (a crash between exit and clean-up) goes first.
-      if (this.o.runtime.list().includes(id)) await this.o.runtime.delete(id, { force: true }).catch(() => {});
+      if (this.o.runtime.has(id)) await this.o.runtime.delete(id, { force: true }).catch(() => {});
+      const logOpts = this.logRotation.beforeStart(paths.logPath(id), rec.hostConfig.LogConfig);
+      phases.spec = msSince(t0);
       const { pid } = await this.o.runtime.create(id, bundle, {
         runtimePath: rt.path,
         runtimeArgs: rt.runtimeArgs,
@@ -658,10 +682,18 @@ export class ContainerService {
         openStdin: rec.config.OpenStdin,
         stdinOnce: rec.config.StdinOnce,
         logPath: paths.logPath(id),
+        logNone: logOpts.none,
+        logSizeMax: logOpts.logSizeMax,
         name: rec.name,
         cgroupsPath,
       });
       created = true;
+      this.logRotation.watch(id, paths.logPath(id), rec.hostConfig.LogConfig);
+      phases.create = msSince(t0);
+      // netavark has been plumbing the namespace while the runtime created the container; the
+      // process must not run before its interfaces are there.
+      await net?.ready;
+      phases.plumbed = msSince(t0);
       // Attach clients that were waiting get connected before the process runs: no output lost.
       for (const c of [...l.pendingAttach]) {
         l.pendingAttach.delete(c);
@@ -679,10 +711,14 @@ export class ContainerService {
       rec.state = { ...rec.state, Status: transition(rec.state.Status, 'running', rec), Pid: pid, ExitCode: 0, Error: '', OOMKilled: false, StartedAt: nowISO() };
       this.health.containerStarted(id);
       this.save(l);
-      this.log.debug('container started', { id, pid });
+      phases.started = msSince(t0);
+      this.log.debug('container started', { id, pid, ms: phases });
       this.emit(rec, 'start');
     } catch (err) {
       l.generation++;
+      await this.logRotation.unwatch(id);
+      // Let netavark finish (or fail and undo itself) before the sandbox is torn down.
+      await net?.ready.catch(() => {});
       if (created) await this.o.runtime.delete(id, { force: true }).catch(() => {});
       await this.cleanupRun(id);
       await this.o.network?.stop(id);
@@ -770,11 +806,20 @@ export class ContainerService {
     l.generation++;
     // The OOM counter lives in the cgroup, which the runtime's delete removes: read it first.
     const oomKilled = oomKillCount(this.cgroupsPath(id)) > 0;
+    await this.logRotation.unwatch(id);
+    const t0 = performance.now();
+    const phases: Record<string, number> = {};
     await this.o.runtime.delete(id, { force: true }).catch((err) => {
       if (!isKind(err, 'NotFound')) this.log.warn('runtime delete failed', { id, error: (err as Error).message });
     });
+    phases.runtimeDelete = msSince(t0);
     await this.cleanupRun(id);
-    await this.o.network?.stop(id);
+    phases.unmount = msSince(t0);
+    // A --rm container is removed next, with a client waiting for that: its network teardown
+    // (netavark, most of an exit's cost) finishes in the background. AutoRemove excludes
+    // restart policies, so nothing starts it again meanwhile (and a start would wait for it).
+    await this.o.network?.stop(id, { background: rec.hostConfig.AutoRemove === true });
+    phases.network = msSince(t0);
     for (const execId of l.execs) {
       const e = this.execs.get(execId);
       if (e && e.running) {
@@ -795,7 +840,7 @@ export class ContainerService {
       FinishedAt: rfc3339Nano(exit.exitedAt),
     };
     this.save(l);
-    this.log.debug('container exited', { id, exitCode: exit.exitCode, restart, oomKilled });
+    this.log.debug('container exited', { id, exitCode: exit.exitCode, restart, oomKilled, ms: phases });
     if (oomKilled) this.emit(rec, 'oom');
     this.emit(rec, 'die', { exitCode: String(exit.exitCode), execDuration: String(Math.max(0, Math.floor(ranMs / 1000))) });
     const result = { StatusCode: exit.exitCode, Error: null };
@@ -829,7 +874,7 @@ export class ContainerService {
     if (rec.hostConfig.AutoRemove && !l.removing) {
       // Outside this lock: removal takes it itself.
       setImmediate(() => {
-        this.remove(id, { force: true, volumes: true }).catch((err) => this.log.warn('auto-remove failed', { id, error: (err as Error).message }));
+        this.remove(id, { force: true, volumes: true, auto: true }).catch((err) => this.log.warn('auto-remove failed', { id, error: (err as Error).message }));
       });
     }
   }
@@ -1025,7 +1070,7 @@ export class ContainerService {
 
   // ---- removal ----
 
-  async remove(ref: string, opts: { force: boolean; volumes?: boolean }): Promise<void> {
+  async remove(ref: string, opts: { force: boolean; volumes?: boolean; /** AutoRemove after an exit */ auto?: boolean }): Promise<void> {
     const l = this.get(ref);
     checkAction('remove', l.rec.state.Status, l.rec, { force: opts.force });
     if (l.removing) throw conflict(`removal of container ${l.rec.id} is already in progress`);
@@ -1059,7 +1104,9 @@ export class ContainerService {
             if (!isKind(err, 'NotFound')) throw err;
           });
           await this.cleanupRun(l.rec.id);
-          await this.o.network?.stop(l.rec.id);
+          // An explicit removal returns with the networking gone; the auto-removal of a --rm
+          // container leaves its teardown to the background (see applyExit).
+          await this.o.network?.stop(l.rec.id, { background: opts.auto === true });
           this.removeLayers(l.rec.id);
           // On the thread pool: on a busy disk, removing files waits on the journal.
           await fs.promises.rm(this.o.paths.dir(l.rec.id), { recursive: true, force: true });
@@ -1073,6 +1120,7 @@ export class ContainerService {
         }
         this.live.delete(l.rec.id);
         this.health.forget(l.rec.id);
+        this.probes.forget(l.rec.id);
         for (const execId of l.execs) this.execs.delete(execId);
         const result = { StatusCode: l.rec.state.ExitCode, Error: null };
         for (const w of [...l.nextExitWaiters.splice(0), ...l.notRunningWaiters.splice(0), ...l.removedWaiters.splice(0)]) w(result);
@@ -1181,6 +1229,59 @@ export class ContainerService {
     return e;
   }
 
+  /** The OCI process of an exec, as `docker exec` runs it: the container's user, env, cwd, caps. */
+  private execProcess(rec: ContainerRecord, e: ExecRecord, tty: boolean, consoleSize?: [number, number]): OciProcess {
+    const user = resolveUser(this.o.paths.rootfs(rec.id), e.user || rec.config.User);
+    const proc = generateExecProcess({
+      args: e.cmd,
+      env: mergeEnv(this.containerEnv(rec, user.home), e.env),
+      cwd: e.workingDir || rec.config.WorkingDir || '/',
+      user: { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids },
+      tty,
+      consoleSize: consoleSize && consoleSize[0] > 0 ? { height: consoleSize[0], width: consoleSize[1] } : undefined,
+      privileged: rec.hostConfig.Privileged || e.privileged,
+      capAdd: rec.hostConfig.CapAdd ?? [],
+      capDrop: rec.hostConfig.CapDrop ?? [],
+      capLastCap: capLastCap(),
+      // An exec keeps the container's no-new-privileges, as in docker.
+      noNewPrivileges: parseSecurityOpts(rec.hostConfig.SecurityOpt as string[] | undefined).noNewPrivileges,
+    });
+    if (rec.hostConfig.Privileged || e.privileged) clampCapabilities(proc);
+    return proc;
+  }
+
+  /**
+   * Starts a health probe's exec (created by createExec, no tty, no stdin): the OCI runtime's
+   * exec run directly, without conmon, its process spec written once per container run
+   * (src/runtime/probe.ts). Emits exec_start and exec_die as any exec does.
+   */
+  async startProbeExec(id: string): Promise<ProbeRun> {
+    const e = this.getExec(id);
+    if (e.started) throw conflict(`Error: Exec command ${id} has already run`);
+    const l = this.get(e.containerId);
+    checkAction('exec', l.rec.state.Status, l.rec);
+    const rec = l.rec;
+    const target = this.o.runtime.probeTarget(rec.id);
+    // The spec depends only on the container's config and its run (the user is resolved once per run).
+    const key = `${rec.state.StartedAt}\0${JSON.stringify([e.cmd, e.env, e.user, e.workingDir, e.privileged])}`;
+    const file = this.probes.processFile(target, key, () => this.execProcess(rec, e, false));
+    e.started = true;
+    e.running = true;
+    // Never throws: a runtime that cannot be run is a start error in exited.
+    const run = await this.probes.run(target, file);
+    e.pid = run.pid;
+    this.emit(rec, `exec_start: ${execCommand(e.cmd)}`, { execID: id });
+    const exited = run.exited.then((x) => {
+      // Worded as a failed `docker exec` start is, which is what dockerd's probe reports.
+      const startError = x.startError === undefined ? undefined : dockerRuntimeError(new Error(`OCI runtime exec failed: ${x.startError}`)).message;
+      e.running = false;
+      e.exitCode = startError === undefined ? x.exitCode : /executable file not found|no such file or directory/.test(startError) ? 127 : 126;
+      this.emit(rec, 'exec_die', { execID: id, exitCode: String(e.exitCode) });
+      return startError === undefined ? x : { ...x, startError };
+    });
+    return { ...run, exited };
+  }
+
   /** Starts an exec; with attach, the stream is connected before the process runs. */
   async startExec(id: string, opts: { detach: boolean; tty?: boolean; consoleSize?: [number, number] }): Promise<{ attach?: AttachStream; exited: Promise<ExitStatus> }> {
     const e = this.getExec(id);
@@ -1190,22 +1291,7 @@ export class ContainerService {
     checkAction('exec', l.rec.state.Status, l.rec);
     const rec = l.rec;
     const tty = opts.tty ?? e.tty;
-    const user = resolveUser(this.o.paths.rootfs(rec.id), e.user || rec.config.User);
-    const proc = generateExecProcess({
-      args: e.cmd,
-      env: mergeEnv(this.containerEnv(rec, user.home), e.env),
-      cwd: e.workingDir || rec.config.WorkingDir || '/',
-      user: { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids },
-      tty,
-      consoleSize: opts.consoleSize && opts.consoleSize[0] > 0 ? { height: opts.consoleSize[0], width: opts.consoleSize[1] } : undefined,
-      privileged: rec.hostConfig.Privileged || e.privileged,
-      capAdd: rec.hostConfig.CapAdd ?? [],
-      capDrop: rec.hostConfig.CapDrop ?? [],
-      capLastCap: capLastCap(),
-      // An exec keeps the container's no-new-privileges, as in docker.
-      noNewPrivileges: parseSecurityOpts(rec.hostConfig.SecurityOpt as string[] | undefined).noNewPrivileges,
-    });
-    if (rec.hostConfig.Privileged || e.privileged) clampCapabilities(proc);
+    const proc = this.execProcess(rec, e, tty, opts.consoleSize);
     e.started = true;
     e.running = true;
     let handle;
@@ -1366,7 +1452,7 @@ export class ContainerService {
     }
     if (s !== 'running' && s !== 'paused' && s !== 'restarting') {
       // Not running: make sure nothing of an earlier run is left mounted (crash mid-clean-up).
-      if (this.o.runtime.list().includes(id)) await this.o.runtime.delete(id, { force: true }).catch(() => {});
+      if (this.o.runtime.has(id)) await this.o.runtime.delete(id, { force: true }).catch(() => {});
       await this.cleanupRun(id);
       return;
     }
@@ -1397,6 +1483,8 @@ export class ContainerService {
     rec.state.Status = found.status === 'paused' ? 'paused' : 'running';
     if (found.pid) rec.state.Pid = found.pid;
     this.o.mounts?.adopt(id);
+    // Rotation resumes; switches conmon made while berthd was away are settled now.
+    this.logRotation.watch(id, this.o.paths.logPath(id), rec.hostConfig.LogConfig);
     // As dockerd restores a live container: its health starts over (the log is kept).
     if (rec.state.Status === 'running') this.health.containerStarted(id);
     this.save(l);
@@ -1409,6 +1497,8 @@ export class ContainerService {
   close(): void {
     this.closed = true;
     this.health.close();
+    this.probes.close();
+    this.logRotation.close();
     for (const l of this.live.values()) {
       if (l.restartTimer) clearTimeout(l.restartTimer);
       l.restartTimer = undefined;

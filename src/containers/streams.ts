@@ -17,12 +17,17 @@ export function stdcopyFrame(stream: number, data: Buffer): Buffer {
   return Buffer.concat([header, data]);
 }
 
+/** Where an OutputBatcher writes: one buffer at a time, or a list in one go (a writev). */
+export type OutputSink = ((b: Buffer) => void) | { writev(bufs: Buffer[]): void };
+
 /**
  * Gathers output into few large writes. conmon forwards a container's output in packets of
  * whatever the process wrote (often 1-4 KiB), and a frame plus a socket write per packet made a
  * chatty container's output cost more in berthd than in the container. Consecutive data of one
  * stream becomes one stdcopy frame (clients demultiplex by stream, not by frame), flushed once
  * the event loop has delivered what arrived together, or at 64 KiB. With tty, data goes raw.
+ * A sink with writev gets the frame header and the packets as they are (one writev(2), no
+ * copy in berthd); a plain one gets them copied into one buffer.
  */
 export class OutputBatcher {
   private parts: Buffer[] = [];
@@ -30,7 +35,7 @@ export class OutputBatcher {
   private size = 0;
   private scheduled = false;
 
-  constructor(private readonly write: (b: Buffer) => void, private readonly tty: boolean, private readonly limit = 64 * 1024) {}
+  constructor(private readonly sink: OutputSink, private readonly tty: boolean, private readonly limit = 64 * 1024) {}
 
   push(stream: number, data: Buffer): void {
     if (data.length === 0) return;
@@ -51,11 +56,33 @@ export class OutputBatcher {
   /** Writes what is held; call it before ending the connection. */
   flush(): void {
     if (this.size === 0) return;
-    const data = this.parts.length === 1 ? this.parts[0] : Buffer.concat(this.parts, this.size);
+    const parts = this.parts;
+    const size = this.size;
     this.parts = [];
     this.size = 0;
-    this.write(this.tty ? data : stdcopyFrame(this.stream, data));
+    if (typeof this.sink !== 'function') {
+      this.sink.writev(this.tty ? parts : [frameHeader(this.stream, size), ...parts]);
+      return;
+    }
+    if (this.tty) {
+      this.sink(parts.length === 1 ? parts[0] : Buffer.concat(parts, size));
+      return;
+    }
+    // The frame header and the data in one buffer, copied once (not concatenated, then framed).
+    const frame = Buffer.allocUnsafe(8 + size);
+    frame.writeUInt32BE(this.stream << 24, 0);
+    frame.writeUInt32BE(size, 4);
+    let off = 8;
+    for (const p of parts) off += p.copy(frame, off);
+    this.sink(frame);
   }
+}
+
+function frameHeader(stream: number, size: number): Buffer {
+  const h = Buffer.allocUnsafe(8);
+  h.writeUInt32BE(stream << 24, 0);
+  h.writeUInt32BE(size, 4);
+  return h;
 }
 
 export const DEFAULT_DETACH_KEYS = 'ctrl-p,ctrl-q';
@@ -116,6 +143,8 @@ export class DetachMatcher {
 /** The client side of a hijacked connection, whichever way it was taken over. */
 export interface HijackedConn {
   write(data: Buffer): void;
+  /** Writes the buffers in one go (corked: one writev(2)). */
+  writev(bufs: Buffer[]): void;
   /** Ends the connection (both directions). */
   end(): void;
   readonly closed: boolean;
@@ -140,6 +169,12 @@ export function hijack(ctx: RequestContext, contentType: string): HijackedConn {
     const conn: HijackedConn = {
       write: (d) => {
         if (!closed && !sock.destroyed && sock.writable) sock.write(d);
+      },
+      writev: (bufs) => {
+        if (closed || sock.destroyed || !sock.writable) return;
+        sock.cork();
+        for (const b of bufs) sock.write(b);
+        sock.uncork();
       },
       end: () => {
         if (closed) return;
@@ -176,6 +211,12 @@ export function hijack(ctx: RequestContext, contentType: string): HijackedConn {
   return {
     write: (d) => {
       if (!closed && !res.writableEnded) res.write(d);
+    },
+    writev: (bufs) => {
+      if (closed || res.writableEnded) return;
+      res.cork();
+      for (const b of bufs) res.write(b);
+      res.uncork();
     },
     end: () => {
       closed = true;

@@ -22,6 +22,7 @@ import { Readable } from 'node:stream';
 import { invalidParameter, notFound, hasCode } from '../common/errors';
 import { fsyncDir, mkdirp, writeFileAtomic } from '../common/fsutil';
 import { Digest, digestHex, validateDigest } from './digest';
+import { FileDigest } from './filedigest';
 
 export interface Info {
   digest: Digest;
@@ -63,7 +64,7 @@ export interface ContentWriter {
   readonly offset: number;
   write(chunk: Uint8Array): Promise<void>;
   /** Digest of the bytes written so far. */
-  digest(): Digest;
+  digest(): Promise<Digest>;
   /** Drops what was written so far and starts again at offset 0 (for sources that cannot resume). */
   truncate(): Promise<void>;
   /**
@@ -77,9 +78,18 @@ export interface ContentWriter {
   close(): Promise<void>;
 }
 
+export interface WriterOptions {
+  /**
+   * Hash on a worker thread, reading back what was written (filedigest.ts), instead of on the
+   * caller's thread as each chunk is written. For big blobs: it costs a message per write and a
+   * round trip at commit, and spares the main thread the hashing.
+   */
+  hashInBackground?: boolean;
+}
+
 /** Writes content. */
 export interface Ingester {
-  writer(ref: string, expected?: Expected): Promise<ContentWriter>;
+  writer(ref: string, expected?: Expected, opts?: WriterOptions): Promise<ContentWriter>;
 }
 
 export interface ContentStoreOptions {
@@ -226,7 +236,7 @@ export class ContentStore implements Provider, Ingester {
     }
   }
 
-  async writer(ref: string, expected: Expected = {}): Promise<ContentWriter> {
+  async writer(ref: string, expected: Expected = {}, opts: WriterOptions = {}): Promise<ContentWriter> {
     if (typeof ref !== 'string' || ref === '') throw invalidParameter('ingest ref must be a non-empty string');
     if (expected.digest !== undefined) validateDigest(expected.digest);
     if (expected.size !== undefined && (!Number.isSafeInteger(expected.size) || expected.size < 0)) {
@@ -241,21 +251,28 @@ export class ContentStore implements Provider, Ingester {
       const dataFile = path.join(dir, 'data');
       const fh = await fsp.open(dataFile, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
       // Resume: re-hash what an earlier attempt left (the hash state itself cannot be saved).
-      const hash = createHash('sha256');
+      let hasher: Hasher;
       let offset = 0;
       try {
-        const buf = Buffer.allocUnsafe(1 << 20);
-        for (;;) {
-          const { bytesRead } = await fh.read(buf, 0, buf.length, offset);
-          if (bytesRead === 0) break;
-          hash.update(buf.subarray(0, bytesRead));
-          offset += bytesRead;
+        if (opts.hashInBackground) {
+          offset = (await fh.stat()).size;
+          hasher = new BackgroundHasher(dataFile, offset);
+        } else {
+          const hash = createHash('sha256');
+          const buf = Buffer.allocUnsafe(1 << 20);
+          for (;;) {
+            const { bytesRead } = await fh.read(buf, 0, buf.length, offset);
+            if (bytesRead === 0) break;
+            hash.update(buf.subarray(0, bytesRead));
+            offset += bytesRead;
+          }
+          hasher = new InlineHasher(hash);
         }
       } catch (err) {
         await fh.close();
         throw err;
       }
-      return new Writer(this, ref, dir, dataFile, fh, hash, offset, expected, release);
+      return new Writer(this, ref, dir, dataFile, fh, hasher, offset, expected, release);
     } catch (err) {
       release();
       throw err;
@@ -307,6 +324,78 @@ export class ContentStore implements Provider, Ingester {
   }
 }
 
+/** How a writer keeps the digest of what it has written. */
+interface Hasher {
+  /** chunk has been written, ending at offset upTo. */
+  written(chunk: Uint8Array, upTo: number): void;
+  /** Digest of the first size bytes; the hasher is not used again after final. */
+  digest(size: number, final: boolean): Promise<Digest>;
+  /** Starts again at offset 0. */
+  reset(): void;
+  /** Drops the hasher's state. */
+  drop(): void;
+}
+
+class InlineHasher implements Hasher {
+  constructor(private hash: Hash) {}
+
+  written(chunk: Uint8Array): void {
+    this.hash.update(chunk);
+  }
+
+  digest(_size: number, final: boolean): Promise<Digest> {
+    return Promise.resolve(`sha256:${(final ? this.hash : this.hash.copy()).digest('hex')}`);
+  }
+
+  reset(): void {
+    this.hash = createHash('sha256');
+  }
+
+  drop(): void {}
+}
+
+/** The worker is told of progress in steps of at least this much (the final digest catches up). */
+const ADVANCE_STEP = 4 << 20;
+
+class BackgroundHasher implements Hasher {
+  private job: FileDigest;
+  private told = 0;
+
+  constructor(private readonly file: string, offset: number) {
+    this.job = new FileDigest(file);
+    this.advance(offset);
+  }
+
+  private advance(upTo: number): void {
+    this.job.advance(upTo);
+    this.told = upTo;
+  }
+
+  written(_chunk: Uint8Array, upTo: number): void {
+    if (upTo - this.told >= ADVANCE_STEP) this.advance(upTo);
+  }
+
+  async digest(size: number, final: boolean): Promise<Digest> {
+    const d = await this.job.digest(size);
+    if (!final) {
+      // A digest ends the worker's job: a writer that goes on hashes its file again.
+      this.job = new FileDigest(this.file);
+      this.advance(size);
+    }
+    return d;
+  }
+
+  reset(): void {
+    this.job.drop();
+    this.job = new FileDigest(this.file);
+    this.told = 0;
+  }
+
+  drop(): void {
+    this.job.drop();
+  }
+}
+
 class Writer implements ContentWriter {
   private done = false;
 
@@ -316,7 +405,7 @@ class Writer implements ContentWriter {
     private readonly dir: string,
     private readonly dataFile: string,
     private readonly fh: fsp.FileHandle,
-    private hash: Hash,
+    private readonly hasher: Hasher,
     private bytes: number,
     private readonly expected: Expected,
     private readonly release: () => void,
@@ -337,18 +426,19 @@ class Writer implements ContentWriter {
       const { bytesWritten } = await this.fh.write(chunk, written, chunk.byteLength - written, this.bytes + written);
       written += bytesWritten;
     }
-    this.hash.update(chunk);
     this.bytes += chunk.byteLength;
+    this.hasher.written(chunk, this.bytes);
   }
 
-  digest(): Digest {
-    return `sha256:${this.hash.copy().digest('hex')}`;
+  digest(): Promise<Digest> {
+    this.checkOpen();
+    return this.hasher.digest(this.bytes, false);
   }
 
   async truncate(): Promise<void> {
     this.checkOpen();
     await this.fh.truncate(0);
-    this.hash = createHash('sha256');
+    this.hasher.reset();
     this.bytes = 0;
   }
 
@@ -357,19 +447,26 @@ class Writer implements ContentWriter {
     const wantSize = expected.size ?? this.expected.size;
     const wantDigest = expected.digest ?? this.expected.digest;
     if (wantDigest !== undefined) validateDigest(wantDigest);
-    const digest = this.digest();
     let problem: string | undefined;
+    let digest: Digest | undefined;
     if (wantSize !== undefined && this.bytes !== wantSize) {
       problem = `unexpected commit size ${this.bytes}, expected ${wantSize}`;
-    } else if (wantDigest !== undefined && digest !== wantDigest) {
-      problem = `unexpected commit digest ${digest}, expected ${wantDigest}`;
+    } else {
+      try {
+        // The sync runs while the hash is finished (on a worker, for a background hasher).
+        [digest] = await Promise.all([this.hasher.digest(this.bytes, true), this.fh.sync()]);
+      } catch (err) {
+        // Nothing wrong with the data as far as is known: keep it for a later writer.
+        await this.close();
+        throw err;
+      }
+      if (wantDigest !== undefined && digest !== wantDigest) problem = `unexpected commit digest ${digest}, expected ${wantDigest}`;
     }
-    if (problem !== undefined) {
+    if (problem !== undefined || digest === undefined) {
       await this.abort();
       throw invalidParameter(`failed to commit content for ref ${this.ref}: ${problem}`);
     }
     try {
-      await this.fh.sync();
       await this.fh.close();
       this.done = true;
       await this.store.publish(this.dataFile, digest);
@@ -382,6 +479,7 @@ class Writer implements ContentWriter {
   }
 
   async abort(): Promise<void> {
+    this.hasher.drop();
     if (!this.done) {
       this.done = true;
       await this.fh.close().catch(() => {});
@@ -395,6 +493,7 @@ class Writer implements ContentWriter {
 
   async close(): Promise<void> {
     if (this.done) return;
+    this.hasher.drop();
     this.done = true;
     try {
       await this.fh.close();

@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FlagError, parseFlags, type FlagSpec } from '../common/flags';
 import { LOG_LEVELS, type LogLevel } from '../common/logger';
+import { daemonLogConfig, type LogConfig } from '../logs/config';
 
 export interface RuntimeConfig {
   path: string;
@@ -33,7 +34,9 @@ export interface DaemonConfig {
   insecureTcp?: boolean;
   /** --userns-remap: "default", "user", "user:group", "uid", "uid:gid"; "" for none. */
   usernsRemap: string;
-  /** Free-form settings later subsystems read (log-driver, bip, ...), as given in daemon.json. */
+  /** The default log driver and options of containers (--log-driver, --log-opt; log-driver, log-opts). */
+  logConfig: LogConfig;
+  /** Free-form settings later subsystems read (bip, dns, ...), as given in daemon.json. */
   extra: Record<string, unknown>;
 }
 
@@ -63,12 +66,14 @@ const FLAGS: (FlagSpec & { key: string })[] = [
   { name: 'userns-remap', type: 'string', key: 'userns-remap', description: 'User/Group setting for user namespaces' },
   { name: 'bip', type: 'string', key: 'bip', description: 'Specify default-bridge IP (CIDR)' },
   { name: 'bridge', short: 'b', type: 'string', key: 'bridge', description: 'Attach containers to a network bridge' },
+  { name: 'log-driver', type: 'string', key: 'log-driver', description: 'Default driver for container logs (json-file, local, none)' },
+  { name: 'log-opt', type: 'list', key: 'log-opts', description: 'Default log driver options for containers' },
   { name: 'help', type: 'bool', key: '', description: 'Print usage' },
   { name: 'version', short: 'v', type: 'bool', key: '', description: 'Print version information and quit' },
 ];
 
 /** daemon.json keys berthd accepts beyond those that have flags (later subsystems read them). */
-const FILE_ONLY_KEYS = ['runtimes', 'log-driver', 'log-opts', 'dns', 'dns-search', 'default-address-pools',
+const FILE_ONLY_KEYS = ['runtimes', 'dns', 'dns-search', 'default-address-pools',
   'tls', 'features', 'experimental', 'live-restore', 'labels',
   'default-ulimits', 'seccomp-profile', 'no-new-privileges', 'ip-forward', 'iptables', 'ipv6', 'mtu', 'group'];
 
@@ -127,6 +132,24 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
   const defaultRuntime = pick('default-runtime', 'default-runtime', 'crun');
   if (!runtimes[defaultRuntime]) throw new FlagError(`default runtime ${defaultRuntime} is not configured`);
 
+  // --log-opt k=v (repeated) or log-opts {k: v}; checked as dockerd does at start-up.
+  let logOpts: unknown = file['log-opts'];
+  if (parsed.given.has('log-opt')) {
+    const o: Record<string, string> = {};
+    for (const kv of v['log-opt'] as string[]) {
+      const i = kv.indexOf('=');
+      if (i <= 0) throw new FlagError(`invalid argument ${JSON.stringify(kv)} for "--log-opt" flag: bad format of log opt, should be key=value`);
+      o[kv.slice(0, i)] = kv.slice(i + 1);
+    }
+    logOpts = o;
+  }
+  let logConfig: LogConfig;
+  try {
+    logConfig = daemonLogConfig(pick<string | undefined>('log-driver', 'log-driver', undefined), logOpts);
+  } catch (err) {
+    throw new FlagError((err as Error).message);
+  }
+
   const extra: Record<string, unknown> = {};
   for (const k of FILE_ONLY_KEYS) if (k in file && k !== 'runtimes') extra[k] = file[k];
   // Settings with flags that only later subsystems read travel in extra too (the network service).
@@ -155,6 +178,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     tlsKey: optionalPath(pick<string | undefined>('tlskey', 'tlskey', undefined)),
     insecureTcp: pick('insecure-tcp-exposes-root', 'insecure-tcp-exposes-root', false),
     usernsRemap: userNsRemap(pick<unknown>('userns-remap', 'userns-remap', '')),
+    logConfig,
     extra,
     help: v.help as boolean,
     version: v.version as boolean,

@@ -115,6 +115,7 @@ export class Daemon implements SystemBackend {
       network: containerNetworks,
       userns: this.remap?.mapping,
       appArmor: this.appArmor ? { profileDir: this.appArmorDir() } : undefined,
+      logDefaults: cfg.logConfig,
     });
     await this.containers.recover();
     // Running containers keep their networking; what dead ones left is torn down.
@@ -152,6 +153,8 @@ export class Daemon implements SystemBackend {
     this.distribution?.close();
     // Containers keep running (live restore); only the watching stops.
     this.containers?.close();
+    // Networking of removed --rm containers still being torn down in the background.
+    await this.networks?.settled().catch(() => {});
     this.networks?.close();
     this.snapshotter?.close();
     this.snapshotter = undefined;
@@ -327,7 +330,7 @@ export class Daemon implements SystemBackend {
       NFd: countDir('/proc/self/fd'),
       NGoroutines: 0,
       SystemTime: new Date().toISOString(),
-      LoggingDriver: (cfg.extra['log-driver'] as string | undefined) ?? 'json-file',
+      LoggingDriver: cfg.logConfig.Type,
       CgroupDriver: 'cgroupfs',
       CgroupVersion: h.cgroupVersion,
       NEventsListener: this.events.listenerCount(),

@@ -1,8 +1,10 @@
 // Pulling an image: resolve the reference to a manifest (through an index to the wanted platform),
 // fetch the config, download the layers the daemon lacks (a bounded number at a time, each into a
 // content-store ingest named after its digest, so a broken download resumes with a Range request),
-// unpack them in order as they arrive, and record the image, its tag and its repository digest.
-// Progress goes out as dockerd's JSON messages.
+// unpack each one while it downloads (store, hash and extract in one pass; layer directories do not
+// depend on each other), commit the snapshots bottom up, and record the image, its tag and its
+// repository digest. A download that resumes is unpacked from the stored blob afterwards. Progress
+// goes out as dockerd's JSON messages.
 import { randomBytes } from 'node:crypto';
 import { Transform, PassThrough, pipeline, type Readable } from 'node:stream';
 import { BerthError, invalidParameter, isKind, notFound, systemError } from '../common/errors';
@@ -200,6 +202,8 @@ interface LayerTask {
   parentChainID?: string;
   download?: Promise<void>;
   uncompressedSize?: number;
+  /** Unpacked while downloading and verified, not committed yet. */
+  extracted?: Extraction;
 }
 
 /** Pulls a tag or digest from repo; true when the reference now points at a different image. */
@@ -282,6 +286,11 @@ async function pullOne(dc: DistributionContext, repo: RemoteRepository, opts: Pu
         continue;
       }
       await t.download;
+      if (t.extracted) {
+        const ex = t.extracted;
+        t.extracted = undefined;
+        commitExtracted(images, t, ex);
+      }
       if (!committed(images, t.chainID)) {
         const descs: LayerDescriptor[] = tasks.slice(0, i + 1).map((x) => ({ digest: x.existing?.blobDigest ?? x.desc.digest, diffID: x.diffID, mediaType: x.desc.mediaType, size: x.desc.size }));
         await unpackLayers(descs, extractingProvider(images, t, out), images.snapshotter);
@@ -313,6 +322,11 @@ async function pullOne(dc: DistributionContext, repo: RemoteRepository, opts: Pu
   } catch (err) {
     controller.abort(err);
     await Promise.allSettled(started);
+    // Layers unpacked but not committed (those above the failure) go.
+    for (const t of tasks) {
+      if (t.extracted) removeSnapshot(images, t.extracted.key);
+      t.extracted = undefined;
+    }
     throw err;
   } finally {
     opts.signal.removeEventListener('abort', onAbort);
@@ -409,7 +423,8 @@ async function downloadOnce(dc: DistributionContext, repo: RemoteRepository, t: 
   const { content } = dc.images;
   const { digest, size } = t.desc;
   // One ingest per blob digest: an interrupted download (this pull's or an earlier one's) resumes.
-  const w = await content.writer(`pull-${digest}`, { digest, size });
+  // Layers are big: their digest is computed on the digest worker, off the main thread.
+  const w = await content.writer(`pull-${digest}`, { digest, size }, { hashInBackground: true });
   let finished = false;
   try {
     if (await content.info(digest)) {
@@ -471,17 +486,18 @@ interface Extraction {
 }
 
 /**
- * Prepares a snapshot to extract t into while it downloads, when that is possible now: the
- * layer's parent chain must be committed already (a snapshot's parent is fixed when it is
- * prepared), and its own chain must not be. Otherwise the layer is unpacked after its download.
+ * Prepares a snapshot to extract t into while it downloads, unless its chain is committed
+ * already. The snapshot has no parent yet: a layer's tree is written into its own directory
+ * without looking at the layers below, so every layer is unpacked as it arrives, in any order,
+ * and given its parent when it is committed (commitExtracted).
  */
 function startExtraction(images: ImageService, t: LayerTask): Extraction | undefined {
   if (committed(images, t.chainID)) return undefined;
-  if (t.parentChainID !== undefined && !committed(images, t.parentChainID)) return undefined;
-  // The chain ID is the snapshot's final name; until the content is verified it lives under a
-  // temporary key, which the snapshotter removes after a crash.
+  // The chain ID is the snapshot's final name; until the content is verified and the layers
+  // below are committed it lives under a temporary key, which the snapshotter removes after a
+  // crash.
   const key = `${EXTRACT_KEY_PREFIX}${randomBytes(8).toString('hex')} ${t.chainID}`;
-  const dir = writableDir(images.snapshotter.prepare(key, t.parentChainID));
+  const dir = writableDir(images.snapshotter.prepare(key));
   return { key, dir };
 }
 
@@ -495,8 +511,8 @@ function removeSnapshot(images: ImageService, key: string): void {
 
 /**
  * Downloads the whole blob into w (which is empty) while extracting it into the prepared
- * snapshot, then verifies both digests and commits blob and snapshot. On failure the snapshot
- * goes; the partial download stays in w for a retry to resume (which then unpacks from the
+ * snapshot, then verifies both digests and commits the blob; the snapshot is left for pullOne to
+ * commit in chain order (t.extracted). On failure the snapshot goes; the partial download stays in w for a retry to resume (which then unpacks from the
  * stored blob), except when the data itself was bad.
  */
 async function downloadAndExtract(images: ImageService, res: Readable, w: ContentWriter, t: LayerTask, ex: Extraction, out: ProgressWriter, throttle: ProgressThrottle, setCurrent: (n: number) => void): Promise<void> {
@@ -551,18 +567,27 @@ async function downloadAndExtract(images: ImageService, res: Readable, w: Conten
   try {
     if (diffID !== t.diffID) throw invalidParameter(`layer ${digest}: unpacked content has diffID ${diffID}, but the image config says ${t.diffID}`);
     out.progress(t.id, 'Extracting', size, size);
-    try {
-      images.snapshotter.commit(t.chainID, ex.key);
-    } catch (err) {
-      // Another pull committed the same chain meanwhile: the same content, so ours is surplus.
-      if (!(isKind(err, 'Conflict') && committed(images, t.chainID))) throw err;
-      removeSnapshot(images, ex.key);
-    }
   } catch (err) {
     removeSnapshot(images, ex.key);
     throw err;
   }
   t.uncompressedSize = result.size;
+  // Verified; committed in chain order by pullOne, once the layers below are.
+  t.extracted = ex;
+}
+
+/**
+ * Commits a layer unpacked while it downloaded, onto its parent chain (committed by now: layers
+ * are committed bottom up). If another pull committed the same chain meanwhile, it has the same
+ * content, so ours is surplus.
+ */
+function commitExtracted(images: ImageService, t: LayerTask, ex: Extraction): void {
+  try {
+    images.snapshotter.commit(t.chainID, ex.key, t.parentChainID === undefined ? {} : { parent: t.parentChainID });
+  } catch (err) {
+    removeSnapshot(images, ex.key);
+    if (!(isKind(err, 'Conflict') && committed(images, t.chainID))) throw err;
+  }
 }
 
 /**

@@ -2,8 +2,9 @@
 // timer for all containers, however many), applies the results to State.Health as dockerd does,
 // publishes `health_status: <status>` when the status changes, and has the record persisted.
 //
-// Each probe is one exec in the container (conmon + the OCI runtime's exec: that process pair is
-// the real cost of a probe; berthd itself only schedules, collects output and writes the state).
+// Each probe is one exec in the container (the OCI runtime's exec, run by berthd directly: that
+// process is the real cost of a probe; berthd itself only schedules, collects output and writes
+// the state).
 // Persistence: a status change is written at once; any other result (the log grew, the failing
 // streak moved) is written with the next batch, all containers in one commit, every few seconds,
 // so 100 containers probing every second do not mean 100 database commits a second. Inspect
@@ -24,8 +25,8 @@ export interface HealthSubject {
 
 /** A running probe process. */
 export interface ProbeProcess {
-  /** Host pid of the probe (killed on timeout). */
-  pid: number;
+  /** SIGKILLs the probe (timeout, container stopped); a no-op once it has exited. */
+  kill(): void;
   /** Its output, stdout and stderr; 'end' once drained. */
   output?: {
     on(ev: 'stdout' | 'stderr', fn: (b: Buffer) => void): unknown;
@@ -33,7 +34,8 @@ export interface ProbeProcess {
     readonly closed: boolean;
     close(): void;
   };
-  exited: Promise<{ exitCode: number }>;
+  /** startError: the runtime could not start the command (docker's wording); the result is then -1. */
+  exited: Promise<{ exitCode: number; startError?: string }>;
   /** Forget the exec once its result is taken. */
   release(): void;
 }
@@ -56,8 +58,10 @@ export interface HealthMonitorOptions {
   host: HealthHost;
   probes: ProbeExecutor;
   log: Logger;
-  /** Probes being started at once (conmon + runtime exec each); more wait their turn. Default 8. */
+  /** Probes being started at once; more wait their turn. Default 8. */
   maxConcurrentStarts?: number;
+  /** How long a started probe keeps its start slot at most (until it exits otherwise). Default 50 ms. */
+  startHoldMs?: number;
   /** How often results that only grew the log are written. Default 5 s. */
   flushIntervalMs?: number;
   /** dockerd gives up on an exec that has not started after 30 s. */
@@ -87,7 +91,7 @@ export class HealthMonitor {
   private closed = false;
 
   constructor(o: HealthMonitorOptions) {
-    this.o = { maxConcurrentStarts: 8, flushIntervalMs: 5000, startTimeoutMs: 30_000, now: Date.now, ...o };
+    this.o = { maxConcurrentStarts: 8, startHoldMs: 50, flushIntervalMs: 5000, startTimeoutMs: 30_000, now: Date.now, ...o };
     this.queue = new DeadlineQueue(this.o.now);
   }
 
@@ -224,10 +228,24 @@ export class HealthMonitor {
         killProbe(late);
         void late.exited.finally(() => late.release());
       });
-    } finally {
+    } catch (err) {
       this.releaseStart();
+      throw err;
     }
-    void proc.exited.then(() => exitedProbes.add(proc), () => exitedProbes.add(proc));
+    // The slot is held until the probe exits, or for startHoldMs at most (a slow probe must not
+    // hold back the others): probes that fall due together (after a stall, or at daemon start)
+    // then run a few at a time instead of all at once, which would make them contend, finish
+    // together and stay in lockstep from then on.
+    const slotKey = `\0slot:${++this.probeSeq}`;
+    let slotHeld = true;
+    const freeSlot = (): void => {
+      if (!slotHeld) return;
+      slotHeld = false;
+      this.queue.cancel(slotKey);
+      this.releaseStart();
+    };
+    this.queue.schedule(slotKey, this.o.now() + this.o.startHoldMs, freeSlot);
+    void proc.exited.then(() => exitedProbes.add(proc), () => exitedProbes.add(proc)).finally(freeSlot);
     started(proc);
     const output = new LimitedOutput();
     const drained = new Promise<void>((resolve) => {
@@ -253,7 +271,8 @@ export class HealthMonitor {
         const msg = `Health check exceeded timeout (${goDuration(spec.timeoutMs)})`;
         return { Start: '', End: rfc3339Nano(new Date(this.o.now())), ExitCode: -1, Output: out ? `${msg}: ${out}` : msg };
       }
-      // conmon closes the attach socket once the output is drained; do not wait forever for it.
+      if (exit.startError !== undefined) return { Start: '', End: rfc3339Nano(new Date(this.o.now())), ExitCode: -1, Output: exit.startError };
+      // A process the probe left in the background may hold the output open: do not wait forever.
       await settle(drained, 1000);
       return { Start: '', End: rfc3339Nano(new Date(this.o.now())), ExitCode: exit.exitCode, Output: output.toString() };
     } finally {
@@ -303,9 +322,9 @@ export class HealthMonitor {
 const exitedProbes = new WeakSet<ProbeProcess>();
 
 function killProbe(p: ProbeProcess): void {
-  if (p.pid <= 0 || exitedProbes.has(p)) return;
+  if (exitedProbes.has(p)) return;
   try {
-    process.kill(p.pid, 'SIGKILL');
+    p.kill();
   } catch {
     // Already gone.
   }

@@ -1,7 +1,9 @@
 /*
  * berth_native: the few Linux syscalls that Node's fs module does not offer and that the image
  * store needs (device nodes and fifos in layers, extended attributes such as overlayfs whiteout
- * markers and file capabilities, and mount/umount for snapshots).
+ * markers and file capabilities, and mount/umount for snapshots), and a sealed in-memory copy of
+ * a binary and a light process spawn with its own reaping (the OCI runtime for health probes, see
+ * src/runtime/probe.ts).
  *
  * Every function is synchronous (they are single fast syscalls) except umount2Async: unmounting
  * an overlay syncs the whole file system under it, which can take a second on a busy disk, so
@@ -11,15 +13,24 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
 #include <sys/xattr.h>
 #include <termios.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <signal.h>
+#include <spawn.h>
 #include <node_api.h>
+#include <uv.h>
 
 #define CHECK(call)                                                        \
   do {                                                                     \
@@ -380,6 +391,289 @@ static napi_value js_tty_raw_output(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * sealedCopy(path, name) -> fd: a close-on-exec memfd holding the file's bytes, sealed against
+ * any change (F_SEAL_SEAL|SHRINK|GROW|WRITE). crun and runc recognise a binary run from such a
+ * memfd as already cloned (their CVE-2019-5736 defence) and skip copying themselves before an exec.
+ */
+static napi_value js_sealed_copy(napi_env env, napi_callback_info info) {
+  napi_value argv[2], result;
+  char *file = NULL, *name = NULL;
+  int src = -1, fd = -1, err = 0;
+  const char *syscall = "open";
+  struct stat st;
+  off_t off = 0;
+  if (get_args(env, info, 2, argv) || get_string(env, argv[0], 0, &file) || get_string(env, argv[1], 0, &name)) goto out;
+  src = open(file, O_RDONLY | O_CLOEXEC);
+  if (src < 0 || fstat(src, &st) < 0) { err = errno; goto fail; }
+  syscall = "memfd_create";
+  fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) { err = errno; goto fail; }
+  syscall = "sendfile";
+  while (off < st.st_size) {
+    ssize_t n = sendfile(fd, src, &off, (size_t)(st.st_size - off));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) { err = n < 0 ? errno : EIO; goto fail; }
+  }
+  syscall = "fcntl";
+  if (fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) < 0) { err = errno; goto fail; }
+  close(src);
+  free(file);
+  free(name);
+  if (napi_create_int32(env, fd, &result) != napi_ok) { close(fd); return NULL; }
+  return result;
+fail:
+  if (src >= 0) close(src);
+  if (fd >= 0) close(fd);
+  throw_errno(env, err, syscall);
+out:
+  free(file);
+  free(name);
+  return NULL;
+}
+
+/*
+ * spawnWatched(file, argv, envp, onExit) -> Promise<[pid, stdoutFd, stderrFd]>: posix_spawn (a
+ * vfork-style clone: no copy of the daemon's page tables, unlike libuv's fork) with stdin from
+ * /dev/null, stdout and stderr on new pipes (the read ends are returned, close-on-exec), cwd /,
+ * default signal dispositions and an empty mask. The spawn runs on libuv's thread pool: even a
+ * vfork blocks its caller until the child has exec'd, which on a loaded machine is milliseconds.
+ * The child is reaped here, not by libuv: a pidfd polled on Node's loop; onExit(code, signal)
+ * runs once it has exited (code -1 and the signal when killed by one).
+ */
+typedef struct {
+  uv_poll_t poll;
+  napi_env env;
+  napi_ref cb;
+  int pidfd;
+} watched_t;
+
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  napi_ref cb;
+  char *file;
+  char **args;
+  char **envp;
+  int err;
+  const char *syscall;
+  pid_t pid;
+  int pidfd;
+  int out;
+  int errfd;
+} spawn_work_t;
+
+static void watched_free(uv_handle_t *h) {
+  free(h->data);
+}
+
+static void watched_exit(uv_poll_t *poll, int status, int events) {
+  watched_t *w = poll->data;
+  siginfo_t info;
+  int code = -1, sig = 0;
+  (void)status;
+  (void)events;
+  memset(&info, 0, sizeof(info));
+  /* P_PIDFD (3): wait for exactly this child through its pidfd. */
+  int r = waitid((idtype_t)3, (id_t)w->pidfd, &info, WEXITED | WNOHANG);
+  if (r < 0 && errno == EINTR) return;
+  if (r == 0 && info.si_pid == 0) return; /* not exited yet */
+  if (r == 0 && info.si_code == CLD_EXITED) code = info.si_status;
+  else if (r == 0) sig = info.si_status;
+  /* r < 0: it cannot be waited for (reaped elsewhere): reported as code -1, signal 0. */
+  uv_poll_stop(poll);
+  close(w->pidfd);
+  napi_handle_scope scope;
+  napi_value cb, global, argv[2], result;
+  if (napi_open_handle_scope(w->env, &scope) == napi_ok) {
+    if (napi_get_reference_value(w->env, w->cb, &cb) == napi_ok && napi_get_global(w->env, &global) == napi_ok &&
+        napi_create_int32(w->env, code, &argv[0]) == napi_ok && napi_create_int32(w->env, sig, &argv[1]) == napi_ok) {
+      napi_async_context ctx;
+      napi_value name;
+      if (napi_create_string_utf8(w->env, "berth:probe-exit", NAPI_AUTO_LENGTH, &name) == napi_ok &&
+          napi_async_init(w->env, NULL, name, &ctx) == napi_ok) {
+        napi_make_callback(w->env, ctx, global, cb, 2, argv, &result);
+        napi_async_destroy(w->env, ctx);
+      }
+    }
+    napi_close_handle_scope(w->env, scope);
+  }
+  napi_delete_reference(w->env, w->cb);
+  uv_close((uv_handle_t *)poll, watched_free);
+}
+
+static void free_strv(char **v) {
+  if (!v) return;
+  for (char **p = v; *p; p++) free(*p);
+  free(v);
+}
+
+static int get_strv(napi_env env, napi_value arr, char ***out) {
+  uint32_t n = 0;
+  *out = NULL;
+  if (napi_get_array_length(env, arr, &n) != napi_ok) {
+    napi_throw_type_error(env, NULL, "expected an array of strings");
+    return -1;
+  }
+  char **v = calloc(n + 1, sizeof(char *));
+  if (!v) {
+    napi_throw_error(env, NULL, "out of memory");
+    return -1;
+  }
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value el;
+    if (napi_get_element(env, arr, i, &el) != napi_ok || get_string(env, el, 0, &v[i])) {
+      free_strv(v);
+      return -1;
+    }
+  }
+  *out = v;
+  return 0;
+}
+
+/* Thread pool: pipes, posix_spawn, pidfd. Touches no JS. */
+static void spawn_execute(napi_env env, void *data) {
+  spawn_work_t *w = data;
+  int out[2] = {-1, -1}, err[2] = {-1, -1}, rc;
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  sigset_t all, none;
+  (void)env;
+  w->syscall = "pipe2";
+  if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
+    w->err = errno;
+    goto fail;
+  }
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+  posix_spawn_file_actions_addchdir_np(&fa, "/");
+  posix_spawnattr_init(&attr);
+  sigfillset(&all);
+  sigemptyset(&none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+  rc = posix_spawn(&w->pid, w->file, &fa, &attr, w->args, w->envp);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  close(out[1]);
+  close(err[1]);
+  out[1] = err[1] = -1;
+  if (rc != 0) {
+    w->err = rc;
+    w->syscall = "posix_spawn";
+    goto fail;
+  }
+  w->pidfd = (int)syscall(SYS_pidfd_open, w->pid, 0);
+  if (w->pidfd < 0) {
+    /* Cannot watch it: do not leave it running unreaped. */
+    w->err = errno;
+    w->syscall = "pidfd_open";
+    kill(w->pid, SIGKILL);
+    waitpid(w->pid, NULL, 0);
+    goto fail;
+  }
+  w->out = out[0];
+  w->errfd = err[0];
+  return;
+fail:
+  for (int i = 0; i < 2; i++) {
+    if (out[i] >= 0) close(out[i]);
+    if (err[i] >= 0) close(err[i]);
+  }
+}
+
+static void spawn_work_free(napi_env env, spawn_work_t *w) {
+  napi_delete_async_work(env, w->work);
+  if (w->cb) napi_delete_reference(env, w->cb);
+  free(w->file);
+  free_strv(w->args);
+  free_strv(w->envp);
+  free(w);
+}
+
+static void spawn_reject(napi_env env, spawn_work_t *w, int err, const char *syscall) {
+  napi_value msg, error, errno_v, syscall_v;
+  napi_create_string_utf8(env, strerror(err), NAPI_AUTO_LENGTH, &msg);
+  napi_create_error(env, NULL, msg, &error);
+  napi_create_int32(env, err, &errno_v);
+  napi_set_named_property(env, error, "errno", errno_v);
+  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &syscall_v);
+  napi_set_named_property(env, error, "syscall", syscall_v);
+  napi_reject_deferred(env, w->deferred, error);
+}
+
+/* Loop thread: start watching the pidfd, resolve with the pid and the pipes' read ends. */
+static void spawn_complete(napi_env env, napi_status status, void *data) {
+  spawn_work_t *w = data;
+  uv_loop_t *loop;
+  watched_t *watch = NULL;
+  napi_value result, v;
+  if (status != napi_ok || w->err) {
+    spawn_reject(env, w, w->err ? w->err : ECANCELED, w->err ? w->syscall : "spawn");
+    spawn_work_free(env, w);
+    return;
+  }
+  watch = calloc(1, sizeof(*watch));
+  if (!watch || napi_get_uv_event_loop(env, &loop) != napi_ok || uv_poll_init(loop, &watch->poll, w->pidfd) != 0) {
+    kill(w->pid, SIGKILL);
+    waitpid(w->pid, NULL, 0);
+    close(w->pidfd);
+    close(w->out);
+    close(w->errfd);
+    free(watch);
+    spawn_reject(env, w, ENOMEM, "uv_poll_init");
+    spawn_work_free(env, w);
+    return;
+  }
+  watch->poll.data = watch;
+  watch->env = env;
+  watch->pidfd = w->pidfd;
+  watch->cb = w->cb; /* the watch owns the callback from here on */
+  w->cb = NULL;
+  uv_poll_start(&watch->poll, UV_READABLE, watched_exit);
+  napi_create_array_with_length(env, 3, &result);
+  napi_create_int32(env, w->pid, &v);
+  napi_set_element(env, result, 0, v);
+  napi_create_int32(env, w->out, &v);
+  napi_set_element(env, result, 1, v);
+  napi_create_int32(env, w->errfd, &v);
+  napi_set_element(env, result, 2, v);
+  napi_resolve_deferred(env, w->deferred, result);
+  spawn_work_free(env, w);
+}
+
+static napi_value js_spawn_watched(napi_env env, napi_callback_info info) {
+  napi_value argv[4], promise, name;
+  spawn_work_t *w;
+  if (get_args(env, info, 4, argv)) return NULL;
+  w = calloc(1, sizeof(*w));
+  if (!w) {
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  w->pidfd = w->out = w->errfd = -1;
+  if (get_string(env, argv[0], 0, &w->file) || get_strv(env, argv[1], &w->args) || get_strv(env, argv[2], &w->envp)) goto fail;
+  if (napi_create_reference(env, argv[3], 1, &w->cb) != napi_ok ||
+      napi_create_promise(env, &w->deferred, &promise) != napi_ok ||
+      napi_create_string_utf8(env, "berth:spawn", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_async_work(env, NULL, name, spawn_execute, spawn_complete, w, &w->work) != napi_ok ||
+      napi_queue_async_work(env, w->work) != napi_ok) {
+    napi_throw_error(env, NULL, "berth_native: cannot queue spawn");
+    goto fail;
+  }
+  return promise;
+fail:
+  if (w->cb) napi_delete_reference(env, w->cb);
+  free(w->file);
+  free_strv(w->args);
+  free_strv(w->envp);
+  free(w);
+  return NULL;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"mknod", NULL, js_mknod, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -390,6 +684,8 @@ static napi_value init(napi_env env, napi_value exports) {
     {"umount2", NULL, js_umount2, NULL, NULL, NULL, napi_enumerable, NULL},
     {"umount2Async", NULL, js_umount2_async, NULL, NULL, NULL, napi_enumerable, NULL},
     {"ttyRawOutput", NULL, js_tty_raw_output, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"sealedCopy", NULL, js_sealed_copy, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"spawnWatched", NULL, js_spawn_watched, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok) return NULL;
   return exports;

@@ -1,5 +1,5 @@
 // Typed wrappers around berth's own N-API addon (src/native/berth_native.c): the syscalls that
-// Node's fs module lacks. Failures become Node-style errors (code 'EPERM', negative errno, syscall,
+// Node's fs module lacks (and a light spawn for health probes). Failures become Node-style errors (code 'EPERM', negative errno, syscall,
 // path) so callers can treat them exactly like fs errors (hasCode(err, 'ENOENT'), ...).
 import * as path from 'node:path';
 import * as util from 'node:util';
@@ -13,6 +13,8 @@ interface RawBinding {
   umount2(target: string, flags: number): void;
   umount2Async(target: string, flags: number): Promise<void>;
   ttyRawOutput(fd: number): void;
+  sealedCopy(file: string, name: string): number;
+  spawnWatched(file: string, argv: string[], envp: string[], onExit: (code: number, signal: number) => void): Promise<[number, number, number]>;
 }
 
 // This file compiles to dist/src/native/index.js; the addon is built in place under src/native.
@@ -121,4 +123,29 @@ export async function umount2Async(target: string, flags: number): Promise<void>
 /** Turns off output post-processing (OPOST) on terminal `fd`, as docker's raw mode does. */
 export function ttyRawOutput(fd: number): void {
   try { raw().ttyRawOutput(fd); } catch (err) { throw nodeError(err, 'tcsetattr', `fd ${fd}`); }
+}
+
+/**
+ * A sealed, close-on-exec memfd copy of a file (memfd_create, sendfile, F_ADD_SEALS with SEAL,
+ * SHRINK, GROW and WRITE); returns the fd, which the caller closes. Run through
+ * /proc/<pid>/fd/<fd>, crun and runc take it as their own safe clone and do not copy themselves.
+ */
+export function sealedCopy(file: string, name: string): number {
+  try { return raw().sealedCopy(file, name); } catch (err) { throw nodeError(err, 'sealedCopy', file); }
+}
+
+/**
+ * posix_spawn of file (stdin /dev/null, cwd /, default signals) on libuv's thread pool, with
+ * stdout and stderr on pipes whose read ends are returned; the child is reaped by the addon
+ * through a pidfd polled on Node's loop, and onExit(code, signal) runs once (code -1 when killed
+ * by a signal). Much lighter than child_process.spawn, which forks the whole daemon and blocks
+ * its loop until the child has exec'd.
+ */
+export async function spawnWatched(file: string, argv: string[], envp: string[], onExit: (code: number, signal: number) => void): Promise<{ pid: number; stdoutFd: number; stderrFd: number }> {
+  try {
+    const [pid, stdoutFd, stderrFd] = await raw().spawnWatched(file, argv, envp, onExit);
+    return { pid, stdoutFd, stderrFd };
+  } catch (err) {
+    throw nodeError(err, 'spawn', file);
+  }
 }

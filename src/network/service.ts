@@ -26,10 +26,12 @@ import { AARDVARK_PATHS, findBinary, Netavark, NETAVARK_PATHS, type NvOptions } 
 import { createNetns, isNetnsMounted, removeNetns } from './netns';
 import { PortReservations } from './ports';
 import { NetworkStore, type SandboxRecord } from './store';
-import type { EndpointRecord, EndpointRequest, EndpointSettings, IPAMPool, NetworkRecord, PortBinding, SandboxInfo, SandboxRequest } from './types';
+import type { EndpointRecord, EndpointRequest, EndpointSettings, IPAMPool, NetworkRecord, SandboxInfo, SandboxRequest } from './types';
 
 export const BRIDGE_NAME_OPTION = 'com.docker.network.bridge.name';
 const MTU_OPTION = 'com.docker.network.driver.mtu';
+/** How long the default bridge's last `--rm` container keeps it up after exiting (tearDownLater). */
+const LINGER_MS = 2000;
 const NETWORK_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 const IFNAME = /^[a-zA-Z0-9_.-]{1,15}$/;
 
@@ -86,8 +88,16 @@ export class NetworkService {
   private readonly ports = new PortReservations();
   private readonly netnsDir: string;
   private readonly pools: AddressPool[];
-  /** netavark runs one at a time: concurrent runs race on creating the same bridge and chains. */
-  private chain: Promise<unknown> = Promise.resolve();
+  /** netavark calls waiting and running (runNetavark), and the containers they are for. */
+  private readonly nvQueue: { exclusive: boolean; start: () => void }[] = [];
+  private readonly nvRunning = { exclusive: false, shared: 0 };
+  private readonly nvSettingUp = new Set<string>();
+  private readonly nvTearingDown = new Set<string>();
+  /** Teardowns started by tearDownLater and not finished, by container ID. */
+  private readonly teardowns = new Map<string, Promise<void>>();
+  /** Teardowns waiting out LINGER_MS, and the function that starts each at once. */
+  private readonly lingering = new Map<string, () => void>();
+  private closed = false;
 
   constructor(meta: MetadataDB, private readonly opts: NetworkServiceOptions) {
     this.log = opts.log;
@@ -132,6 +142,10 @@ export class NetworkService {
 
   /** Releases the held port sockets. Kernel state (bridges, rules, netns) stays for running containers. */
   close(): void {
+    // Call settled() first. Teardowns still running finish on their own or, if the process ends
+    // first, at the next start (reconcile); lingering ones are left to that too.
+    this.closed = true;
+    for (const go of [...this.lingering.values()]) go();
     this.ports.closeAll();
   }
 
@@ -154,8 +168,9 @@ export class NetworkService {
     throw notFound(`network ${ref} not found`);
   }
 
+  /** The network's endpoints, without those of containers already gone whose teardown is under way. */
   endpoints(networkID: string): EndpointRecord[] {
-    return this.store.endpointsOfNetwork(networkID);
+    return this.store.endpointsOfNetwork(networkID).filter((e) => !this.teardowns.has(e.containerID));
   }
 
   create(req: CreateNetworkRequest): NetworkRecord {
@@ -310,11 +325,51 @@ export class NetworkService {
 
   // ---- sandboxes --------------------------------------------------------------------------------
 
-  /** Runs fn after every netavark call before it has finished. */
-  private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.chain.then(fn, fn);
-    this.chain = next.catch(() => {});
-    return next;
+  /**
+   * Runs a netavark call. Exclusive calls run alone, in order (netavark races with itself when
+   * two runs create or remove the same bridge, chains or DNS entries). Shared calls may overlap
+   * each other: a container joining or leaving a network whose bridge and rules exist before and
+   * after, with nothing published and no DNS, where netavark only makes or deletes its veth
+   * (kernel-named) and reads the rules. Queue order is kept, so a shared call never overtakes an
+   * exclusive one.
+   */
+  private runNetavark<T>(exclusive: boolean, fn: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.nvQueue.push({
+        exclusive,
+        start: () => {
+          if (exclusive) this.nvRunning.exclusive = true;
+          else this.nvRunning.shared++;
+          fn().then(resolve, reject).finally(() => {
+            if (exclusive) this.nvRunning.exclusive = false;
+            else this.nvRunning.shared--;
+            this.pumpNetavark();
+          });
+        },
+      });
+      this.pumpNetavark();
+    });
+  }
+
+  private pumpNetavark(): void {
+    while (this.nvQueue.length > 0 && !this.nvRunning.exclusive) {
+      const next = this.nvQueue[0];
+      if (next.exclusive && this.nvRunning.shared > 0) return;
+      this.nvQueue.shift();
+      next.start();
+    }
+  }
+
+  /**
+   * True when the network's bridge and rules are there and stay while a container joins or leaves
+   * it: another endpoint on it is plumbed (not being set up or torn down), so netavark neither
+   * creates nor removes the bridge. Only the default bridge qualifies (user networks have DNS,
+   * whose entries netavark rewrites).
+   */
+  private networkStaysUp(networkID: string, containerID: string): boolean {
+    const n = this.store.getNetwork(networkID);
+    if (!n || !n.isDefaultBridge || !fs.existsSync(`/sys/class/net/${n.bridge}`)) return false;
+    return this.store.endpointsOfNetwork(networkID).some((e) => e.containerID !== containerID && !this.nvSettingUp.has(e.containerID) && !this.nvTearingDown.has(e.containerID));
   }
 
   private requireNetavark(): Netavark {
@@ -339,12 +394,26 @@ export class NetworkService {
    * on failure everything made so far is undone.
    */
   async setUp(req: SandboxRequest): Promise<SandboxInfo> {
+    const { plumbed } = await this.setUpDeferred(req);
+    await plumbed;
+    // Read again: the MAC addresses come from netavark.
+    return this.sandbox(req.containerID)!;
+  }
+
+  /**
+   * setUp in two steps, so that a container start can overlap netavark with the OCI runtime's
+   * create: `info` comes once the netns exists and addresses and ports are allocated (everything
+   * hosts, resolv.conf and the spec need); `plumbed` settles when netavark has made the
+   * interfaces, routes and rules. The container must not run before `plumbed` resolves. When it
+   * rejects, the sandbox is already undone (ports, addresses, netns).
+   */
+  async setUpDeferred(req: SandboxRequest): Promise<{ info: SandboxInfo; plumbed: Promise<void> }> {
     if (this.store.getSandbox(req.containerID)) throw conflict(`network sandbox for container ${req.containerID} already exists`);
     const mode = this.resolveMode(req.networkMode);
     if (mode.kind === 'host') {
       if (req.ports.length > 0) this.log.info('published ports are discarded when using host network mode', { container: req.containerID });
       this.store.insertSandbox({ containerID: req.containerID, netnsPath: '', mode: 'host', request: req, ports: [] });
-      return this.sandbox(req.containerID)!;
+      return { info: this.sandbox(req.containerID)!, plumbed: Promise.resolve() };
     }
     const netnsPath = path.join(this.netnsDir, req.containerID);
     await createNetns(netnsPath);
@@ -358,36 +427,63 @@ export class NetworkService {
       }
     }
     const reqFor = (n: NetworkRecord): EndpointRequest => req.networks[n.name] ?? req.networks[n.id] ?? Object.entries(req.networks).find(([k]) => n.id.startsWith(k))?.[1] ?? {};
+    // A fixed address or host port may still be held by a container whose teardown runs
+    // (lingering ones hold neither: they are on the default bridge and publish nothing).
+    if (req.ports.length > 0 || networks.some((n) => reqFor(n).ipv4Address)) await this.settled(false);
+    const allocate = (): void => this.store.relaxed(this.store.db.transaction(() => {
+      this.store.insertSandbox({ containerID: req.containerID, netnsPath, mode: mode.kind === 'none' ? 'none' : 'bridge', request: req, ports: [] });
+      networks.forEach((n, i) => this.allocateEndpoint(n, req, reqFor(n), `eth${i}`));
+    }));
     try {
-      this.store.db.transaction(() => {
-        this.store.insertSandbox({ containerID: req.containerID, netnsPath, mode: mode.kind === 'none' ? 'none' : 'bridge', request: req, ports: [] });
-        networks.forEach((n, i) => this.allocateEndpoint(n, req, reqFor(n), `eth${i}`));
-      })();
+      try {
+        allocate();
+      } catch (err) {
+        // A pool that looks full may only be waiting for teardowns to give addresses back.
+        if (this.teardowns.size === 0) throw err;
+        await this.settled();
+        allocate();
+      }
     } catch (err) {
       removeNetns(netnsPath);
       throw err;
     }
-    let ports: PortBinding[] = [];
+    const undo = (): void => {
+      this.ports.release(req.containerID);
+      this.store.relaxed(() => this.store.deleteSandbox(req.containerID));
+      removeNetns(netnsPath);
+    };
+    let nv: Netavark;
     try {
       if (mode.kind === 'bridge' && req.ports.length > 0) {
-        ports = await this.ports.reserve(req.containerID, req.ports);
-        this.store.db.prepare('UPDATE network_sandboxes SET ports = ? WHERE container_id = ?').run(JSON.stringify(ports), req.containerID);
+        const ports = await this.ports.reserve(req.containerID, req.ports);
+        this.store.relaxed(() => this.store.db.prepare('UPDATE network_sandboxes SET ports = ? WHERE container_id = ?').run(JSON.stringify(ports), req.containerID));
       }
-      const nv = this.requireNetavark();
-      const sb = this.store.getSandbox(req.containerID)!;
-      const nvOpts = this.netavarkOptions(sb, this.store.endpointsOfContainer(req.containerID), true);
-      const status = await this.serial(() => nv.setup(netnsPath, nvOpts));
-      for (const e of this.store.endpointsOfContainer(req.containerID)) {
-        const mac = status[e.networkID]?.interfaces?.[e.ifname]?.mac_address;
-        if (mac) this.store.setEndpointMac(e.networkID, e.containerID, mac);
-      }
+      nv = this.requireNetavark();
     } catch (err) {
-      this.ports.release(req.containerID);
-      this.store.deleteSandbox(req.containerID);
-      removeNetns(netnsPath);
+      undo();
       throw err;
     }
-    return this.sandbox(req.containerID)!;
+    const sb = this.store.getSandbox(req.containerID)!;
+    const eps = this.store.endpointsOfContainer(req.containerID);
+    const nvOpts = this.netavarkOptions(sb, eps, true);
+    const shared = mode.kind === 'bridge' && sb.ports.length === 0 && eps.every((e) => this.networkStaysUp(e.networkID, req.containerID));
+    this.nvSettingUp.add(req.containerID);
+    const plumbed = this.runNetavark(!shared, () => nv.setup(netnsPath, nvOpts)).finally(() => this.nvSettingUp.delete(req.containerID)).then(
+      (status) => {
+        // The MAC was chosen at allocation; record netavark's only if it differs.
+        for (const e of this.store.endpointsOfContainer(req.containerID)) {
+          const mac = status[e.networkID]?.interfaces?.[e.ifname]?.mac_address;
+          if (mac && mac.toLowerCase() !== e.mac.toLowerCase()) this.store.relaxed(() => this.store.setEndpointMac(e.networkID, e.containerID, mac));
+        }
+      },
+      (err: unknown) => {
+        undo();
+        throw err;
+      },
+    );
+    // The caller may fail (and stop waiting) before netavark is done; the rejection is theirs to see.
+    plumbed.catch(() => {});
+    return { info: this.sandbox(req.containerID)!, plumbed };
   }
 
   private allocateEndpoint(n: NetworkRecord, sreq: SandboxRequest, ereq: EndpointRequest, ifname: string): EndpointRecord {
@@ -403,7 +499,8 @@ export class NetworkService {
     const dnsNames = n.isDefaultBridge ? [] : [...new Set([sreq.containerName, ...aliases, sreq.containerID.slice(0, 12)].filter(Boolean))];
     const e: EndpointRecord = {
       networkID: n.id, containerID: sreq.containerID, endpointID: newID(), ip, prefixLen: parseCIDR(pool.subnet)!.prefix, gateway: pool.gateway,
-      mac: ereq.macAddress ?? '', ifname, aliases, dnsNames, requestedIP: ereq.ipv4Address ?? '', requestedMac: ereq.macAddress ?? '',
+      // Chosen here, not left to netavark, so that no second write is needed after it ran.
+      mac: ereq.macAddress || macFromIP(ip), ifname, aliases, dnsNames, requestedIP: ereq.ipv4Address ?? '', requestedMac: ereq.macAddress ?? '',
     };
     this.store.insertEndpoint(e);
     return e;
@@ -428,7 +525,7 @@ export class NetworkService {
       o.networks[n.id] = {
         interface_name: e.ifname, static_ips: [e.ip],
         aliases: e.dnsNames.filter((x) => x !== sb.request.containerName),
-        ...(e.requestedMac ? { static_mac: e.requestedMac } : {}),
+        ...(e.mac || e.requestedMac ? { static_mac: e.mac || e.requestedMac } : {}),
       };
     }
     if (withPorts && sb.ports.length > 0) {
@@ -440,20 +537,86 @@ export class NetworkService {
 
   /** Undoes setUp: interfaces, rules, DNS entries, ports, addresses, netns. Safe to call twice. */
   async tearDown(containerID: string): Promise<void> {
+    this.lingering.get(containerID)?.();
+    const pending = this.teardowns.get(containerID);
+    if (pending) await pending;
+    await this.tearDownNow(containerID);
+  }
+
+  /**
+   * tearDown without waiting for it, for a `--rm` container whose removal a client is waiting on
+   * (netavark's teardown is most of an exit's cost). Until it is done the sandbox record stays
+   * (so a daemon killed meanwhile tears it down at its next start), its addresses and ports stay
+   * taken, and its endpoints are not listed; whatever could collide with it waits for it: a
+   * new sandbox of the same container or with published ports, an address pool that seems full,
+   * and removing a network (settled()).
+   *
+   * The last container to leave the default bridge makes netavark remove the bridge and its
+   * rules, and the next one to come makes them all again: in a `docker run --rm` loop that was
+   * most of the time. So that teardown lingers a moment (LINGER_MS) first: a container joining
+   * meanwhile finds the bridge up, and the teardown then leaves it up. Only the default bridge
+   * (no DNS entries to go stale) and only without published ports (nothing for others to wait on).
+   */
+  tearDownLater(containerID: string): void {
+    if (this.teardowns.has(containerID)) return;
+    const sb = this.store.getSandbox(containerID);
+    const eps = sb ? this.store.endpointsOfContainer(containerID) : [];
+    const linger = sb?.mode === 'bridge' && sb.ports.length === 0 && eps.length > 0
+      && eps.every((e) => this.store.getNetwork(e.networkID)?.isDefaultBridge === true)
+      && !eps.every((e) => this.networkStaysUp(e.networkID, containerID));
+    let begin = Promise.resolve();
+    if (linger) {
+      begin = new Promise<void>((resolve) => {
+        const go = (): void => {
+          clearTimeout(timer);
+          this.lingering.delete(containerID);
+          resolve();
+        };
+        const timer = setTimeout(go, LINGER_MS);
+        timer.unref();
+        this.lingering.set(containerID, go);
+      });
+    }
+    const p: Promise<void> = begin.then(() => (this.closed ? undefined : this.tearDownNow(containerID)))
+      .catch((err: unknown) => this.log.warn('tearing down container networking failed', { container: containerID, error: (err as Error).message }))
+      .finally(() => {
+        if (this.teardowns.get(containerID) === p) this.teardowns.delete(containerID);
+      });
+    this.teardowns.set(containerID, p);
+  }
+
+  /**
+   * Resolves when the teardowns started by tearDownLater have finished; lingering ones are started
+   * at once, unless `expedite` is false (then they are not waited for either).
+   */
+  async settled(expedite = true): Promise<void> {
+    for (;;) {
+      if (expedite) for (const go of [...this.lingering.values()]) go();
+      const waiting = [...this.teardowns].filter(([id]) => expedite || !this.lingering.has(id)).map(([, p]) => p);
+      if (waiting.length === 0) return;
+      await Promise.all(waiting);
+    }
+  }
+
+  private async tearDownNow(containerID: string): Promise<void> {
     const sb = this.store.getSandbox(containerID);
     if (!sb) return;
     const eps = this.store.endpointsOfContainer(containerID);
     if (sb.mode === 'bridge' && eps.length > 0 && this.netavark && isNetnsMounted(sb.netnsPath)) {
       const nv = this.netavark;
+      const shared = sb.ports.length === 0 && eps.every((e) => this.networkStaysUp(e.networkID, containerID));
+      this.nvTearingDown.add(containerID);
       try {
-        await this.serial(() => nv.teardown(sb.netnsPath, this.netavarkOptions(sb, eps, true)));
+        await this.runNetavark(!shared, () => nv.teardown(sb.netnsPath, this.netavarkOptions(sb, eps, true)));
       } catch (err) {
         // Keep going: the address, ports and netns must be released whatever netavark says.
         this.log.warn('netavark teardown reported errors', { container: containerID, error: (err as Error).message });
+      } finally {
+        this.nvTearingDown.delete(containerID);
       }
     }
     this.ports.release(containerID);
-    this.store.deleteSandbox(containerID);
+    this.store.relaxed(() => this.store.deleteSandbox(containerID));
     if (sb.netnsPath) removeNetns(sb.netnsPath);
     if (sb.mode === 'bridge') await this.removeEmptyPortChains(eps.map((e) => e.networkID));
   }
@@ -500,7 +663,7 @@ export class NetworkService {
     })();
     try {
       const nv = this.requireNetavark();
-      const status = await this.serial(() => nv.setup(sb.netnsPath, this.netavarkOptions(sb, [e], false)));
+      const status = await this.runNetavark(true, () => nv.setup(sb.netnsPath, this.netavarkOptions(sb, [e], false)));
       const mac = status[n.id]?.interfaces?.[ifname]?.mac_address;
       if (mac) this.store.setEndpointMac(n.id, containerID, mac);
     } catch (err) {
@@ -523,7 +686,7 @@ export class NetworkService {
     if (this.netavark && isNetnsMounted(sb.netnsPath)) {
       const nv = this.netavark;
       try {
-        await this.serial(() => nv.teardown(sb.netnsPath, this.netavarkOptions(sb, [e], true)));
+        await this.runNetavark(true, () => nv.teardown(sb.netnsPath, this.netavarkOptions(sb, [e], true)));
       } catch (err) {
         this.log.warn('netavark teardown reported errors', { container: containerID, network: n.name, error: (err as Error).message });
       }
@@ -578,6 +741,11 @@ export class NetworkService {
   sandboxIDs(): string[] {
     return this.store.listSandboxes().map((s) => s.containerID);
   }
+}
+
+/** docker's classic container MAC: 02:42 and the four bytes of the IPv4 address. */
+function macFromIP(ip: string): string {
+  return ['02', '42', ...ip.split('.').map((o) => Number(o).toString(16).padStart(2, '0'))].join(':');
 }
 
 function rangeOf(cidr: string): { start_ip: string; end_ip: string } {

@@ -159,13 +159,30 @@ function endsLine(raw: Buffer): boolean {
   return s2 >= 0 && raw[s2 + 1] === 0x46 /* F */ && (raw.length === s2 + 2 || raw[s2 + 2] === 0x20);
 }
 
+/** Reads len bytes at pos into buf (a file descriptor's pread, or a copy out of memory). */
+export type ReadAt = (buf: Buffer, len: number, pos: number) => void;
+
+/** A ReadAt on a file descriptor. */
+export function fdReader(fd: number): ReadAt {
+  return (buf, len, pos) => {
+    let got = 0;
+    while (got < len) {
+      const n = fs.readSync(fd, buf, got, len - got, pos + got);
+      if (n === 0) break;
+      got += n;
+    }
+  };
+}
+
 /**
- * Offset where the last n lines of the file start, found by reading backwards in blocks. Only
- * complete records (ending in a newline) are considered; a trailing P record with no F after it
- * counts as a line of its own (output not yet ended by a newline).
+ * Where the last n lines of a log start, found by reading backwards in blocks, and how many lines
+ * (up to n) there are from there. Only complete records (ending in a newline) are considered; a
+ * trailing P record with no F after it counts as a line of its own (output not yet ended by a
+ * newline). With fewer than n lines, offset is 0 and lines says how many there are, so that a
+ * reader of rotated files knows how many more to take from the file before.
  */
-export function tailOffset(fd: number, size: number, n: number): number {
-  if (n <= 0) return size;
+export function tailScan(read: ReadAt, size: number, n: number): { offset: number; lines: number } {
+  if (n <= 0) return { offset: size, lines: 0 };
   let pos = size;
   let carry = Buffer.alloc(0); // bytes after the last newline seen so far (going backwards)
   let lines = 0;
@@ -175,8 +192,8 @@ export function tailOffset(fd: number, size: number, n: number): number {
   while (pos > 0) {
     const len = Math.min(BLOCK, pos);
     pos -= len;
-    fs.readSync(fd, buf, 0, len, pos);
-    const chunk = Buffer.concat([buf.subarray(0, len), carry]);
+    read(buf, len, pos);
+    const chunk = carry.length > 0 ? Buffer.concat([buf.subarray(0, len), carry]) : buf.subarray(0, len);
     // Walk records from the end of chunk; a record is complete when a newline precedes it.
     let end = chunk.length;
     if (first) {
@@ -196,20 +213,62 @@ export function tailOffset(fd: number, size: number, n: number): number {
       const rec = chunk.subarray(prevNl + 1, end - 1);
       if (endsLine(rec)) {
         lines++;
-        if (lines > n) return pos + prevNl + 1 + rec.length + 1;
+        if (lines > n) return { offset: pos + prevNl + 1 + rec.length + 1, lines: n };
       } else if (lines === 0 && !sawTrailingPartial) {
         sawTrailingPartial = true;
         lines++;
-        if (lines > n) return pos + prevNl + 1 + rec.length + 1;
+        if (lines > n) return { offset: pos + prevNl + 1 + rec.length + 1, lines: n };
       }
       end = prevNl + 1;
     }
     // No record is this long (conmon writes at most a few KiB per record): this is not a log
     // line but garbage (a hole, a corrupt region). The tail starts after it.
-    if (end > MAX_RECORD) return pos + end;
+    if (end > MAX_RECORD) return { offset: pos + end, lines };
     carry = Buffer.from(chunk.subarray(0, end));
   }
-  return 0;
+  return { offset: 0, lines };
+}
+
+/** Offset where the last n lines of the file start (see tailScan). */
+export function tailOffset(fd: number, size: number, n: number): number {
+  return tailScan(fdReader(fd), size, n).offset;
+}
+
+/**
+ * Splits data into records (complete lines only); returns where the unparsed rest starts. With
+ * since/until (nanoseconds), records before since are skipped, and reaching until stops: done.
+ */
+export function parseRecords(data: Buffer, out: LogRecord[], since?: bigint, until?: bigint): { rest: number; done: boolean } {
+  let start = 0;
+  let nl: number;
+  while ((nl = data.indexOf(NEWLINE, start)) >= 0) {
+    const rec = parseRecordAt(data, start, nl);
+    start = nl + 1;
+    if (!rec) continue;
+    if (since !== undefined || until !== undefined) {
+      const t = rec.parsedTime();
+      if (t === undefined || (since !== undefined && t < since)) continue;
+      if (until !== undefined && t >= until) return { rest: start, done: true };
+    }
+    out.push(rec);
+  }
+  return { rest: start, done: false };
+}
+
+/** The time of the last complete record in a log (nanoseconds), or undefined. */
+export function lastRecordTime(read: ReadAt, size: number): bigint | undefined {
+  const { offset, lines } = tailScan(read, size, 1);
+  if (lines === 0) return undefined;
+  const len = Math.min(size - offset, MAX_RECORD);
+  const buf = Buffer.alloc(len);
+  read(buf, len, offset);
+  const nl = buf.indexOf(NEWLINE);
+  const rec = parseRecordAt(buf, 0, nl < 0 ? buf.length : nl);
+  return rec?.parsedTime();
+}
+
+export function toNanos(t: number | bigint): bigint {
+  return toNs(t);
 }
 
 /**

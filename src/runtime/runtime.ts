@@ -16,12 +16,13 @@ import * as path from 'node:path';
 import { spawn, execFile } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
-import { writeFileAtomic, mkdirp } from '../common/fsutil';
+import { writeFileReplace, mkdirp } from '../common/fsutil';
 import { BerthError, conflict, notFound, systemError, hasCode } from '../common/errors';
 import { silentLogger, type Logger } from '../common/logger';
 import { AttachStream, connectAttach, writeResize } from './attach';
 import { removeCgroup } from './cgroups';
 import type { OciProcess } from './spec';
+import type { ProbeTarget } from './probe';
 
 export type ContainerStatus = 'created' | 'running' | 'paused' | 'stopped';
 
@@ -45,13 +46,17 @@ export interface CreateOptions {
   stdinOnce?: boolean;
   /** conmon's k8s-file log. */
   logPath: string;
+  /** Write no log file (the none log driver). */
+  logNone?: boolean;
+  /** conmon's --log-size-max: the file is replaced when the next record would pass it. */
+  logSizeMax?: number;
   /** Container name for conmon's own messages. */
   name?: string;
   /** The container's cgroup (as in config.json); removed on delete. */
   cgroupsPath?: string;
 }
 
-export interface ContainerRecord extends Required<Omit<CreateOptions, 'name' | 'cgroupsPath'>> {
+export interface ContainerRecord extends Required<Omit<CreateOptions, 'name' | 'cgroupsPath' | 'logNone' | 'logSizeMax'>> {
   id: string;
   bundleDir: string;
   cgroupsPath?: string;
@@ -108,6 +113,8 @@ export interface RuntimeMonitor {
   exitStatus(id: string): ExitStatus | undefined;
   recover(id: string): Promise<RecoveredContainer>;
   list(): string[];
+  /** True when the runtime has a record of the container (cheaper than list() for one id). */
+  has(id: string): boolean;
 }
 
 export interface RuntimeIO {
@@ -304,6 +311,10 @@ export class ConmonRuntime implements OciRuntime {
     });
   }
 
+  has(id: string): boolean {
+    return ID_RE.test(id) && fs.existsSync(path.join(this.ctrDir(id), 'record.json'));
+  }
+
   list(): string[] {
     try {
       return fs.readdirSync(path.join(this.stateRoot, 'ctr')).filter((n) => ID_RE.test(n) && fs.existsSync(path.join(this.ctrDir(n), 'record.json')));
@@ -333,7 +344,8 @@ export class ConmonRuntime implements OciRuntime {
     mkdirp(rec.runtimeRoot, 0o700);
     // A stale exit file from an earlier container of the same id would read as this one's exit.
     fs.rmSync(path.join(this.exitsDir, id), { force: true });
-    writeFileAtomic(path.join(dir, 'record.json'), JSON.stringify(rec));
+    // Under the exec root (a tmpfs normally): atomic against a daemon crash, no fsync needed.
+    writeFileReplace(path.join(dir, 'record.json'), JSON.stringify(rec));
     this.records.set(id, rec);
 
     const args = [
@@ -346,7 +358,8 @@ export class ConmonRuntime implements OciRuntime {
       '--exit-dir', this.exitsDir,
       '--socket-dir-path', dir,
       '--full-attach',
-      '-l', `k8s-file:${rec.logPath}`,
+      ...(opts.logNone ? ['-l', 'none:'] : ['-l', `k8s-file:${rec.logPath}`]),
+      ...(opts.logSizeMax ? ['--log-size-max', String(opts.logSizeMax)] : []),
       ...this.runtimeGlobalArgs(rec).map((a) => `--runtime-arg=${a}`),
     ];
     if (rec.tty) args.push('-t');
@@ -676,7 +689,7 @@ export class ConmonRuntime implements OciRuntime {
     const exitDir = path.join(dir, 'exit');
     mkdirp(exitDir, 0o700);
     const spec: OciProcess = { ...proc, terminal: opts.tty };
-    writeFileAtomic(path.join(dir, 'process.json'), JSON.stringify(spec));
+    writeFileReplace(path.join(dir, 'process.json'), JSON.stringify(spec));
     const args = [
       '--api-version', '1',
       '-c', id, '-u', execId,
@@ -720,6 +733,12 @@ export class ConmonRuntime implements OciRuntime {
     }
   }
 
+  /** What running `<runtime> exec` for a health probe takes (src/runtime/probe.ts). */
+  probeTarget(id: string): ProbeTarget {
+    const rec = this.record(id);
+    return { id, runtimePath: rec.runtimePath, runtimeRoot: rec.runtimeRoot, runtimeArgs: rec.runtimeArgs, dir: this.ctrDir(id) };
+  }
+
   /** The recorded exit of an exec session, if it has exited. */
   execExitStatus(id: string, execId: string): ExitStatus | undefined {
     checkId(execId, 'exec');
@@ -748,8 +767,15 @@ function readExitFile(file: string): ExitStatus | undefined {
   return { exitCode: code < 0 ? 255 : code, exitedAt: st.mtime };
 }
 
+let nofileLimit: { soft: number; hard: number } | undefined;
+
 /** The daemon's own RLIMIT_NOFILE, read once (containers cannot be given more). */
 export function hostNofileLimit(): { soft: number; hard: number } {
+  nofileLimit ??= readNofileLimit();
+  return nofileLimit;
+}
+
+function readNofileLimit(): { soft: number; hard: number } {
   try {
     const line = fs.readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'));
     const m = line?.match(/Max open files\s+(\S+)\s+(\S+)/);

@@ -16,7 +16,7 @@ import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { conflict, invalidParameter, notFound } from '../common/errors';
 import { mkdirp } from '../common/fsutil';
-import type { Mount, SnapshotInfo, SnapshotKind, SnapshotOptions, Snapshotter, Usage } from './types';
+import type { CommitOptions, Mount, SnapshotInfo, SnapshotKind, SnapshotOptions, Snapshotter, Usage } from './types';
 import { shiftTree, type IdentityMapping } from '../security/userns';
 
 /** Active snapshots with keys starting with this are unpack scratch space, dropped on open. */
@@ -216,18 +216,26 @@ export class OverlaySnapshotter implements Snapshotter {
     }];
   }
 
-  commit(name: string, key: string, opts: SnapshotOptions = {}): void {
+  commit(name: string, key: string, opts: CommitOptions = {}): void {
     if (typeof name !== 'string' || name === '') throw invalidParameter('snapshot name must be a non-empty string');
     const r = this.mustRow(key);
     if (r.kind !== 'active') throw invalidParameter(`snapshot ${key} is not active: only active snapshots can be committed`);
     if (this.row(name)) throw conflict(`snapshot ${name} already exists`);
+    let parentId = r.parent_id;
+    if (opts.parent !== undefined) {
+      const p = this.row(opts.parent);
+      if (!p) throw notFound(`parent snapshot ${opts.parent} does not exist`);
+      if (p.kind !== 'committed') throw invalidParameter(`parent snapshot ${opts.parent} is not committed`);
+      if (r.parent_id !== null && r.parent_id !== p.id) throw invalidParameter(`snapshot ${key} was prepared on another parent`);
+      parentId = p.id;
+    }
     const fsDir = path.join(this.dirOf(r.id), 'fs');
     if (this.idMap) this.shiftToHost(fsDir, this.idMap);
     // Committed layers never change again, so their usage is measured once, here.
     const usage = diskUsage(fsDir);
     const labels = opts.labels ?? (JSON.parse(r.labels) as Record<string, string>);
-    this.db.prepare("UPDATE snapshots SET key = ?, kind = 'committed', labels = ?, updated = ?, size = ?, inodes = ? WHERE id = ?")
-      .run(name, JSON.stringify(labels), Date.now(), usage.size, usage.inodes, r.id);
+    this.db.prepare("UPDATE snapshots SET key = ?, kind = 'committed', parent_id = ?, labels = ?, updated = ?, size = ?, inodes = ? WHERE id = ?")
+      .run(name, parentId, JSON.stringify(labels), Date.now(), usage.size, usage.inodes, r.id);
   }
 
   /**

@@ -31,6 +31,15 @@ export interface SnapshotOptions {
   labels?: Record<string, string>;
 }
 
+export interface CommitOptions extends SnapshotOptions {
+  /**
+   * The committed snapshot to put below this one, for an active snapshot prepared without a
+   * parent whose tree was written without looking at any (an unpacked layer): layers can then be
+   * unpacked in any order and committed in chain order.
+   */
+  parent?: string;
+}
+
 export interface Snapshotter {
   /** Creates an active (writable) snapshot on top of the committed parent (or empty). */
   prepare(key: string, parent?: string, opts?: SnapshotOptions): Mount[];
@@ -39,7 +48,7 @@ export interface Snapshotter {
   /** Mounts of an active snapshot or view. */
   mounts(key: string): Mount[];
   /** Turns the active snapshot key into the committed snapshot name. */
-  commit(name: string, key: string, opts?: SnapshotOptions): void;
+  commit(name: string, key: string, opts?: CommitOptions): void;
   /** Removes a snapshot; refused while other snapshots have it as parent. */
   remove(key: string): void;
   stat(key: string): SnapshotInfo;

@@ -211,7 +211,8 @@ test('teeLayer stores every raw byte and extracts in the same pass', async (t) =
 
 test('teeLayer: a hostile entry fails as InvalidParameter, stops storing, and leaves the input readable', async (t) => {
   const dir = tempDir(t, 'tee');
-  const hostile = await makeTar([{ name: 'fine', body: 'x' }, { name: '../escape', body: 'y' }]);
+  // 'fine' is bigger than the tee's 1 MiB batch, so storing has begun when the bad entry comes.
+  const hostile = await makeTar([{ name: 'fine', body: Buffer.alloc(2 << 20, 'x') }, { name: '../escape', body: 'y' }]);
   const input = new PassThrough();
   const filler = Buffer.alloc(4 << 20); // more of the "upload" after the bad entry
   input.write(hostile.subarray(0, hostile.length - 1024));

@@ -6,6 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { ContentStore } from '../../src/content/store';
+import { FileDigest } from '../../src/content/filedigest';
 import { validateDigest } from '../../src/content/digest';
 import { isKind } from '../../src/common/errors';
 
@@ -112,13 +113,17 @@ test('writers on the same ref are serialised: the second continues where the fir
   assert.equal(await w2.commit({ digest: digestOf(data), size: data.length }), digestOf(data));
 });
 
-test('resume after a crash: a new store re-hashes the partial ingest and continues at its offset', async (t) => {
+for (const hashInBackground of [false, true]) {
+const mode = hashInBackground ? ' (hashing on the worker thread)' : '';
+const opts = { hashInBackground };
+
+test(`resume after a crash: a new store re-hashes the partial ingest and continues at its offset${mode}`, async (t) => {
   const root = tempDir(t);
   const data = randomBytes(1_500_000);
   const digest = digestOf(data);
   {
     const store = new ContentStore(root);
-    const w = await store.writer('pull-layer-1', { digest, size: data.length });
+    const w = await store.writer('pull-layer-1', { digest, size: data.length }, opts);
     await w.write(data.subarray(0, 1_000_000));
     // Simulated crash: the writer is never committed or aborted; the process "dies". (Its file
     // handle is closed at the end only to keep Node from warning about a leaked handle.)
@@ -127,32 +132,47 @@ test('resume after a crash: a new store re-hashes the partial ingest and continu
   const store = new ContentStore(root);
   assert.equal(await store.info(digest), undefined, 'nothing visible after the crash');
   assert.deepEqual((await store.ingests()).map((s) => [s.ref, s.offset]), [['pull-layer-1', 1_000_000]]);
-  const w = await store.writer('pull-layer-1', { digest, size: data.length });
+  const w = await store.writer('pull-layer-1', { digest, size: data.length }, opts);
   assert.equal(w.offset, 1_000_000);
-  assert.equal(w.digest(), digestOf(data.subarray(0, 1_000_000)));
+  assert.equal(await w.digest(), digestOf(data.subarray(0, 1_000_000)));
   await w.write(data.subarray(w.offset));
   assert.equal(await w.commit(), digest);
   assert.deepEqual(fs.readFileSync(await store.blobPath(digest)), data);
 });
 
-test('resume with corrupted partial data fails the digest check and leaves nothing', async (t) => {
+test(`resume with corrupted partial data fails the digest check and leaves nothing${mode}`, async (t) => {
   const root = tempDir(t);
   const data = randomBytes(10_000);
   const digest = digestOf(data);
   const store = new ContentStore(root);
-  const w = await store.writer('r', { digest });
+  const w = await store.writer('r', { digest }, opts);
   await w.write(data.subarray(0, 5000));
   await w.close();
   const [dir] = fs.readdirSync(path.join(root, 'ingest'));
   const fd = fs.openSync(path.join(root, 'ingest', dir, 'data'), 'r+');
   fs.writeSync(fd, Buffer.from('X'), 0, 1, 10);
   fs.closeSync(fd);
-  const w2 = await store.writer('r', { digest });
+  const w2 = await store.writer('r', { digest }, opts);
   await w2.write(data.subarray(w2.offset));
   await assert.rejects(w2.commit(), (err: unknown) => isKind(err, 'InvalidParameter'));
   assert.equal(await store.info(digest), undefined);
   assert.deepEqual(fs.readdirSync(path.join(root, 'ingest')), []);
 });
+
+test(`a digest can be asked mid-way; truncate restarts the hash; many writes hash in order${mode}`, async (t) => {
+  const root = tempDir(t);
+  const store = new ContentStore(root);
+  const data = randomBytes(3_000_000);
+  const w = await store.writer('mid', {}, opts);
+  await w.write(Buffer.from('garbage'));
+  await w.truncate();
+  for (let off = 0; off < 1_000_000; off += 65_536) await w.write(data.subarray(off, Math.min(off + 65_536, 1_000_000)));
+  assert.equal(await w.digest(), digestOf(data.subarray(0, 1_000_000)));
+  await w.write(data.subarray(1_000_000));
+  assert.equal(await w.commit({ size: data.length }), digestOf(data));
+  assert.deepEqual(fs.readFileSync(await store.blobPath(digestOf(data))), data);
+});
+}
 
 test('abort removes the ingest; truncate restarts it; stale ingests are removed on open', async (t) => {
   const root = tempDir(t);
@@ -188,4 +208,20 @@ test('writeBlob stores small blobs and is idempotent', async (t) => {
   assert.deepEqual(await store.readBlob(d), data);
   await assert.rejects(store.writeBlob(Buffer.from('x'), { digest: d }), (err: unknown) => isKind(err, 'InvalidParameter'));
   assert.equal(fs.statSync(await store.blobPath(d)).mode & 0o777, 0o444);
+});
+
+test('the digest worker: a missing file or one shorter than the size asked fails the digest, and the worker goes on', async (t) => {
+  const root = tempDir(t);
+  await assert.rejects(new FileDigest(path.join(root, 'missing')).digest(10), /hashing failed: ENOENT/);
+  const file = path.join(root, 'short');
+  fs.writeFileSync(file, 'twelve bytes');
+  const short = new FileDigest(file);
+  short.advance(12);
+  await assert.rejects(short.digest(20), /hashing failed: file ended at 12 bytes, before 20/);
+  const ok = new FileDigest(file);
+  ok.advance(5);
+  assert.equal(await ok.digest(12), digestOf(Buffer.from('twelve bytes')));
+  const dropped = new FileDigest(file);
+  dropped.drop();
+  await assert.rejects(dropped.digest(12), /already finished/);
 });

@@ -1,11 +1,14 @@
 // Push and pull through the real docker CLI against a real berthd and a real registry (`berth
 // registry serve` on 127.0.0.1): round trip with the same image ID and a RepoDigest, the JSON
 // progress stream as dockerd shapes it, pull by digest, "Layer already exists", cross-repository
-// mounts, multi-layer gzip images behind a manifest list, --all-tags, and docker's errors.
+// mounts, multi-layer gzip images behind a manifest list, --all-tags, docker's errors, and a layer
+// whose content does not match the config leaving nothing behind.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import Database from 'better-sqlite3';
 import { api, destroyDaemon, docker, startDaemon, type TestDaemon } from '../helpers/daemon';
 import { busyboxRootfs } from '../images/fixtures';
 import { gzip, messages, putManifest, sha256, startRegistry, tarOf, uploadBlob, type TestRegistry } from './helpers';
@@ -205,4 +208,67 @@ test('multi-layer gzip image behind a manifest list pulls the platform entry; --
   assert.match(allTags.stdout, /amd64only: Pulling from multi\/app/);
   assert.match(allTags.stdout, /latest: Pulling from multi\/app/);
   assert.match(allTags.stdout, new RegExp(`Status: (Downloaded newer image|Image is up to date) for ${reg.host.replace(/\./g, '\\.')}/multi/app$`, 'm'));
+});
+
+/** The daemon's snapshots: keys from its metadata, and the directories on disk. */
+function snapshots(): { keys: string[]; dirs: number } {
+  const db = new Database(path.join(d.dataRoot, 'overlay2', 'metadata.db'), { readonly: true });
+  try {
+    const keys = (db.prepare('SELECT key FROM snapshots ORDER BY key').all() as { key: string }[]).map((r) => r.key);
+    return { keys, dirs: fs.readdirSync(path.join(d.dataRoot, 'overlay2', 'snapshots')).length };
+  } finally {
+    db.close();
+  }
+}
+
+test('a bottom layer whose content does not match its diffID fails the pull; the layers above, unpacked already, go too', async () => {
+  // Layers are unpacked while they download, each into a snapshot of its own, and committed
+  // bottom up: the upper two are unpacked (or being unpacked) when the bottom one fails.
+  const l1 = await tarOf([{ name: 'one.txt', data: 'layer one\n' }]);
+  const l2 = await tarOf([{ name: 'two.txt', data: 'layer two\n' }]);
+  const l3 = await tarOf([{ name: 'three.bin', data: Buffer.alloc(500_000, 3) }]);
+  const gz = [l1, l2, l3].map(gzip);
+  const name = 'bad/diffid';
+  const config = Buffer.from(JSON.stringify({
+    architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256('not layer one'), sha256(l2), sha256(l3)] },
+  }));
+  for (const b of [...gz, config]) await uploadBlob(reg.url, name, b);
+  await putManifest(reg.url, name, 'latest', {
+    schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', size: config.length, digest: sha256(config) },
+    layers: gz.map((b) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', size: b.length, digest: sha256(b) })),
+  }, 'application/vnd.oci.image.manifest.v1+json');
+
+  const before = snapshots();
+  assert.equal(before.dirs, before.keys.length);
+  const pull = await docker(d, ['pull', `${reg.host}/${name}:latest`]);
+  assert.notEqual(pull.code, 0, pull.stdout);
+  assert.match(pull.stderr, /unpacked content has diffID/);
+  assert.notEqual((await docker(d, ['image', 'inspect', sha256(config)])).code, 0, 'no image');
+  assert.deepEqual(snapshots(), before, 'no snapshot of the failed pull is left, committed or not');
+
+  // The same good layers under a truthful config pull fine afterwards.
+  const good = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [l1, l2, l3].map(sha256) } }));
+  await uploadBlob(reg.url, name, good);
+  await putManifest(reg.url, name, 'good', {
+    schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', size: good.length, digest: sha256(good) },
+    layers: gz.map((b) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', size: b.length, digest: sha256(b) })),
+  }, 'application/vnd.oci.image.manifest.v1+json');
+  const ok = await docker(d, ['pull', `${reg.host}/${name}:good`]);
+  assert.equal(ok.code, 0, ok.stderr);
+  const run = await docker(d, ['image', 'inspect', '--format', '{{json .RootFS.Layers}}', `${reg.host}/${name}:good`]);
+  assert.deepEqual(JSON.parse(run.stdout), [l1, l2, l3].map(sha256));
+  // The container's root sees every layer: the chain's parents are right.
+  const created = await docker(d, ['create', '--name', 'diffid-check', `${reg.host}/${name}:good`, 'x']);
+  assert.equal(created.code, 0, created.stderr);
+  const tarFile = path.join(d.dir, 'diffid-check.tar');
+  const exported = await docker(d, ['export', '-o', tarFile, 'diffid-check']);
+  assert.equal(exported.code, 0, exported.stderr);
+  const names = new Set(execFileSync('tar', ['-tf', tarFile], { encoding: 'utf8' }).split('\n').map((n) => n.replace(/^\.\//, '')));
+  for (const n of ['one.txt', 'two.txt', 'three.bin']) assert.ok(names.has(n), `${n} in ${[...names].join(' ')}`);
+  assert.equal((await docker(d, ['rm', 'diffid-check'])).code, 0);
+  const after = snapshots();
+  assert.equal(after.keys.length, before.keys.length + 3);
+  assert.ok(!after.keys.some((k) => k.startsWith('extract-')), after.keys.join(', '));
 });

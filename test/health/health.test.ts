@@ -6,7 +6,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { api } from '../helpers/daemon';
-import { setupDaemon, type CtrEnv } from '../containers/fixtures';
+import * as fs from 'node:fs';
+import { pidsMentioning, setupDaemon, type CtrEnv } from '../containers/fixtures';
 
 let e: CtrEnv;
 before(async () => {
@@ -23,6 +24,14 @@ interface Health {
 }
 
 const ok = (args: string[]): Promise<string> => e.ok(args);
+
+function readComm(pid: number): string {
+  try {
+    return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
 
 async function health(ref: string): Promise<Health | null> {
   return JSON.parse(await ok(['inspect', '--format', '{{json .State.Health}}', ref])) as Health | null;
@@ -169,6 +178,40 @@ test('CMD probes, exit codes, output cut at 4096 bytes, and the timeout', async 
   const cfg = JSON.parse(await ok(['inspect', '--format', '{{json .Config.Healthcheck}}', 'cmdprobe'])) as unknown;
   assert.deepEqual(cfg, { Test: ['CMD', 'echo', 'fine'], Interval: 300_000_000, Retries: 1 });
   await ok(['rm', '-f', 'loud', 'hang', 'cmdprobe']);
+});
+
+test('probes run as an exec does (user, env, cwd, caps, seccomp, cgroup), without a conmon, on crun and runc', async () => {
+  const probe = 'echo "$FOO $(pwd) $(id -u):$(id -g)"; grep -E "^(CapEff|Seccomp|NoNewPrivs):" /proc/self/status; cat /proc/self/cgroup';
+  await ok(['run', '-d', '--name', 'who', '--user', '1000:1000', '-w', '/tmp', '-e', 'FOO=bar', '--security-opt', 'no-new-privileges', '--health-cmd', probe, '--health-interval', '1s', 'busybox', 'sleep', '1000']);
+  const h = await statusOf('who', 'healthy');
+  // What `docker exec` with the same settings sees is what the probe saw.
+  assert.equal(h.Log[h.Log.length - 1].Output, await ok(['exec', 'who', 'sh', '-c', probe]));
+  assert.match(h.Log[h.Log.length - 1].Output, /^bar \/tmp 1000:1000\nCapEff:\t0+\nNoNewPrivs:\t1\nSeccomp:\t2\n/);
+  // One conmon for the container, none per probe (an exec's conmon would name the container too).
+  const id = (await ok(['inspect', '--format', '{{.Id}}', 'who'])).trim();
+  for (let i = 0; i < 20; i++) {
+    assert.equal(pidsMentioning(id).filter((p) => readComm(p) === 'conmon').length, 1);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+
+  // A command that cannot be started is -1 with the runtime's reason (crun's and runc's wording
+  // alike); a probe's own exit 255 with output on stderr is just an exit code.
+  for (const runtime of ['crun', 'runc']) {
+    for (const [name, test] of [[`missing-${runtime}`, ['CMD', 'nonexist']], [`x255-${runtime}`, ['CMD-SHELL', 'echo oops >&2; exit 255']]] as const) {
+      const c = await api(e.d.socket, 'POST', `/containers/create?name=${name}`, {
+        Image: 'busybox', Cmd: ['sleep', '1000'], HostConfig: { Runtime: runtime },
+        Healthcheck: { Test: test, Interval: 300_000_000, Retries: 1 },
+      });
+      assert.equal(c.status, 201, c.body.toString());
+      await ok(['start', name]);
+    }
+    const missing = (await statusOf(`missing-${runtime}`, 'unhealthy')).Log[0];
+    assert.equal(missing.ExitCode, -1);
+    assert.match(missing.Output, /^OCI runtime exec failed: .*exec: "nonexist": executable file not found in \$PATH/);
+    const x255 = (await statusOf(`x255-${runtime}`, 'unhealthy')).Log[0];
+    assert.deepEqual([x255.ExitCode, x255.Output], [255, 'oops\n']);
+  }
+  await ok(['rm', '-f', 'who', 'missing-crun', 'x255-crun', 'missing-runc', 'x255-runc']);
 });
 
 test('start period: failures do not count until it ends, a success ends it', async () => {

@@ -144,7 +144,7 @@ function hostProbes(): { startProbe(id: string, cmd: string[]): Promise<ProbePro
       p.stdout.on('end', ended);
       p.stderr.on('end', ended);
       const exited = new Promise<{ exitCode: number }>((r) => p.on('exit', (code, sig) => r({ exitCode: code ?? (sig ? 137 : 255) })));
-      return { pid: p.pid!, output: out, exited, release: () => {} };
+      return { kill: () => p.kill('SIGKILL'), output: out, exited, release: () => {} };
     },
   };
   return self;

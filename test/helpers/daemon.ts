@@ -12,6 +12,8 @@ import { cleanupLeftovers } from './cleanup';
 export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
 export const BERTHD = path.join(REPO_ROOT, 'bin', 'berthd');
 export const BERTH = path.join(REPO_ROOT, 'bin', 'berth');
+/** Node flags bin/berthd's shebang gives the daemon (see there why). */
+export const BERTHD_NODE_FLAGS = ['--initial-old-space-size=64'];
 
 export interface TestDaemon {
   dir: string;
@@ -72,7 +74,7 @@ export async function startDaemon(opts: TestDaemonOptions): Promise<TestDaemon> 
   };
 
   async function launch(): Promise<void> {
-    const p = spawn(process.execPath, [BERTHD, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [...BERTHD_NODE_FLAGS, BERTHD, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     d.proc = p;
     p.stdout!.on('data', (b: Buffer) => (output += b.toString()));
     p.stderr!.on('data', (b: Buffer) => (output += b.toString()));

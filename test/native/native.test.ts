@@ -82,3 +82,45 @@ test('mount and umount2: a tmpfs and a read-only bind mount', (t) => {
   assert.throws(() => native.umount2(target, 0), { code: 'EINVAL', syscall: 'umount2', path: target });
   assert.throws(() => native.mount('none', target, 'no-such-fs', 0, ''), { code: 'ENODEV', syscall: 'mount' });
 });
+
+test('sealedCopy: a memfd with the same bytes that nothing can change', (t) => {
+  const dir = tempDir(t);
+  const src = path.join(dir, 'bin');
+  fs.writeFileSync(src, 'some bytes\n', { mode: 0o755 });
+  const fd = native.sealedCopy(src, 'bin');
+  t.after(() => fs.closeSync(fd));
+  const p = `/proc/self/fd/${fd}`;
+  assert.match(fs.readlinkSync(p), /^\/memfd:bin/);
+  assert.equal(fs.readFileSync(p, 'utf8'), 'some bytes\n');
+  // F_SEAL_WRITE and F_SEAL_GROW/SHRINK: writing, appending and truncating all fail.
+  assert.throws(() => fs.writeFileSync(p, 'other'), (err: NodeJS.ErrnoException) => err.code === 'EPERM');
+  assert.throws(() => fs.appendFileSync(p, 'more'), (err: NodeJS.ErrnoException) => err.code === 'EPERM');
+  assert.equal(fs.readFileSync(p, 'utf8'), 'some bytes\n');
+  assert.throws(() => native.sealedCopy(path.join(dir, 'missing'), 'x'), (err: NodeJS.ErrnoException) => err.code === 'ENOENT');
+});
+
+test('spawnWatched: pipes, exit code or signal, reaped by the addon', async () => {
+  const net = await import('node:net');
+  const read = (fd: number): Promise<string> => new Promise((resolve) => {
+    let s = '';
+    const sock = new net.Socket({ fd, readable: true, writable: false });
+    sock.on('data', (b: Buffer) => (s += b.toString()));
+    sock.on('close', () => resolve(s));
+  });
+  let exit!: Promise<[number, number]>;
+  const onExit = (): ((code: number, signal: number) => void) => {
+    let done!: (v: [number, number]) => void;
+    exit = new Promise((r) => (done = r));
+    return (code, signal) => done([code, signal]);
+  };
+  const a = await native.spawnWatched('/bin/sh', ['sh', '-c', 'echo "$X $(pwd)"; read l || echo eof >&2; exit 7'], ['X=1'], onExit());
+  assert.deepEqual(await Promise.all([read(a.stdoutFd), read(a.stderrFd), exit]), ['1 /\n', 'eof\n', [7, 0]]);
+  // Not left a zombie: the addon waited for it.
+  assert.equal(fs.existsSync(`/proc/${a.pid}`), false);
+  const b = await native.spawnWatched('/bin/sleep', ['sleep', '30'], [], onExit());
+  process.kill(b.pid, 'SIGKILL');
+  assert.deepEqual(await exit, [-1, 9]);
+  fs.closeSync(b.stdoutFd);
+  fs.closeSync(b.stderrFd);
+  await assert.rejects(native.spawnWatched('/no/such/file', ['x'], [], () => {}), (err: NodeJS.ErrnoException) => err.code === 'ENOENT');
+});

@@ -106,6 +106,35 @@ test('prepare, commit, prepare on a parent, view: real mounts see the right laye
   assert.throws(() => sn.remove('base'), (err: unknown) => isKind(err, 'NotFound'));
 });
 
+test('a layer written without a parent is committed onto one: the view sees both; wrong parents are refused', (t) => {
+  const { mnt, open } = setup(t);
+  const sn = open();
+  // The upper layer is written first, as a pull unpacks a layer whose parent is still downloading.
+  const upper = sn.prepare('extract-upper');
+  fs.writeFileSync(path.join(upper[0].source, 'upper-file'), 'from upper');
+  const lower = sn.prepare('extract-lower');
+  fs.writeFileSync(path.join(lower[0].source, 'lower-file'), 'from lower');
+  assert.throws(() => sn.commit('upper', 'extract-upper', { parent: 'lower' }), (err: unknown) => isKind(err, 'NotFound'));
+  assert.throws(() => sn.commit('upper', 'extract-upper', { parent: 'extract-lower' }), (err: unknown) => isKind(err, 'InvalidParameter'));
+  sn.commit('lower', 'extract-lower');
+  sn.commit('upper', 'extract-upper', { parent: 'lower' });
+  assert.equal(sn.stat('upper').parent, 'lower');
+  assert.throws(() => sn.remove('lower'), (err: unknown) => isKind(err, 'Conflict'));
+  const v = sn.view('v', 'upper');
+  const m = mnt('m');
+  mountAll(v, m);
+  assert.deepEqual(fs.readdirSync(m).sort(), ['lower-file', 'upper-file']);
+  unmountAll(m);
+
+  // A snapshot prepared on one parent cannot be committed onto another.
+  sn.prepare('other-base');
+  sn.commit('base2', 'other-base');
+  sn.prepare('on-lower', 'lower');
+  assert.throws(() => sn.commit('x', 'on-lower', { parent: 'base2' }), (err: unknown) => isKind(err, 'InvalidParameter'));
+  sn.commit('x', 'on-lower', { parent: 'lower' });
+  assert.equal(sn.stat('x').parent, 'lower');
+});
+
 test('reopening after a crash removes orphan directories and interrupted extract- snapshots', (t) => {
   const { root, open } = setup(t);
   const sn = open();

@@ -126,7 +126,9 @@ export function networkRoutes(deps: NetworkRoutesDeps): Route[] {
     {
       method: 'DELETE',
       path: '/networks/{id}',
-      handler: (ctx) => {
+      handler: async (ctx) => {
+        // Endpoints of removed --rm containers go away in the background; wait for them.
+        await svc.settled();
         const n = svc.get(ctx.params.id);
         svc.remove(ctx.params.id);
         emit('destroy', n);
@@ -136,8 +138,9 @@ export function networkRoutes(deps: NetworkRoutesDeps): Route[] {
     {
       method: 'POST',
       path: '/networks/prune',
-      handler: (ctx) => {
+      handler: async (ctx) => {
         const f = parseFilters(ctx.query.get('filters'), PRUNE_FILTERS);
+        await svc.settled();
         const until = f.get('until')?.map(untilCutoff);
         const cutoff = until && until.length > 0 ? Math.min(...until) : undefined;
         const before = svc.list();
