@@ -129,8 +129,19 @@ export class ContainerNetworks {
     private readonly log: Logger,
   ) {}
 
+  /** Container → networks it was reported connected to: a stop may run twice (exit, then removal). */
+  private readonly reported = new Map<string, Set<string>>();
+
   private emitNetwork(action: 'connect' | 'disconnect', networkID: string, name: string, containerID: string): void {
     if (!this.events || !networkID) return;
+    const nets = this.reported.get(containerID) ?? new Set<string>();
+    if (action === 'connect') {
+      nets.add(networkID);
+      this.reported.set(containerID, nets);
+    } else {
+      if (!nets.delete(networkID)) return;
+      if (nets.size === 0) this.reported.delete(containerID);
+    }
     try {
       this.events.publish('network', action, { ID: networkID, Attributes: { container: containerID, name, type: this.networkRef(networkID)?.driver ?? 'bridge' } });
     } catch (err) {
