@@ -47,6 +47,54 @@ function timeParam(v: string | null): number | undefined {
   return parseTimestamp(v) / 1000;
 }
 
+/**
+ * Every HostConfig field dockerd's inspect shows even when the create request left it out (Go
+ * marshals the whole struct; only the omitempty ones may be absent), with the value an omitted
+ * field decodes to. docker-py sends only what the caller set, and scripts index attrs["HostConfig"]
+ * for any of these.
+ */
+const HOST_CONFIG_DEFAULTS: Record<string, unknown> = {
+  Binds: null, ContainerIDFile: '', LogConfig: { Type: 'json-file', Config: {} }, NetworkMode: '', PortBindings: {},
+  RestartPolicy: { Name: 'no', MaximumRetryCount: 0 }, AutoRemove: false, VolumeDriver: '', VolumesFrom: null, ConsoleSize: [0, 0],
+  CapAdd: null, CapDrop: null, CgroupnsMode: '', Dns: [], DnsOptions: [], DnsSearch: [], ExtraHosts: null, GroupAdd: null,
+  IpcMode: '', Cgroup: '', Links: null, OomScoreAdj: 0, PidMode: '', Privileged: false, PublishAllPorts: false, ReadonlyRootfs: false,
+  SecurityOpt: null, UTSMode: '', UsernsMode: '', ShmSize: 0, Isolation: '',
+  CpuShares: 0, Memory: 0, NanoCpus: 0, CgroupParent: '', BlkioWeight: 0, BlkioWeightDevice: null, BlkioDeviceReadBps: null,
+  BlkioDeviceWriteBps: null, BlkioDeviceReadIOps: null, BlkioDeviceWriteIOps: null, CpuPeriod: 0, CpuQuota: 0, CpuRealtimePeriod: 0,
+  CpuRealtimeRuntime: 0, CpusetCpus: '', CpusetMems: '', Devices: null, DeviceCgroupRules: null, DeviceRequests: null,
+  MemoryReservation: 0, MemorySwap: 0, MemorySwappiness: null, OomKillDisable: null, PidsLimit: null, Ulimits: null,
+  CpuCount: 0, CpuPercent: 0, IOMaximumIOps: 0, IOMaximumBandwidth: 0, MaskedPaths: null, ReadonlyPaths: null,
+};
+
+function withHostConfigDefaults(hc: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...hc };
+  for (const [k, v] of Object.entries(HOST_CONFIG_DEFAULTS)) if (out[k] === undefined) out[k] = v;
+  // Init is omitempty in dockerd: absent, not null, when unset.
+  if (out.Init === null) delete out.Init;
+  return out;
+}
+
+/**
+ * The ports a publish or expose filter names, as "port/proto": dockerd takes "80", "80/udp" and
+ * ranges "8000-8080/tcp", and refuses a host address.
+ */
+function portFilter(f: Filters, key: 'publish' | 'expose'): Set<string> | undefined {
+  const values = f.get(key);
+  if (!values) return undefined;
+  const out = new Set<string>();
+  for (const v of values) {
+    if (v.includes(':')) throw invalidParameter(`filter for '${key}' should not contain ':': ${v}`);
+    const slash = v.indexOf('/');
+    const proto = (slash < 0 ? 'tcp' : v.slice(slash + 1)).toLowerCase() || 'tcp';
+    const m = /^(\d+)(?:-(\d+))?$/.exec(slash < 0 ? v : v.slice(0, slash));
+    const start = m ? Number(m[1]) : NaN;
+    const end = m?.[2] !== undefined ? Number(m[2]) : start;
+    if (!m || start > 65535 || end > 65535 || end < start) throw invalidParameter(`error while looking up for ${key} ${v}: invalid port range`);
+    for (let p = start; p <= end; p++) out.add(`${p}/${proto}`);
+  }
+  return out;
+}
+
 export class ContainerApi implements ContainerBackend, ExecBackend {
   constructor(
     private readonly svc: ContainerService,
@@ -133,6 +181,8 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
         throw invalidParameter(`invalid filter 'name=${n}'`);
       }
     });
+    const publish = portFilter(f, 'publish');
+    const expose = portFilter(f, 'expose');
     const isTask = f.get('is-task');
     const health = f.get('health');
     for (const h of health ?? []) {
@@ -157,13 +207,36 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
       if (since && !since.every((c) => rec.created > c)) return false;
       if (isTask && isTask.includes('true')) return false;
       if (health && !health.includes(healthFilterValue(rec.state.Health))) return false;
-      return true;
+      return this.matchesResourceFilters(rec, f, publish, expose);
     });
     if (opts.limit > 0) recs = recs.slice(0, opts.limit);
     return recs.map((r) => this.summary(r, opts.size));
   }
 
+  /** The volume, network, publish and expose filters: they look at what the summary shows. */
+  private matchesResourceFilters(rec: ContainerRecord, f: Filters, publish: Set<string> | undefined, expose: Set<string> | undefined): boolean {
+    const volumes = f.get('volume');
+    const networks = f.get('network');
+    if (!volumes && !networks && !publish && !expose) return true;
+    if (volumes) {
+      // dockerd: a volume's name or a bind's source, or the mount's destination.
+      const mounts = this.mounts(rec) as { Name?: string; Source?: string; Destination?: string }[];
+      if (!volumes.some((v) => mounts.some((m) => m.Destination === v || (m.Name ? m.Name === v : m.Source === v)))) return false;
+    }
+    const net = publish || expose || networks ? this.networks?.summary(rec) : undefined;
+    if (networks) {
+      const attached = net?.Networks ?? {};
+      if (!networks.some((v) => v in attached || Object.values(attached).some((ep) => typeof ep?.NetworkID === 'string' && ep.NetworkID !== '' && ep.NetworkID.startsWith(v)))) return false;
+    }
+    if (publish || expose) {
+      const ports = (net?.Ports ?? []) as { PrivatePort: number; PublicPort?: number; Type: string }[];
+      if (!ports.some((p) => (publish?.has(`${p.PublicPort ?? 0}/${p.Type}`) ?? false) || (expose?.has(`${p.PrivatePort}/${p.Type}`) ?? false))) return false;
+    }
+    return true;
+  }
+
   async inspect(ref: string, size: boolean): Promise<object> {
+    await this.svc.settled(ref);
     const rec = this.svc.record(ref);
     const s = rec.state;
     let graph: Record<string, string> = {};
@@ -204,7 +277,7 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
       ProcessLabel: '',
       AppArmorProfile: this.svc.appArmorProfile(rec) ?? '',
       ExecIDs: null,
-      HostConfig: rec.hostConfig,
+      HostConfig: withHostConfigDefaults(rec.hostConfig as unknown as Record<string, unknown>),
       GraphDriver: { Data: graph, Name: 'overlay2' },
       Mounts: this.mounts(rec),
       Config: rec.config,
@@ -510,7 +583,7 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
       },
       abandon: (): void => conn.end(),
     };
-    pipeStdin(conn, wantIn, keys, {
+    pipeStdin(conn, wantIn, tty, keys, {
       write: (b) => (io ? io.write(b) : pending.push(b)),
       end: () => {
         stdinEnded = true;
@@ -574,7 +647,7 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
         conn.end();
       });
     });
-    pipeStdin(conn, e.attachStdin, parseDetachKeys(e.detachKeys || DEFAULT_DETACH_KEYS), {
+    pipeStdin(conn, e.attachStdin, tty, parseDetachKeys(e.detachKeys || DEFAULT_DETACH_KEYS), {
       write: (b) => io.write(b),
       end: () => io.closeStdin(),
       detach: () => {
@@ -603,18 +676,26 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
     };
   }
 
-  resizeExec(id: string, h: number, w: number): void {
-    this.svc.resizeExec(id, h, w);
+  resizeExec(id: string, h: number, w: number): Promise<void> {
+    return this.svc.resizeExec(id, h, w);
   }
 }
 
-/** Client stdin → process, watching for the detach sequence. */
-function pipeStdin(conn: HijackedConn, enabled: boolean, keys: Buffer, to: { write(b: Buffer): void; end(): void; detach(): void }): void {
+/**
+ * Client stdin → process, watching for the detach sequence with a TTY only: as dockerd, stdin
+ * without one is copied as it is (binary input piped into `run -i` or `exec -i` may hold any
+ * byte pair, ctrl-p ctrl-q included).
+ */
+function pipeStdin(conn: HijackedConn, enabled: boolean, tty: boolean, keys: Buffer, to: { write(b: Buffer): void; end(): void; detach(): void }): void {
   if (!enabled) return;
-  const matcher = new DetachMatcher(keys);
+  const matcher = tty ? new DetachMatcher(keys) : undefined;
   let detached = false;
   conn.on('data', (chunk) => {
     if (detached) return;
+    if (!matcher) {
+      if (chunk.length > 0) to.write(chunk);
+      return;
+    }
     const { pass, detach } = matcher.feed(chunk);
     if (pass.length > 0) to.write(pass);
     if (detach) {

@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { BerthError, conflict, forbidden, invalidParameter, isKind } from '../common/errors';
 import { writeFileAtomic } from '../common/fsutil';
 import type { Logger } from '../common/logger';
+import type { EventPublisher } from '../events';
 import type { NetworkService } from '../network/service';
 import type { ContainerNetworking, EndpointRequest, EndpointSettings, NetworkRecord, PortBindingRequest, SandboxInfo, SandboxRequest } from '../network/types';
 import type { NamespaceMode } from '../runtime/spec';
@@ -119,11 +120,34 @@ function dockerSetupError(err: unknown, rec: ContainerRecord): Error {
 }
 
 export class ContainerNetworks {
+  /** Where network connect/disconnect events go (dockerd's, for starts, stops and the API). */
+  events?: EventPublisher;
+
   constructor(
     private readonly net: SandboxService,
     private readonly paths: ContainerPaths,
     private readonly log: Logger,
   ) {}
+
+  /** Container → networks it was reported connected to: a stop may run twice (exit, then removal). */
+  private readonly reported = new Map<string, Set<string>>();
+
+  private emitNetwork(action: 'connect' | 'disconnect', networkID: string, name: string, containerID: string): void {
+    if (!this.events || !networkID) return;
+    const nets = this.reported.get(containerID) ?? new Set<string>();
+    if (action === 'connect') {
+      nets.add(networkID);
+      this.reported.set(containerID, nets);
+    } else {
+      if (!nets.delete(networkID)) return;
+      if (nets.size === 0) this.reported.delete(containerID);
+    }
+    try {
+      this.events.publish('network', action, { ID: networkID, Attributes: { container: containerID, name, type: this.networkRef(networkID)?.driver ?? 'bridge' } });
+    } catch (err) {
+      this.log.warn('publishing network event failed', { action, error: (err as Error).message });
+    }
+  }
 
   private file(id: string): string {
     return path.join(this.paths.dir(id), 'networks.json');
@@ -232,7 +256,9 @@ export class ContainerNetworks {
     let info: SandboxInfo;
     let plumbed: Promise<void>;
     try {
-      ({ info, plumbed } = await this.net.setUpDeferred(this.sandboxRequest(rec)));
+      const req = this.sandboxRequest(rec);
+      req.extraHosts = [...this.withHostGateway(req.extraHosts), ...this.linkHosts(rec, peers)];
+      ({ info, plumbed } = await this.net.setUpDeferred(req));
     } catch (err) {
       throw dockerSetupError(err, rec);
     }
@@ -249,7 +275,50 @@ export class ContainerNetworks {
       await this.stop(rec.id);
       throw err;
     }
+    for (const [name, ep] of Object.entries(info.networks)) this.emitNetwork('connect', ep.NetworkID, name, rec.id);
     return { namespace: info.netnsPath === null ? 'host' : { path: info.netnsPath }, ready };
+  }
+
+  /**
+   * `--add-host name:host-gateway` (docker's special value, as in host.docker.internal:host-gateway)
+   * maps to the host's address on the default bridge, dockerd's default host-gateway-ip.
+   */
+  private withHostGateway(extraHosts: string[]): string[] {
+    if (!extraHosts.some((h) => h.endsWith(':host-gateway') || h.endsWith('=host-gateway'))) return extraHosts;
+    const gw = this.networkRef('bridge')?.pools[0]?.gateway;
+    if (!gw) throw invalidParameter('unable to derive the IP value for host-gateway');
+    return extraHosts.map((h) => h.replace(/([:=])host-gateway$/, `$1${gw}`));
+  }
+
+  /**
+   * Legacy links (HostConfig.Links, "name:alias", as `--link` and compose's links: send them):
+   * /etc/hosts entries for the alias, the name and the short ID of the target's address on a
+   * network both containers are on, as docker writes them on the default bridge (on user
+   * networks dockerd's DNS answers the alias for the linking container; the entry gives the
+   * same answer). A target that is gone or not running is skipped.
+   */
+  private linkHosts(rec: ContainerRecord, peers: PeerLookup): string[] {
+    const links = (rec.hostConfig as { Links?: string[] | null }).Links ?? [];
+    if (links.length === 0) return [];
+    const refs = [...Object.keys(this.endpoints(rec.id)), normalizeNetworkMode(rec.hostConfig.NetworkMode)];
+    const mine = new Set(refs.map((k) => this.networkRef(k)?.id).filter((x): x is string => !!x));
+    const out: string[] = [];
+    for (const link of links) {
+      const [rawName, rawAlias] = link.split(':');
+      const name = rawName.replace(/^\//, '');
+      const alias = rawAlias ? rawAlias.slice(rawAlias.lastIndexOf('/') + 1) : name;
+      let target: ContainerRecord;
+      try {
+        target = peers(name);
+      } catch {
+        continue;
+      }
+      const eps = Object.values(this.net.sandbox(target.id)?.networks ?? {});
+      const ip = eps.find((ep) => mine.has(ep.NetworkID))?.IPAddress;
+      if (!ip) continue;
+      for (const n of new Set([alias, target.name, target.id.slice(0, 12)])) out.push(`${n}:${ip}`);
+    }
+    return out;
   }
 
   /**
@@ -257,8 +326,10 @@ export class ContainerNetworks {
    * returns at once and the network service finishes the teardown on its own (tearDownLater).
    */
   async stop(id: string, opts: { background?: boolean } = {}): Promise<void> {
+    const joined = this.events ? Object.entries(this.net.sandbox(id)?.networks ?? {}) : [];
     if (opts.background) {
       this.net.tearDownLater(id);
+      for (const [name, ep] of joined) this.emitNetwork('disconnect', ep.NetworkID, name, id);
       return;
     }
     try {
@@ -266,6 +337,7 @@ export class ContainerNetworks {
     } catch (err) {
       this.log.warn('tearing down container networking failed', { id, error: (err as Error).message });
     }
+    for (const [name, ep] of joined) this.emitNetwork('disconnect', ep.NetworkID, name, id);
   }
 
   /** After a daemon restart: sandboxes of containers that no longer run are torn down. */
@@ -373,6 +445,7 @@ export class ContainerNetworks {
     if (running) {
       await this.net.connectSandbox(rec.id, n.id, req);
       this.refreshFiles(rec.id);
+      this.emitNetwork('connect', n.id, n.name, rec.id);
     }
     this.saveEndpoints(rec.id, { ...eps, [n.name]: req });
   }
@@ -388,6 +461,7 @@ export class ContainerNetworks {
       if (!this.net.sandbox(rec.id)?.networks[n.name]) throw forbidden(`container ${rec.id} is not connected to network ${n.name}`);
       await this.net.disconnectSandbox(rec.id, n.id);
       this.refreshFiles(rec.id);
+      this.emitNetwork('disconnect', n.id, n.name, rec.id);
     } else if (key === undefined && !isPrimary) {
       throw forbidden(`container ${rec.id} is not connected to network ${n.name}`);
     }

@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { BerthError, conflict, invalidParameter, isKind, notFound, systemError } from '../common/errors';
-import { mkdirp } from '../common/fsutil';
+import { contentSize, mkdirp } from '../common/fsutil';
 import type { Logger } from '../common/logger';
 import type { ImageService } from '../images/service';
 import type { Snapshotter } from '../snapshots/types';
@@ -113,8 +113,20 @@ class Live {
   restartDelay = 0;
   /** Bumped on every start, so that a stale exit notification is ignored. */
   generation = 0;
+  private currentExit?: Promise<ExitStatus>;
+  /** The current run's process is gone (its exit may not be recorded yet). */
+  exitSeen = false;
   /** Resolves when the current run exits (for logs -f). */
-  exited?: Promise<ExitStatus>;
+  get exited(): Promise<ExitStatus> | undefined {
+    return this.currentExit;
+  }
+  set exited(p: Promise<ExitStatus> | undefined) {
+    this.currentExit = p;
+    this.exitSeen = false;
+    p?.then(() => {
+      if (this.currentExit === p) this.exitSeen = true;
+    }, () => {});
+  }
   removing = false;
   execs = new Set<string>();
 
@@ -145,6 +157,8 @@ export interface ExecRecord {
   exitCode: number | null;
   pid: number;
   exited?: Promise<ExitStatus>;
+  /** Settles once the runtime has the process (or failed to start it). */
+  ready?: Promise<unknown>;
 }
 
 /** Milliseconds since `t0` (performance.now()), for the phase timings in debug logs. */
@@ -265,9 +279,32 @@ export class ContainerService {
     return { total, running, paused, stopped: total - running - paused };
   }
 
-  exitPromise(ref: string): Promise<ExitStatus> | undefined {
+  /**
+   * Waits while an exit is seen but not yet recorded (the runtime delete, unmounts and network
+   * teardown take a while), so that inspect and attach never show a finished process as running:
+   * dockerd records an exit under the container lock its inspect takes. Bounded, in case the
+   * exit handling fails.
+   */
+  async settled(ref: string): Promise<void> {
     const l = this.get(ref);
-    return isActive(l.rec.state.Status) ? l.exited : undefined;
+    if (!l.exitSeen || !isActive(l.rec.state.Status)) return;
+    await new Promise<void>((resolve) => {
+      l.nextExitWaiters.push(() => resolve());
+      setTimeout(resolve, 10_000).unref();
+    });
+  }
+
+  exitPromise(ref: string): Promise<unknown> | undefined {
+    const l = this.get(ref);
+    const exited = l.exited;
+    if (!isActive(l.rec.state.Status) || !exited) return undefined;
+    // Settles once the exit is recorded, not when the process goes: `docker logs -f x && docker rm x`
+    // must not find x still running (dockerd closes the log under the lock that records the exit).
+    return new Promise((resolve) => {
+      l.nextExitWaiters.push(() => resolve(undefined));
+      // Exit handling that fails, or a daemon closing, never calls the waiters.
+      void exited.then(() => setTimeout(resolve, 30_000).unref(), () => resolve(undefined));
+    });
   }
 
   private save(l: Live): void {
@@ -1100,8 +1137,7 @@ export class ContainerService {
     let reclaimed = 0;
     for (const rec of this.all()) {
       if (isActive(rec.state.Status) || rec.state.Status === 'removing' || !filter(rec)) continue;
-      let size = 0;
-      try { size = this.o.snapshotter.usage(rec.id).size; } catch {}
+      const size = this.sizeRw(rec.id);
       try {
         await this.remove(rec.id, { force: false });
         deleted.push(rec.id);
@@ -1123,9 +1159,23 @@ export class ContainerService {
     const l = this.get(ref);
     checkAction('attach', l.rec.state.Status, l.rec);
     this.emit(l.rec, 'attach');
+    await this.settled(ref);
     await l.lock(async () => {
-      if (l.rec.state.Status === 'running') client.connect(await this.o.runtime.attach(l.rec.id));
-      else l.pendingAttach.add(client);
+      if (l.rec.state.Status !== 'running') {
+        l.pendingAttach.add(client);
+        return;
+      }
+      let stream: AttachStream;
+      try {
+        stream = await this.o.runtime.attach(l.rec.id);
+      } catch (err) {
+        // conmon is gone: the process exited and the exit is not seen yet. The attach ends with
+        // that run, as dockerd's does when the exit cancels it.
+        this.log.debug('attach to an exiting container', { id: l.rec.id, error: (err as Error).message });
+        client.abandon();
+        return;
+      }
+      client.connect(stream);
     });
   }
 
@@ -1246,7 +1296,9 @@ export class ContainerService {
     e.running = true;
     let handle;
     try {
-      handle = await this.o.runtime.exec(rec.id, proc, { tty, stdin: e.attachStdin, detach: opts.detach, execId: id });
+      const pending = this.o.runtime.exec(rec.id, proc, { tty, stdin: e.attachStdin, detach: opts.detach, execId: id });
+      e.ready = pending.catch(() => {});
+      handle = await pending;
     } catch (err) {
       e.running = false;
       const docker = dockerRuntimeError(err);
@@ -1265,8 +1317,11 @@ export class ContainerService {
     return { attach: handle.attach, exited: e.exited };
   }
 
-  resizeExec(id: string, height: number, width: number): void {
+  async resizeExec(id: string, height: number, width: number): Promise<void> {
     const e = this.getExec(id);
+    // A client resizes right after its start request hijacked the connection, while the runtime
+    // may still be starting the process; dockerd waits (up to 10 s) for the exec to be ready.
+    if (e.running && e.ready) await e.ready;
     if (!e.running) throw conflict(`Exec ${id} is not running`);
     try {
       this.o.runtime.resizeExec(e.containerId, id, height, width);
@@ -1290,7 +1345,7 @@ export class ContainerService {
 
   sizeRw(id: string): number {
     try {
-      return this.o.snapshotter.usage(id).size;
+      return contentSize(this.layerDirs(id).upper);
     } catch {
       return 0;
     }

@@ -21,6 +21,7 @@ import { ImageService } from '../images/service';
 import { ImageApi } from '../images/backend';
 import { imageRoutes } from '../api/routes/images';
 import { authRoutes } from '../api/routes/auth';
+import { distributionRoutes } from '../api/routes/distribution';
 import type { DistributionService } from '../distribution/service';
 import { containerRoutes } from '../api/routes/containers';
 import { execRoutes } from '../api/routes/exec';
@@ -93,6 +94,7 @@ export class Daemon implements SystemBackend {
     await this.networks.init();
     const containerPaths = new ContainerPaths(root, cfg.execRoot);
     const containerNetworks = new ContainerNetworks(this.networks, containerPaths, log);
+    containerNetworks.events = this.events;
     this.volumes = new VolumeService(this.meta, path.join(root, 'volumes'), log, this.events);
     if (this.remap) this.volumes.driver.dataOwner = this.remap.mapping.rootPair();
     const containerMounts = new MountStore(this.meta, this.volumes, log);
@@ -126,11 +128,18 @@ export class Daemon implements SystemBackend {
       .add(systemRoutes(this))
       .add(imageRoutes(new ImageApi(this.images, { pull: (ctx, p) => this.dist().pull(ctx, p), push: (ctx, n, p) => this.dist().push(ctx, n, p) })))
       .add(authRoutes({ login: (auth) => this.dist().login(auth) }))
+      .add(distributionRoutes({
+        inspectDistribution: async (ctx, name) => {
+          const { inspectDistribution } = require('../distribution/inspect') as typeof import('../distribution/inspect');
+          const { decodeAuthHeader } = require('../distribution/authconfig') as typeof import('../distribution/authconfig');
+          return inspectDistribution(this.dist().client, name, decodeAuthHeader(ctx.req.headers['x-registry-auth']));
+        },
+      }))
       .add(containerRoutes(this.containerApi))
       .add(execRoutes(this.containerApi))
       .add(eventRoutes(this.events))
       .add(volumeRoutes(this.volumes))
-      .add(networkRoutes({ networks: this.networks, containers: () => containerNetworking }))
+      .add(networkRoutes({ networks: this.networks, containers: () => containerNetworking, events: this.events }))
       .add(buildRoutes(this.buildBackend()));
     this.server = new ApiServer(router, log, apiSecurityFrom(cfg));
     for (const h of cfg.hosts) this.listeners.push(await this.server.listen(h));

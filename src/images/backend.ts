@@ -63,8 +63,9 @@ export class ImageApi implements ImageBackend {
       const digests = svc.repoDigests(rec.id);
       const isDangling = fullTags.length === 0 && digests.length === 0;
       if (dangling !== undefined && isDangling !== dangling) continue;
-      // Without -a, untagged images that others build on (intermediate layers) stay hidden.
-      if (!opts.all && isDangling && svc.store.children(rec.id).length > 0 && dangling === undefined) continue;
+      // Untagged images that others build on (intermediate layers) stay hidden without -a; and
+      // dangling=true means dangling heads only, even with -a (dockerd lists imageStore.Heads()).
+      if (isDangling && (!opts.all || dangling === true) && svc.store.children(rec.id).length > 0) continue;
       const created = Date.parse(rec.created);
       if (before && !before.every((t) => created < t)) continue;
       if (since && !since.every((t) => created > t)) continue;

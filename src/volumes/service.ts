@@ -89,6 +89,9 @@ export class VolumeService {
     return this.db.prepare('SELECT * FROM volumes WHERE name = ?').get(name) as Row | undefined;
   }
 
+  /** "volume\0container" pairs mounted and not yet released (one unmount event each). */
+  private readonly mounted = new Set<string>();
+
   private emit(action: string, name: string, attrs: Record<string, string> = {}): void {
     try {
       this.events?.publish('volume', action, { ID: name, Attributes: { driver: 'local', ...attrs } });
@@ -222,6 +225,7 @@ export class VolumeService {
   mount(name: string, containerId: string): string {
     const v = this.get(name);
     const p = this.driver.acquire(name, v.Options, containerId);
+    this.mounted.add(`${name}\0${containerId}`);
     this.emit('mount', name, { container: containerId });
     return p;
   }
@@ -230,13 +234,15 @@ export class VolumeService {
   adopt(name: string, containerId: string): void {
     const r = this.row(name);
     if (r) this.driver.adopt(name, JSON.parse(r.options) as Record<string, string>, containerId);
+    this.mounted.add(`${name}\0${containerId}`);
   }
 
   unmount(name: string, containerId: string): void {
     const r = this.row(name);
     if (!r) return;
     this.driver.release(name, JSON.parse(r.options) as Record<string, string>, containerId);
-    this.emit('unmount', name, { container: containerId });
+    // Release runs at exit and again at removal; dockerd reports one unmount per mount.
+    if (this.mounted.delete(`${name}\0${containerId}`)) this.emit('unmount', name, { container: containerId });
   }
 
   usageOf(name: string): number {

@@ -142,3 +142,96 @@ test('listNetworks, createVolume, listVolumes, remove', async () => {
   const after = await client.listVolumes();
   assert.ok(!(after.Volumes ?? []).some((v) => v.Name === 'compat-node-vol'));
 });
+
+test('attach with hijack and stdin: the request options never reach the container', async () => {
+  // dockerode sends its attach options as a JSON body before hijacking; dockerd drops that body.
+  const c = await client.createContainer({ Image: 'busybox', Cmd: ['sh', '-c', 'read x; echo "got [$x]"'], OpenStdin: true, StdinOnce: true });
+  try {
+    const stream = (await c.attach({ stream: true, stdin: true, stdout: true, stderr: true, hijack: true })) as NodeJS.ReadWriteStream;
+    const out = demux(stream);
+    await c.start();
+    stream.write('abc\n');
+    const waited = (await c.wait()) as { StatusCode: number };
+    assert.equal(waited.StatusCode, 0);
+    stream.end();
+    assert.equal((await out).stdout, 'got [abc]\n');
+  } finally {
+    await c.remove({ force: true });
+  }
+});
+
+test('logs follow ends only once the exit is recorded: remove right after does not conflict', async () => {
+  for (let i = 0; i < 3; i++) {
+    const c = await client.createContainer({ Image: 'busybox', Cmd: ['sh', '-c', 'echo 1; sleep 0.2; echo 2'] });
+    await c.start();
+    const { stdout } = await demux(await c.logs({ follow: true, stdout: true, stderr: true }));
+    assert.equal(stdout, '1\n2\n');
+    // `docker logs -f x && docker rm x`: with dockerd the container is already exited here.
+    await c.remove();
+  }
+});
+
+test('stats stream, getArchive/putArchive round trip', async () => {
+  const c = await client.createContainer({ Image: 'busybox', Cmd: ['sleep', '60'] });
+  try {
+    await c.start();
+    const stats = (await c.stats({ stream: true })) as unknown as Readable;
+    const samples = await new Promise<{ read: string; precpu_stats: { system_cpu_usage?: number }; memory_stats: { usage?: number } }[]>((resolve, reject) => {
+      const got: { read: string; precpu_stats: { system_cpu_usage?: number }; memory_stats: { usage?: number } }[] = [];
+      let buf = '';
+      stats.on('error', reject);
+      stats.on('data', (b: Buffer) => {
+        buf += b.toString();
+        for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+          got.push(JSON.parse(buf.slice(0, i)) as (typeof got)[number]);
+          buf = buf.slice(i + 1);
+        }
+        if (got.length >= 2) {
+          stats.destroy();
+          resolve(got);
+        }
+      });
+    });
+    assert.ok((samples[1].precpu_stats.system_cpu_usage ?? 0) > 0, 'the second sample carries the first as precpu');
+    assert.ok((samples[1].memory_stats.usage ?? 0) > 0);
+
+    const pack = tar.pack();
+    pack.entry({ name: 'dir/file.txt' }, 'payload');
+    pack.finalize();
+    await c.putArchive(pack as unknown as NodeJS.ReadableStream, { path: '/tmp' });
+    const archive = (await c.getArchive({ path: '/tmp/dir' })) as unknown as Readable;
+    const names: string[] = [];
+    const extract = tar.extract();
+    extract.on('entry', (h, s, next) => {
+      names.push(h.name);
+      s.on('end', next);
+      s.resume();
+    });
+    await new Promise((resolve, reject) => {
+      extract.on('finish', () => resolve(undefined));
+      extract.on('error', reject);
+      archive.pipe(extract);
+    });
+    assert.deepEqual(names.sort(), ['dir/', 'dir/file.txt']);
+    await assert.rejects(c.getArchive({ path: '/nope' }), (err: { statusCode?: number }) => err.statusCode === 404);
+  } finally {
+    await c.remove({ force: true });
+  }
+});
+
+test('exec with a TTY resized right after start (dockerd waits for the exec to be ready)', async () => {
+  const c = await client.createContainer({ Image: 'busybox', Cmd: ['sleep', '30'] });
+  try {
+    await c.start();
+    const e = await c.exec({ Cmd: ['sh', '-c', 'sleep 0.5; stty size'], AttachStdout: true, Tty: true });
+    const s = (await e.start({ hijack: true, stdin: false, Tty: true })) as NodeJS.ReadableStream;
+    await e.resize({ h: 33, w: 101 });
+    const out = await readAll(s);
+    assert.equal(out.trim(), '33 101');
+    assert.equal((await e.inspect()).ExitCode, 0);
+    const pruned = (await client.pruneNetworks()) as { NetworksDeleted: unknown };
+    assert.equal(pruned.NetworksDeleted, null, 'nothing pruned is null, as dockerd');
+  } finally {
+    await c.remove({ force: true });
+  }
+});

@@ -130,6 +130,115 @@ def events():
     return {"actions": seen, "seconds": time.time() - started}
 
 
+def ps_filters():
+    """containers.list filters beyond status/label/name: volume, network, publish, expose."""
+    c = client()
+    net = c.networks.create("compat-filter-net")
+    a = c.containers.run("busybox", "sleep 60", detach=True, name="compat-f-a", volumes={"compat-f-vol": {"bind": "/data", "mode": "rw"}},
+                         ports={"80/tcp": ("127.0.0.1", None)}, network="compat-filter-net")
+    b = c.containers.run("busybox", "sleep 60", detach=True, name="compat-f-b")
+
+    def names(**filters):
+        return sorted(x.name for x in c.containers.list(all=True, filters=filters) if x.name.startswith("compat-f-"))
+
+    host_port = c.api.inspect_container(a.id)["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"]
+    out = {
+        "volume_name": names(volume="compat-f-vol"),
+        "volume_dest": names(volume="/data"),
+        "volume_none": names(volume="/nowhere"),
+        "network_name": names(network="compat-filter-net"),
+        "network_id": names(network=net.id[:12]),
+        "network_bridge": names(network="bridge"),
+        "network_none": names(network="no-such-net"),
+        "publish": names(publish=host_port),
+        "publish_other": names(publish="1"),
+        "expose": names(expose="80/tcp"),
+        "expose_range": names(expose="70-90"),
+        "expose_udp": names(expose="80/udp"),
+    }
+    try:
+        c.containers.list(filters={"publish": "127.0.0.1:80"})
+        out["bad_publish"] = None
+    except docker.errors.APIError as e:
+        out["bad_publish"] = [e.status_code, e.explanation]
+    a.remove(force=True)
+    b.remove(force=True)
+    net.remove()
+    c.volumes.get("compat-f-vol").remove()
+    return out
+
+
+def sizes():
+    """SizeRw as dockerd's graph driver counts it: file bytes, not directory blocks."""
+    c = client()
+    ctr = c.containers.run("busybox", "sleep 60", detach=True, name="compat-sizes")
+    fresh = c.api.inspect_container(ctr.id)
+    listed = [x for x in c.api.containers(all=True, size=True) if x["Id"] == ctr.id][0]
+    ctr.exec_run(["sh", "-c", "mkdir -p /a/b && printf hello > /a/b/f"])
+    written = [x for x in c.api.containers(all=True, size=True) if x["Id"] == ctr.id][0]
+    ctr.remove(force=True)
+    return {"fresh_list": listed["SizeRw"], "after_write": written["SizeRw"], "rootfs_gt": written["SizeRootFs"] > written["SizeRw"], "inspect_has_no_size": "SizeRw" not in fresh}
+
+
+def dangling(workdir):
+    """images.list(filters={"dangling": True}) lists dangling heads only, never build intermediates."""
+    c = client()
+    ids = []
+    for content in ("one", "two"):
+        with open(os.path.join(workdir, "Dockerfile"), "w") as f:
+            f.write("FROM busybox\nRUN echo %s > /f\nRUN echo more >> /f\nLABEL compat.dangling=yes\n" % content)
+        image, _ = c.images.build(path=workdir, tag="compat/dangling:latest", rm=True)
+        ids.append(image.id)
+    listed = [i.id for i in c.images.list(filters={"dangling": True})]
+    listed_all = [i.id for i in c.images.list(all=True, filters={"dangling": True})]
+    intermediates = [i.id for i in c.images.list(all=True) if not i.tags]
+    parent = c.api.inspect_image(ids[0])["Parent"]
+    old_parents = [parent, c.api.inspect_image(parent)["Parent"]]
+    pruned = c.images.prune(filters={"dangling": True})
+    c.images.remove("compat/dangling:latest")
+    return {"old": ids[0], "new": ids[1], "old_parents": old_parents, "listed": listed, "listed_all": listed_all, "intermediates": intermediates,
+            "pruned": [d.get("Deleted") for d in (pruned.get("ImagesDeleted") or []) if d.get("Deleted")]}
+
+
+def registry(host):
+    """push to and pull from a local registry, and inspect_distribution / get_registry_data."""
+    c = client()
+    repo = host + "/compat/pushed"
+    c.images.get("busybox").tag(repo, "v1")
+    pushed = [json.loads(line) for line in c.images.push(repo, tag="v1").strip().splitlines() if line.strip()]
+    c.images.remove(repo + ":v1")
+    pulled = c.images.pull(repo, tag="v1")
+    dist = c.api.inspect_distribution(repo + ":v1")
+    data = c.images.get_registry_data(repo + ":v1")
+    try:
+        c.api.inspect_distribution(host + "/compat/missing:v1")
+        missing = None
+    except docker.errors.APIError as e:
+        missing = e.status_code
+    return {
+        "push_aux": [m["aux"] for m in pushed if "aux" in m],
+        "push_errors": [m for m in pushed if "error" in m],
+        "pulled_tags": pulled.tags,
+        "repo_digests": pulled.attrs["RepoDigests"],
+        "dist": dist,
+        "data_id": data.id,
+        "has_platform": data.has_platform("linux/amd64"),
+        "missing": missing,
+    }
+
+
+def inspect_shape():
+    """attrs["HostConfig"] holds every field dockerd's inspect shows, whatever the request sent."""
+    c = client()
+    ctr = c.containers.create("busybox", "true", name="compat-shape", mem_limit="64m")
+    hc = ctr.attrs["HostConfig"]
+    ctr.remove()
+    keys = ["CpuQuota", "CpuPeriod", "CpuShares", "NanoCpus", "PidsLimit", "OomKillDisable", "MemorySwappiness", "Memory", "MemorySwap",
+            "MemoryReservation", "Links", "PortBindings", "VolumesFrom", "GroupAdd", "SecurityOpt", "IpcMode", "PidMode", "UTSMode",
+            "UsernsMode", "PublishAllPorts", "Devices", "Ulimits", "BlkioWeight", "CpusetCpus", "OomScoreAdj", "Isolation", "CgroupParent"]
+    return {"missing": [k for k in keys if k not in hc], "memory": hc["Memory"], "cpu_quota": hc["CpuQuota"], "has_init": "Init" in hc}
+
+
 SCENARIOS = {
     "system": system,
     "images": images,
@@ -139,6 +248,11 @@ SCENARIOS = {
     "networks": networks,
     "volumes": volumes,
     "events": events,
+    "ps_filters": ps_filters,
+    "sizes": sizes,
+    "dangling": dangling,
+    "registry": registry,
+    "inspect_shape": inspect_shape,
 }
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 import { invalidParameter } from '../../common/errors';
 import { boolParam, intParam, parseFilters, readJSON, sendJSON, sendNoContent, type Filters } from '../httputil';
 import type { RequestContext, Route } from '../router';
+import { readUpgradeBody } from './exec';
 
 export interface ContainerBackend {
   create(name: string | null, body: Record<string, unknown>, apiVersion: string): Promise<object>;
@@ -155,7 +156,19 @@ export function containerRoutes(b: ContainerBackend): Route[] {
     { method: 'GET', path: '/containers/{id}/changes', handler: async (ctx) => sendJSON(ctx, 200, await b.changes(ctx.params.id)) },
     { method: 'GET', path: '/containers/{id}/logs', handler: (ctx) => b.logs(ctx, ctx.params.id) },
     { method: 'GET', path: '/containers/{id}/stats', handler: (ctx) => b.stats(ctx, ctx.params.id) },
-    { method: 'POST', path: '/containers/{id}/attach', handler: (ctx) => b.attach(ctx, ctx.params.id) },
+    {
+      method: 'POST',
+      path: '/containers/{id}/attach',
+      handler: async (ctx) => {
+        // dockerd ignores a body on attach (its hijack drops what the request buffered); dockerode
+        // sends its options as one, which must not reach the container's stdin.
+        if (ctx.upgrade && Number(ctx.req.headers['content-length'] ?? 0) > 0) {
+          const { rest } = await readUpgradeBody(ctx);
+          ctx = { ...ctx, upgrade: { socket: ctx.upgrade.socket, head: rest } };
+        }
+        await b.attach(ctx, ctx.params.id);
+      },
+    },
     { method: 'GET', path: '/containers/{id}/export', handler: (ctx) => b.export(ctx, ctx.params.id) },
     { method: 'HEAD', path: '/containers/{id}/archive', handler: (ctx) => b.archive(ctx, ctx.params.id, 'HEAD') },
     { method: 'GET', path: '/containers/{id}/archive', handler: (ctx) => b.archive(ctx, ctx.params.id, 'GET') },

@@ -9,7 +9,7 @@ export interface ExecBackend {
   /** Starts the exec; hijacks the connection unless Detach. */
   startExec(ctx: RequestContext, id: string, body: { Detach?: boolean; Tty?: boolean; ConsoleSize?: [number, number] | null }): Promise<void>;
   inspectExec(id: string): Promise<object>;
-  resizeExec(id: string, h: number, w: number): void;
+  resizeExec(id: string, h: number, w: number): Promise<void>;
 }
 
 /**
@@ -92,8 +92,8 @@ export function execRoutes(b: ExecBackend): Route[] {
     {
       method: 'POST',
       path: '/exec/{id}/resize',
-      handler: (ctx) => {
-        b.resizeExec(ctx.params.id, intParam(ctx.query, 'h', 0), intParam(ctx.query, 'w', 0));
+      handler: async (ctx) => {
+        await b.resizeExec(ctx.params.id, intParam(ctx.query, 'h', 0), intParam(ctx.query, 'w', 0));
         ctx.res.writeHead(200, { 'Content-Length': 0 });
         ctx.res.end();
       },

@@ -6,12 +6,15 @@ import type { CreateNetworkRequest, NetworkService } from '../../network/service
 import type { ContainerNetworking, EndpointRequest, NetworkRecord } from '../../network/types';
 import { parseFilters, readJSON, sendJSON, sendNoContent, type Filters } from '../httputil';
 import type { Route } from '../router';
+import type { EventPublisher } from '../../events';
 
 const LIST_FILTERS = ['dangling', 'driver', 'id', 'label', 'name', 'scope', 'type'];
 const PRUNE_FILTERS = ['until', 'label', 'label!'];
 
 export interface NetworkRoutesDeps {
   networks: NetworkService;
+  /** Where create and destroy events go. */
+  events?: EventPublisher;
   /** Absent until the containers service exists: connect/disconnect then answer 501. */
   containers?: () => ContainerNetworking | undefined;
 }
@@ -78,6 +81,10 @@ function untilCutoff(v: string): number {
 
 export function networkRoutes(deps: NetworkRoutesDeps): Route[] {
   const svc = deps.networks;
+  // dockerd's network events: Actor.ID is the network ID, attributes its name and driver.
+  const emit = (action: 'create' | 'destroy', n: NetworkRecord): void => {
+    deps.events?.publish('network', action, { ID: n.id, Attributes: { name: n.name, type: n.driver } });
+  };
   const nameOf = (id: string) => deps.containers?.()?.containerName(id);
   const inUse = (n: NetworkRecord) => svc.endpoints(n.id).length > 0;
   const containersOrThrow = () => {
@@ -113,6 +120,7 @@ export function networkRoutes(deps: NetworkRoutesDeps): Route[] {
         if (!body || typeof body !== 'object') throw invalidParameter('network create needs a JSON body');
         const n = svc.create(body);
         await svc.isolationSettled();
+        emit('create', n);
         sendJSON(ctx, 201, { Id: n.id, Warning: '' });
       },
     },
@@ -122,8 +130,10 @@ export function networkRoutes(deps: NetworkRoutesDeps): Route[] {
       handler: async (ctx) => {
         // Endpoints of removed --rm containers go away in the background; wait for them.
         await svc.settled();
+        const n = svc.get(ctx.params.id);
         svc.remove(ctx.params.id);
         await svc.isolationSettled();
+        emit('destroy', n);
         sendNoContent(ctx);
       },
     },
@@ -135,6 +145,7 @@ export function networkRoutes(deps: NetworkRoutesDeps): Route[] {
         await svc.settled();
         const until = f.get('until')?.map(untilCutoff);
         const cutoff = until && until.length > 0 ? Math.min(...until) : undefined;
+        const before = svc.list();
         const names = svc.prune((n) => {
           if (cutoff !== undefined && Date.parse(n.created) >= cutoff) return false;
           if (f.has('label') && !labelsMatch(f.get('label')!, n.labels)) return false;
@@ -142,7 +153,9 @@ export function networkRoutes(deps: NetworkRoutesDeps): Route[] {
           return true;
         });
         await svc.isolationSettled();
-        sendJSON(ctx, 200, { NetworksDeleted: names });
+        for (const n of before) if (names.includes(n.name)) emit('destroy', n);
+        deps.events?.publish('network', 'prune', { ID: '', Attributes: { reclaimed: '0' } });
+        sendJSON(ctx, 200, { NetworksDeleted: names.length > 0 ? names : null });
       },
     },
     {
