@@ -109,7 +109,7 @@ test('two containers on a user network reach each other by name and alias; conne
   await ok(['network', 'create', '--subnet', userNet.subnet, 'appnet']);
   await ok(['run', '-d', '--name', 'na', '--network', 'appnet', 'web', 'sleep', '1000']);
   await ok(['run', '-d', '--name', 'nb', '--network', 'appnet', '--network-alias', 'bee', 'web', 'httpd', '-f', '-p', '80', '-h', '/www']);
-  assert.equal(await eventually(() => ok(['exec', 'na', 'wget', '-qO-', 'http://nb/'])), 'hello-berth');
+  assert.equal(await eventually(() => ok(['exec', 'na', 'wget', '-qO-', 'http://nb/']), DNS_WAIT), 'hello-berth');
   // aardvark-dns picks up a new record on its reload signal, a moment after the start. On hosts
   // whose upstream resolver does not answer (these test machines), aardvark-dns 1.4 was seen to
   // stop answering for tens of seconds at a time (its forwarded queries time out first), so name
@@ -127,7 +127,7 @@ test('two containers on a user network reach each other by name and alias; conne
   await ok(['network', 'connect', '--ip', fixed, '--alias', 'sea', 'appnet', 'nc']);
   assert.match(await ok(['exec', 'nc', 'ip', '-o', '-4', 'addr']), new RegExp(`inet ${fixed.replace(/\./g, '\\.')}/24`));
   assert.match(await eventually(() => ok(['exec', 'na', 'ping', '-c1', '-W2', 'sea']), DNS_WAIT), new RegExp(`\\(${fixed.replace(/\./g, '\\.')}\\)`));
-  assert.equal(await ok(['exec', 'nc', 'wget', '-qO-', 'http://nb/']), 'hello-berth');
+  assert.equal(await eventually(() => ok(['exec', 'nc', 'wget', '-qO-', 'http://nb/']), DNS_WAIT), 'hello-berth');
   const nc = await inspect('nc');
   assert.deepEqual(Object.keys(nc.NetworkSettings.Networks).sort(), ['appnet', 'bridge']);
   assert.deepEqual(nc.NetworkSettings.Networks.appnet.IPAMConfig, { IPv4Address: fixed });
