@@ -328,18 +328,25 @@ async function* fileBody(abs: string, size: number, batch: Batcher): AsyncGenera
 }
 
 /**
+ * The archive is made a few chunks ahead of its consumer: a socket holds only ~200 KB, so with
+ * one 1 MiB chunk buffered the writer would wait for the reader to drain it, then the reader for
+ * the writer to read the next files, taking turns on a tree of small files instead of overlapping.
+ */
+const READ_AHEAD = { objectMode: false, highWaterMark: 4 * BATCH };
+
+/**
  * A tar of the path p itself, its entry named name (a directory's entries below it, "name/..."):
  * what `cp` sends, which names the copy after its destination. p may be a file, a symlink (stored
  * as one) or a directory; to follow a symlink, pass its resolved path.
  */
 export function tarPath(p: string, name: string, opts: TarOptions = {}): Readable {
   if (!name || name.includes('/')) throw new Error(`invalid root entry name ${JSON.stringify(name)}`);
-  return Readable.from(generateTar(p.replace(/\/+$/, '') || '/', 'plain', { ...opts, rootName: name }), { objectMode: false });
+  return Readable.from(generateTar(p.replace(/\/+$/, '') || '/', 'plain', { ...opts, rootName: name }), READ_AHEAD);
 }
 
 /** A deterministic tar of the tree under dir. */
 export function tarDirectory(dir: string, opts: TarOptions = {}): Readable {
-  return Readable.from(generateTar(dir.replace(/\/+$/, '') || '/', 'plain', opts), { objectMode: false });
+  return Readable.from(generateTar(dir.replace(/\/+$/, '') || '/', 'plain', opts), READ_AHEAD);
 }
 
 /**
@@ -347,5 +354,5 @@ export function tarDirectory(dir: string, opts: TarOptions = {}): Readable {
  * opaque directories get a ".wh..wh..opq" entry.
  */
 export function overlayUpperToLayer(upperDir: string, opts: TarOptions = {}): Readable {
-  return Readable.from(generateTar(upperDir.replace(/\/+$/, '') || '/', 'overlay', opts), { objectMode: false });
+  return Readable.from(generateTar(upperDir.replace(/\/+$/, '') || '/', 'overlay', opts), READ_AHEAD);
 }
