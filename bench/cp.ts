@@ -1,14 +1,15 @@
-// `docker cp` benchmark: copying a big tree of files into and out of a running container through
-// berthd, beside `tar -c | tar -x` of the same tree between directories on the same file system,
-// measured in the same run.
+// cp benchmark: copying a big tree of files into and out of a running container through berthd,
+// with the docker CLI (`docker cp`) and with berth's own client (`berth cp`), beside
+// `tar -c | tar -x` of the same tree between directories on the same file system, measured in the
+// same run.
 //
 // The tree is generated: --files files (default 20,000) in 100 directories two levels deep,
 // --mb MB of data in all (default 1024), sizes log-uniform between 512 B and 8 MiB and scaled to
 // the total, bodies cut from a random pool (nothing on the way compresses).
 //
 // These are measurements, not tests: each figure is printed beside its baseline from this run,
-// with the target from the issue and PASS/MISS. Steps take turns (tar first on even runs, cp first
-// on odd ones), `sync` runs before each step so one step's writeback is not charged to the next,
+// with the target from the issue and PASS/MISS. Steps take turns (the order of tar, docker cp and
+// berth cp rotates from run to run), `sync` runs before each step so one step's writeback is not charged to the next,
 // and nothing is deleted until the end (ext4 is slow to create files right after freeing many).
 //
 // Run: `npx tsc -p tsconfig.json && node dist/bench/cp.js` (as root; see bench/README.md).
@@ -16,6 +17,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { BERTH } from '../test/helpers/daemon';
 import { best, log, MiB, parseArgs, printTable, runMain, sync, timed, verdict, withDaemon, type Row } from './lib';
 
 interface Options {
@@ -107,6 +109,9 @@ function census(root: string): { files: number; bytes: number } {
   return { files, bytes };
 }
 
+type Client = 'docker' | 'berth';
+const CLIENTS: Client[] = ['docker', 'berth'];
+
 /** Wall seconds and CPU seconds of a step. */
 interface Step { seconds: number; cpu: string }
 
@@ -130,45 +135,54 @@ async function main(): Promise<void> {
       const r = await env.docker(args, { timeoutMs: 1_800_000 });
       if (r.code !== 0) throw new Error(`docker ${args.join(' ')}: ${r.stderr}`);
     };
-    // A timed docker cp: the CLI's own CPU (it makes or unpacks the tar on its side) and
-    // berthd's, beside the wall time.
-    const dockerCp = async (args: string[]): Promise<Step> => {
+    // A timed cp through a client (the docker CLI or berth): the client's own CPU (it makes or
+    // unpacks the tar on its side) and berthd's, beside the wall time.
+    const clientEnv = {
+      docker: { DOCKER_HOST: env.d.host, DOCKER_CONFIG: path.join(env.d.dir, 'docker-config') },
+      berth: { BERTH_HOST: env.d.host, BERTH_CONFIG: path.join(env.d.dir, 'berth-config') },
+    };
+    const clientCp = async (client: Client, args: string[]): Promise<Step> => {
       const pid = env.d.proc.pid!;
       const before = cpuSecondsOf(pid);
-      const t = await timed(() => exec('docker "$@" >/dev/null', args, { env: { DOCKER_HOST: env.d.host, DOCKER_CONFIG: path.join(env.d.dir, 'docker-config') } }));
+      const script = client === 'docker' ? 'docker "$@" >/dev/null' : `"${process.execPath}" "${BERTH}" "$@" >/dev/null`;
+      const t = await timed(() => exec(script, args, { env: clientEnv[client] }));
       return { seconds: t.seconds, cpu: `CLI ${t.value.toFixed(1)} + berthd ${(cpuSecondsOf(pid) - before).toFixed(1)}` };
     };
     await dk(['run', '-d', '--name', 'cpbench', '--network', 'none', 'busybox', 'sleep', '1000000']);
 
     const tarIn: Step[] = [];
-    const cpIn: Step[] = [];
     const tarOut: Step[] = [];
-    const cpOut: Step[] = [];
+    const cpIn: Record<Client, Step[]> = { docker: [], berth: [] };
+    const cpOut: Record<Client, Step[]> = { docker: [], berth: [] };
     for (let run = 0; run < opts.runs; run++) {
       log(`run ${run + 1}/${opts.runs}`);
-      const steps: (() => Promise<void>)[] = [];
       const tarInDir = path.join(dir, `tar-in-${run}`);
       const tarOutDir = path.join(dir, `tar-out-${run}`);
-      const cpOutDir = path.join(dir, `cp-out-${run}`);
-      const inside = `/data${run}`;
+      const outDir = (c: Client): string => path.join(dir, `${c}-out-${run}`);
+      const inside = (c: Client): string => `/${c}${run}`;
       const doTarIn = async (): Promise<void> => void tarIn.push(await tarCopy(src, tarInDir));
-      const doCpIn = async (): Promise<void> => {
-        sync();
-        cpIn.push(await dockerCp(['cp', src, `cpbench:${inside}`]));
-      };
       const doTarOut = async (): Promise<void> => void tarOut.push(await tarCopy(tarInDir, tarOutDir));
-      const doCpOut = async (): Promise<void> => {
-        fs.mkdirSync(cpOutDir);
+      const doCpIn = (c: Client) => async (): Promise<void> => {
         sync();
-        cpOut.push(await dockerCp(['cp', `cpbench:${inside}`, path.join(cpOutDir, 'data')]));
+        cpIn[c].push(await clientCp(c, ['cp', src, `cpbench:${inside(c)}`]));
       };
-      if (run % 2 === 0) steps.push(doTarIn, doCpIn, doTarOut, doCpOut);
-      else steps.push(doCpIn, doTarIn, doCpOut, doTarOut);
+      const doCpOut = (c: Client) => async (): Promise<void> => {
+        fs.mkdirSync(outDir(c));
+        sync();
+        cpOut[c].push(await clientCp(c, ['cp', `cpbench:${inside(c)}`, path.join(outDir(c), 'data')]));
+      };
+      // Turns: the order of the three copies each way rotates from run to run.
+      const ins = [doTarIn, doCpIn('docker'), doCpIn('berth')];
+      const outs = [doTarOut, doCpOut('docker'), doCpOut('berth')];
+      const k = run % 3;
+      const steps = [...ins.slice(k), ...ins.slice(0, k), ...outs.slice(k), ...outs.slice(0, k)];
       for (const s of steps) await s();
       // The copy that went in and came back out must be the whole tree.
-      const got = census(path.join(cpOutDir, 'data'));
-      if (got.files !== tree.files || got.bytes !== tree.bytes) {
-        throw new Error(`docker cp round trip lost data: ${got.files} files / ${got.bytes} B, want ${tree.files} / ${tree.bytes}`);
+      for (const c of CLIENTS) {
+        const got = census(path.join(outDir(c), 'data'));
+        if (got.files !== tree.files || got.bytes !== tree.bytes) {
+          throw new Error(`${c} cp round trip lost data: ${got.files} files / ${got.bytes} B, want ${tree.files} / ${tree.bytes}`);
+        }
       }
     }
 
@@ -177,16 +191,23 @@ async function main(): Promise<void> {
       figure, value: mbps(cp), baseline: `tar|tar ${mbps(base)}`, ratio: `${(base / cp).toFixed(2)}x`, target: '>= 0.70x', result: verdict(base / cp >= 0.7),
     });
     const secs = (xs: Step[]): number[] => xs.map((x) => x.seconds);
-    printTable(`docker cp of ${tree.files} files, ${(tree.bytes / MiB).toFixed(0)} MB (best of ${opts.runs}; ratio = share of tar's speed)`, [
-      row('docker cp into a running container', best(secs(cpIn)), best(secs(tarIn))),
-      row('docker cp out of a running container', best(secs(cpOut)), best(secs(tarOut))),
-    ]);
-    // CPU seconds per run: the docker CLI does half of each copy (it makes the tar going in and
-    // unpacks the one coming out), so its share shows what berthd can and cannot speed up.
-    const cpuList = (xs: Step[]): string => xs.map((x) => x.cpu).join(' / ');
+    printTable(`cp of ${tree.files} files, ${(tree.bytes / MiB).toFixed(0)} MB (best of ${opts.runs}; ratio = share of tar's speed)`, CLIENTS.flatMap((c) => [
+      row(`${c} cp into a running container`, best(secs(cpIn[c])), best(secs(tarIn))),
+      row(`${c} cp out of a running container`, best(secs(cpOut[c])), best(secs(tarOut))),
+    ]));
+    // Wall and CPU seconds per run: the client does half of each copy (it makes the tar going in
+    // and unpacks the one coming out), so its share shows what berthd can and cannot speed up.
+    // tar's own time varies from run to run on a shared machine: the pairs of one run compare.
+    const perRun = (cp: Step[], tar: Step[]): string => cp.map((x, i) => `${(tar[i].seconds / x.seconds).toFixed(2)}x`).join(' / ');
+    const cpuList = (xs: Step[]): string => xs.map((x) => `${x.seconds.toFixed(2)} s (${x.cpu})`).join(' / ');
     process.stdout.write([
-      `CPU seconds, in:  tar|tar ${cpuList(tarIn)}; docker cp ${cpuList(cpIn)}`,
-      `CPU seconds, out: tar|tar ${cpuList(tarOut)}; docker cp ${cpuList(cpOut)}`,
+      'Per run, wall seconds (CPU seconds):',
+      `in:  tar|tar ${cpuList(tarIn)}`,
+      ...CLIENTS.map((c) => `     ${c} cp ${cpuList(cpIn[c])}`),
+      `out: tar|tar ${cpuList(tarOut)}`,
+      ...CLIENTS.map((c) => `     ${c} cp ${cpuList(cpOut[c])}`),
+      // The same ratio within each run, where tar ran minutes (not runs) apart from the copies.
+      ...CLIENTS.map((c) => `Per-run ratios, ${c} cp: in ${perRun(cpIn[c], tarIn)}; out ${perRun(cpOut[c], tarOut)}`),
       '',
     ].join('\n'));
   });

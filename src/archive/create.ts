@@ -18,6 +18,8 @@ export interface TarOptions {
   includeRoot?: boolean;
   /** Translates the owner written in the headers (host IDs → container IDs under --userns-remap). */
   mapOwner?: (uid: number, gid: number) => { uid: number; gid: number };
+  /** Read extended attributes into PAX records (default true). */
+  xattrs?: boolean;
 }
 
 const BLOCK = 512;
@@ -209,19 +211,83 @@ class Batcher {
 
 type Mode = 'plain' | 'overlay';
 
-async function* generateTar(root: string, mode: Mode, opts: TarOptions): AsyncGenerator<Buffer> {
+interface Frame {
+  /** The directory on disk. */
+  abs: string;
+  /** Its name in the archive ('' for the root of a tarDirectory). */
+  rel: string;
+  names: string[];
+  next: number;
+}
+
+async function* generateTar(root: string, mode: Mode, opts: TarOptions & { rootName?: string }): AsyncGenerator<Buffer> {
   const batch = new Batcher();
   const firstPathOfInode = new Map<string, string>();
   const mtimeOf = (st: fs.Stats): number => Math.max(0, Math.floor(st.mtimeMs / 1000));
   const ownerOf = (st: fs.Stats): { uid: number; gid: number } => (opts.mapOwner ? opts.mapOwner(st.uid, st.gid) : { uid: st.uid, gid: st.gid });
+  const xattrsOf = opts.xattrs === false ? (): [string, Buffer][] => [] : readXattrs;
 
-  if (opts.includeRoot) {
-    const st = fs.lstatSync(root);
-    for (const b of encodeHeader({ name: './', mode: st.mode, ...ownerOf(st), size: 0, mtime: mtimeOf(st), type: '5' }, readXattrs(root))) batch.add(b);
-  }
+  /**
+   * Adds the header(s) of the entry for abs, named rel (in the directory parentRel as name);
+   * says whether a body must follow or the entry is a directory to descend into.
+   */
+  const emit = (abs: string, rel: string, parentRel: string, name: string, st: fs.Stats): 'body' | 'dir' | undefined => {
+    const base = { mode: st.mode & 0o7777, ...ownerOf(st), mtime: mtimeOf(st) };
+    if (st.isDirectory()) {
+      for (const b of encodeHeader({ ...base, name: `${rel}/`, size: 0, type: '5' }, xattrsOf(abs))) batch.add(b);
+      if (mode === 'overlay' && lgetxattr(abs, OVERLAY_OPAQUE_XATTR)?.toString() === 'y') {
+        // An opaque directory hides the lower layers' contents: OCI says so with this marker.
+        for (const b of encodeHeader({ ...base, name: `${rel}/${WHITEOUT_OPAQUE}`, mode: 0, size: 0, type: '0' }, [])) batch.add(b);
+      }
+      return 'dir';
+    }
+    if (st.isCharacterDevice() && mode === 'overlay' && st.rdev === 0) {
+      // overlayfs whiteout (0/0 char device) → OCI whiteout file.
+      const wh = parentRel === '' ? `${WHITEOUT_PREFIX}${name}` : `${parentRel}/${WHITEOUT_PREFIX}${name}`;
+      for (const b of encodeHeader({ ...base, name: wh, mode: 0, size: 0, type: '0' }, [])) batch.add(b);
+      return undefined;
+    }
+    if (st.isSocket()) return undefined; // tar cannot represent sockets; docker skips them too
+    const key = `${st.dev}:${st.ino}`;
+    const first = st.nlink > 1 ? firstPathOfInode.get(key) : undefined;
+    if (first !== undefined) {
+      for (const b of encodeHeader({ ...base, name: rel, size: 0, type: '1', linkname: first }, [])) batch.add(b);
+      return undefined;
+    }
+    if (st.nlink > 1) firstPathOfInode.set(key, rel);
+    const xattrs = xattrsOf(abs);
+    if (st.isSymbolicLink()) {
+      for (const b of encodeHeader({ ...base, name: rel, size: 0, type: '2', linkname: fs.readlinkSync(abs) }, xattrs)) batch.add(b);
+    } else if (st.isCharacterDevice() || st.isBlockDevice()) {
+      const { major, minor } = devNumbers(st.rdev);
+      const type = st.isCharacterDevice() ? '3' : '4';
+      for (const b of encodeHeader({ ...base, name: rel, size: 0, type, devmajor: major, devminor: minor }, xattrs)) batch.add(b);
+    } else if (st.isFIFO()) {
+      for (const b of encodeHeader({ ...base, name: rel, size: 0, type: '6' }, xattrs)) batch.add(b);
+    } else {
+      for (const b of encodeHeader({ ...base, name: rel, size: st.size, type: '0' }, xattrs)) batch.add(b);
+      return 'body';
+    }
+    return undefined;
+  };
 
   // Depth-first, names sorted at every level: the archive order is a function of the tree.
-  const stack: { rel: string; names: string[]; next: number }[] = [{ rel: '', names: fs.readdirSync(root).sort(), next: 0 }];
+  const stack: Frame[] = [];
+  if (opts.rootName) {
+    // The root is an entry itself, under the name asked for (whatever its own name is).
+    const st = fs.lstatSync(root);
+    if (!opts.filter || opts.filter(opts.rootName)) {
+      const kind = emit(root, opts.rootName, '', opts.rootName, st);
+      if (kind === 'body') yield* fileBody(root, st.size, batch);
+      else if (kind === 'dir') stack.push({ abs: root, rel: opts.rootName, names: fs.readdirSync(root).sort(), next: 0 });
+    }
+  } else {
+    if (opts.includeRoot) {
+      const st = fs.lstatSync(root);
+      for (const b of encodeHeader({ name: './', mode: st.mode, ...ownerOf(st), size: 0, mtime: mtimeOf(st), type: '5' }, xattrsOf(root))) batch.add(b);
+    }
+    stack.push({ abs: root, rel: '', names: fs.readdirSync(root).sort(), next: 0 });
+  }
   while (stack.length > 0) {
     const top = stack[stack.length - 1];
     if (top.next >= top.names.length) {
@@ -231,46 +297,11 @@ async function* generateTar(root: string, mode: Mode, opts: TarOptions): AsyncGe
     const name = top.names[top.next++];
     const rel = top.rel === '' ? name : `${top.rel}/${name}`;
     if (opts.filter && !opts.filter(rel)) continue;
-    const abs = `${root}/${rel}`;
+    const abs = `${top.abs}/${name}`;
     const st = fs.lstatSync(abs);
-    const base = { mode: st.mode & 0o7777, ...ownerOf(st), mtime: mtimeOf(st) };
-
-    if (st.isDirectory()) {
-      const xattrs = readXattrs(abs);
-      for (const b of encodeHeader({ ...base, name: `${rel}/`, size: 0, type: '5' }, xattrs)) batch.add(b);
-      if (mode === 'overlay' && lgetxattr(abs, OVERLAY_OPAQUE_XATTR)?.toString() === 'y') {
-        // An opaque directory hides the lower layers' contents: OCI says so with this marker.
-        for (const b of encodeHeader({ ...base, name: `${rel}/${WHITEOUT_OPAQUE}`, mode: 0, size: 0, type: '0' }, [])) batch.add(b);
-      }
-      stack.push({ rel, names: fs.readdirSync(abs).sort(), next: 0 });
-    } else if (st.isCharacterDevice() && mode === 'overlay' && st.rdev === 0) {
-      // overlayfs whiteout (0/0 char device) → OCI whiteout file.
-      const wh = top.rel === '' ? `${WHITEOUT_PREFIX}${name}` : `${top.rel}/${WHITEOUT_PREFIX}${name}`;
-      for (const b of encodeHeader({ ...base, name: wh, mode: 0, size: 0, type: '0' }, [])) batch.add(b);
-    } else if (st.isSocket()) {
-      continue; // tar cannot represent sockets; docker skips them too
-    } else {
-      const key = `${st.dev}:${st.ino}`;
-      const first = st.nlink > 1 ? firstPathOfInode.get(key) : undefined;
-      if (first !== undefined) {
-        for (const b of encodeHeader({ ...base, name: rel, size: 0, type: '1', linkname: first }, [])) batch.add(b);
-      } else {
-        if (st.nlink > 1) firstPathOfInode.set(key, rel);
-        const xattrs = readXattrs(abs);
-        if (st.isSymbolicLink()) {
-          for (const b of encodeHeader({ ...base, name: rel, size: 0, type: '2', linkname: fs.readlinkSync(abs) }, xattrs)) batch.add(b);
-        } else if (st.isCharacterDevice() || st.isBlockDevice()) {
-          const { major, minor } = devNumbers(st.rdev);
-          const type = st.isCharacterDevice() ? '3' : '4';
-          for (const b of encodeHeader({ ...base, name: rel, size: 0, type, devmajor: major, devminor: minor }, xattrs)) batch.add(b);
-        } else if (st.isFIFO()) {
-          for (const b of encodeHeader({ ...base, name: rel, size: 0, type: '6' }, xattrs)) batch.add(b);
-        } else {
-          for (const b of encodeHeader({ ...base, name: rel, size: st.size, type: '0' }, xattrs)) batch.add(b);
-          yield* fileBody(abs, st.size, batch);
-        }
-      }
-    }
+    const kind = emit(abs, rel, top.rel, name, st);
+    if (kind === 'body') yield* fileBody(abs, st.size, batch);
+    else if (kind === 'dir') stack.push({ abs, rel, names: fs.readdirSync(abs).sort(), next: 0 });
     if (batch.full) yield batch.take();
   }
   batch.add(Buffer.alloc(2 * BLOCK)); // end of archive
@@ -296,9 +327,26 @@ async function* fileBody(abs: string, size: number, batch: Batcher): AsyncGenera
   if (pad) batch.add(pad);
 }
 
+/**
+ * The archive is made a few chunks ahead of its consumer: a socket holds only ~200 KB, so with
+ * one 1 MiB chunk buffered the writer would wait for the reader to drain it, then the reader for
+ * the writer to read the next files, taking turns on a tree of small files instead of overlapping.
+ */
+const READ_AHEAD = { objectMode: false, highWaterMark: 4 * BATCH };
+
+/**
+ * A tar of the path p itself, its entry named name (a directory's entries below it, "name/..."):
+ * what `cp` sends, which names the copy after its destination. p may be a file, a symlink (stored
+ * as one) or a directory; to follow a symlink, pass its resolved path.
+ */
+export function tarPath(p: string, name: string, opts: TarOptions = {}): Readable {
+  if (!name || name.includes('/')) throw new Error(`invalid root entry name ${JSON.stringify(name)}`);
+  return Readable.from(generateTar(p.replace(/\/+$/, '') || '/', 'plain', { ...opts, rootName: name }), READ_AHEAD);
+}
+
 /** A deterministic tar of the tree under dir. */
 export function tarDirectory(dir: string, opts: TarOptions = {}): Readable {
-  return Readable.from(generateTar(dir.replace(/\/+$/, '') || '/', 'plain', opts), { objectMode: false });
+  return Readable.from(generateTar(dir.replace(/\/+$/, '') || '/', 'plain', opts), READ_AHEAD);
 }
 
 /**
@@ -306,5 +354,5 @@ export function tarDirectory(dir: string, opts: TarOptions = {}): Readable {
  * opaque directories get a ".wh..wh..opq" entry.
  */
 export function overlayUpperToLayer(upperDir: string, opts: TarOptions = {}): Readable {
-  return Readable.from(generateTar(upperDir.replace(/\/+$/, '') || '/', 'overlay', opts), { objectMode: false });
+  return Readable.from(generateTar(upperDir.replace(/\/+$/, '') || '/', 'overlay', opts), READ_AHEAD);
 }

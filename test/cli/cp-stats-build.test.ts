@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import * as tar from 'tar-stream';
 import { berth, destroyDaemon, docker, startDaemon, type TestDaemon } from '../helpers/daemon';
 import { computeStats, updateBody } from '../../src/cli/commands/stats';
-import { rebaseName, safeTarget, splitCpArg } from '../../src/cli/commands/cp';
+import { extractTar, packPath, rebaseName, safeTarget, splitCpArg } from '../../src/cli/commands/cp';
 
 let d: TestDaemon;
 before(async () => {
@@ -58,6 +58,71 @@ test('cp argument parsing, entry renaming and the escape guard', () => {
     fs.symlinkSync('/etc', path.join(root, 'link'));
     assert.throws(() => safeTarget(root, 'link/passwd'), /symlink/);
     assert.equal(safeTarget(root, 'x/y'), path.join(root, 'x/y'));
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test("cp's own tar both ways: names, modes, times, links; what an existing destination allows", async () => {
+  const root = fs.mkdtempSync('/tmp/berth-cli-cptar-');
+  try {
+    const src = path.join(root, 'src');
+    fs.mkdirSync(path.join(src, 'sub/deep'), { recursive: true });
+    fs.writeFileSync(path.join(src, 'sub/deep/x.bin'), Buffer.alloc(3 << 20, 7)); // bigger than a 1 MiB chunk
+    fs.writeFileSync(path.join(src, 'sub/ro.txt'), 'ro\n');
+    fs.chmodSync(path.join(src, 'sub/ro.txt'), 0o444);
+    fs.writeFileSync(path.join(src, 'exec.sh'), '#!/bin/sh\n');
+    fs.chmodSync(path.join(src, 'exec.sh'), 0o4755);
+    fs.linkSync(path.join(src, 'exec.sh'), path.join(src, 'hard'));
+    fs.symlinkSync('sub/ro.txt', path.join(src, 'link'));
+    fs.chmodSync(path.join(src, 'sub'), 0o750);
+    const t = new Date('2020-02-03T04:05:06Z');
+    for (const f of ['sub/deep/x.bin', 'sub/ro.txt', 'exec.sh', 'sub/deep', 'sub']) fs.utimesSync(path.join(src, f), t, t);
+    fs.symlinkSync(src, path.join(root, 'srclink'));
+
+    // The tar names its root after the destination; -L follows the root link only.
+    const dst = path.join(root, 'dst');
+    fs.mkdirSync(dst);
+    const packed = packPath(path.join(root, 'srclink'), 'renamed', true);
+    await extractTar(packed.stream, dst, { kind: 'keep' }, false);
+    assert.ok(packed.size() > 3 << 20);
+    const out = path.join(dst, 'renamed');
+    assert.deepEqual(fs.readdirSync(out).sort(), ['exec.sh', 'hard', 'link', 'sub']);
+    assert.deepEqual(fs.readFileSync(path.join(out, 'sub/deep/x.bin')), Buffer.alloc(3 << 20, 7));
+    assert.equal(fs.statSync(path.join(out, 'sub/ro.txt')).mode & 0o7777, 0o444);
+    assert.equal(fs.statSync(path.join(out, 'exec.sh')).mode & 0o7777, 0o4755);
+    assert.equal(fs.statSync(path.join(out, 'sub')).mode & 0o7777, 0o750);
+    assert.equal(fs.statSync(path.join(out, 'hard')).ino, fs.statSync(path.join(out, 'exec.sh')).ino);
+    assert.equal(fs.readlinkSync(path.join(out, 'link')), 'sub/ro.txt');
+    for (const f of ['sub/deep/x.bin', 'sub/ro.txt', 'sub/deep', 'sub']) assert.equal(fs.statSync(path.join(out, f)).mtimeMs, t.getTime(), f);
+
+    // Without -L a root link is sent as a link; a file root is one entry.
+    const dst2 = path.join(root, 'dst2');
+    fs.mkdirSync(dst2);
+    await extractTar(packPath(path.join(root, 'srclink'), 'l', false).stream, dst2, { kind: 'keep' }, false);
+    assert.equal(fs.readlinkSync(path.join(dst2, 'l')), src);
+    await extractTar(packPath(path.join(src, 'sub/ro.txt'), 'one.txt', false).stream, dst2, { kind: 'keep' }, false);
+    assert.equal(fs.readFileSync(path.join(dst2, 'one.txt'), 'utf8'), 'ro\n');
+    // dir/. : the contents, renamed on the way out.
+    await extractTar(packPath(src, '', false).stream, dst2, { kind: 'keep' }, false);
+    assert.ok(fs.statSync(path.join(dst2, 'sub/deep/x.bin')).isFile());
+
+    // Again over the copy: files (even read-only ones) and links are replaced, directories stay.
+    fs.writeFileSync(path.join(src, 'sub/ro.txt.new'), 'new\n');
+    await extractTar(packPath(src, 'renamed', false).stream, dst, { kind: 'keep' }, false);
+    assert.equal(fs.readFileSync(path.join(out, 'sub/ro.txt.new'), 'utf8'), 'new\n');
+    assert.equal(fs.readFileSync(path.join(out, 'sub/ro.txt'), 'utf8'), 'ro\n');
+    // A directory never replaces a file, nor a file a directory (docker's cp rules).
+    fs.rmSync(path.join(out, 'sub/deep'), { recursive: true });
+    fs.writeFileSync(path.join(out, 'sub/deep'), 'a file\n');
+    await assert.rejects(extractTar(packPath(src, 'renamed', false).stream, dst, { kind: 'keep' }, false), /cannot overwrite non-directory/);
+    fs.rmSync(path.join(out, 'exec.sh'));
+    fs.rmSync(path.join(out, 'hard'));
+    fs.mkdirSync(path.join(out, 'exec.sh'));
+    await assert.rejects(extractTar(packPath(path.join(src, 'exec.sh'), 'exec.sh', false).stream, out, { kind: 'keep' }, false), /cannot overwrite directory/);
+    // A link planted in the destination is not written through.
+    fs.symlinkSync('/nonexistent-dir', path.join(dst2, 'planted'));
+    await assert.rejects(extractTar(packPath(src, 'planted', false).stream, dst2, { kind: 'rename', to: 'planted/x' }, false), /symlink/);
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
   }

@@ -2,12 +2,17 @@
 // (HEAD stats a container path, GET sends it as a tar, PUT extracts a tar into a directory), with
 // docker's naming rules: into an existing directory the source keeps its name, otherwise it takes
 // the destination's; "SRC/." copies a directory's contents.
+//
+// The tars are made and read by berth's own archive code, as the daemon's side does: the tar going
+// in is written by tarPath/tarDirectory (file bodies read straight into 1 MiB chunks), and the one
+// coming out is parsed by TarReader and written with synchronous calls straight from the
+// response's buffers (CopyOutSink). On a tree of many files that is a few syscalls per file and
+// no stream per file.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { PassThrough, type Readable } from 'node:stream';
-import * as tar from 'tar-stream';
-
-type EntryHeader = Partial<tar.Header> & { name: string };
+import { Transform, type Readable } from 'node:stream';
+import { tarDirectory, tarPath } from '../../archive/create';
+import { TarReader, type TarHeader, type TarSink } from '../../archive/reader';
 import { DaemonError, UsageError } from '../client';
 import type { CommandContext, CommandSpec } from '../command';
 import { humanSize } from '../format';
@@ -82,91 +87,173 @@ export function safeTarget(root: string, name: string): string {
   return path.join(root, ...parts);
 }
 
+const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
+const CREATE_FILE = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW;
+
+/**
+ * Writes the entries of a tar from the daemon below root, as the docker CLI's cp does: files are
+ * owned by the user running the copy (the tar's owners only with keepOwner, `-a`), modes and
+ * modification times are the tar's, symlinks stay links. As docker's extraction for cp, a
+ * directory and a non-directory never replace each other; any other existing non-directory is
+ * replaced. Entry names are renamed by rebase; none may leave root or pass through a symlink.
+ *
+ * Parents are checked once: the directories this copy made or found real are remembered, so a
+ * file costs an open, its writes, the metadata calls and a close. Devices and fifos are skipped
+ * (a client copy should not assume the privileges to make them).
+ */
+export class CopyOutSink implements TarSink {
+  /** Paths below root (renamed, "a/b"; "" is root) known to be real directories. */
+  private readonly dirs = new Set<string>(['']);
+  private readonly dirTimes: { file: string; mtime: number }[] = [];
+  private current: { fd: number; header: TarHeader } | undefined;
+  /** open(2) and mkdir(2) apply the umask: a mode it leaves whole needs no chmod afterwards. */
+  private readonly umask = process.umask();
+
+  constructor(private readonly root: string, private readonly rebase: Rebase, private readonly keepOwner: boolean) {}
+
+  private umaskKeeps(mode: number): boolean {
+    return mode <= 0o777 && (mode & this.umask) === 0;
+  }
+
+  /** Where a (renamed) entry goes, its parents made and checked; undefined leaves it out. */
+  private locate(name: string): { rel: string; file: string } | undefined {
+    const renamed = rebaseName(name, this.rebase);
+    if (!renamed) return undefined;
+    const parts = renamed.split('/').filter((p) => p && p !== '.');
+    if (parts.length === 0) return undefined;
+    if (parts.includes('..')) throw new Error(`invalid tar entry ${JSON.stringify(name)}: path escapes the destination`);
+    const rel = parts.join('/');
+    const parent = parts.length === 1 ? '' : rel.slice(0, rel.length - parts[parts.length - 1].length - 1);
+    if (!this.dirs.has(parent)) {
+      let cur = '';
+      for (let i = 0; i < parts.length - 1; i++) {
+        cur = cur === '' ? parts[i] : `${cur}/${parts[i]}`;
+        if (this.dirs.has(cur)) continue;
+        const abs = path.join(this.root, cur);
+        const st = lstatOrUndefined(abs);
+        if (st?.isSymbolicLink()) throw new Error(`invalid tar entry ${JSON.stringify(name)}: path passes through a symlink`);
+        // A parent the tar did not list is made as docker makes it.
+        if (!st) fs.mkdirSync(abs, 0o755);
+        else if (!st.isDirectory()) throw new Error(`cannot extract ${JSON.stringify(name)}: ${abs} is not a directory`);
+        this.dirs.add(cur);
+      }
+    }
+    return { rel, file: path.join(this.root, rel) };
+  }
+
+  /**
+   * Runs make(), an exclusive create; when something is in the way (the only case that costs an
+   * lstat), docker's rules: a directory and a non-directory do not replace each other, an
+   * existing directory stays for a directory entry (false is returned), anything else is removed
+   * and made again.
+   */
+  private place(file: string, isDir: boolean, make: () => void): boolean {
+    try {
+      make();
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const existing = fs.lstatSync(file);
+    if (existing.isDirectory() !== isDir) {
+      throw new Error(isDir
+        ? `cannot overwrite non-directory ${JSON.stringify(file)} with directory ${JSON.stringify(this.root)}`
+        : `cannot overwrite directory ${JSON.stringify(file)} with non-directory ${JSON.stringify(this.root)}`);
+    }
+    if (isDir) return false;
+    fs.unlinkSync(file);
+    make();
+    return true;
+  }
+
+  entry(h: TarHeader): void {
+    if (h.type !== 'directory' && h.type !== 'file' && h.type !== 'contiguous-file' && h.type !== 'symlink' && h.type !== 'link') return;
+    const at = this.locate(h.name);
+    if (at === undefined) return;
+    const { file } = at;
+    const mode = h.mode & 0o7777;
+    switch (h.type) {
+      case 'directory': {
+        const made = this.place(file, true, () => fs.mkdirSync(file, mode));
+        if (this.keepOwner) fs.lchownSync(file, h.uid, h.gid);
+        if (!made || this.keepOwner || !this.umaskKeeps(mode)) fs.chmodSync(file, mode);
+        this.dirs.add(at.rel);
+        this.dirTimes.push({ file, mtime: h.mtime });
+        return;
+      }
+      case 'file':
+      case 'contiguous-file': {
+        let fd = -1;
+        this.place(file, false, () => void (fd = fs.openSync(file, CREATE_FILE, mode)));
+        this.current = { fd, header: h };
+        return;
+      }
+      case 'symlink':
+        this.place(file, false, () => fs.symlinkSync(h.linkname, file));
+        if (this.keepOwner) fs.lchownSync(file, h.uid, h.gid);
+        fs.lutimesSync(file, h.mtime, h.mtime);
+        return;
+      case 'link': {
+        const linkName = rebaseName(h.linkname, this.rebase);
+        if (!linkName) throw new Error(`invalid hard link ${JSON.stringify(h.linkname)}`);
+        const target = safeTarget(this.root, linkName);
+        this.place(file, false, () => fs.linkSync(target, file));
+        if (this.keepOwner) fs.lchownSync(file, h.uid, h.gid);
+        fs.utimesSync(file, h.mtime, h.mtime);
+        return;
+      }
+    }
+  }
+
+  data(chunk: Buffer): void {
+    const cur = this.current;
+    if (cur === undefined) return;
+    let off = 0;
+    while (off < chunk.length) off += fs.writeSync(cur.fd, chunk, off, chunk.length - off);
+  }
+
+  end(): void {
+    const cur = this.current;
+    if (cur === undefined) return;
+    this.current = undefined;
+    const h = cur.header;
+    const mode = h.mode & 0o7777;
+    try {
+      // Owner first: chown clears setuid/setgid bits, which the chmod then sets.
+      if (this.keepOwner) fs.fchownSync(cur.fd, h.uid, h.gid);
+      if (this.keepOwner || !this.umaskKeeps(mode)) fs.fchmodSync(cur.fd, mode);
+      fs.futimesSync(cur.fd, h.mtime, h.mtime);
+    } finally {
+      fs.closeSync(cur.fd);
+    }
+  }
+
+  /** Closes the file being written, if any (the copy failed). */
+  abort(): void {
+    const cur = this.current;
+    this.current = undefined;
+    if (cur !== undefined) fs.closeSync(cur.fd);
+  }
+
+  /** Directory times last: entries written below a directory change its mtime. */
+  finish(): void {
+    for (const d of this.dirTimes.reverse()) fs.utimesSync(d.file, d.mtime, d.mtime);
+  }
+}
+
 /** Extracts a tar into root, renaming entries by rebase. Ownership is kept only with keepOwner. */
-export function extractTar(input: NodeJS.ReadableStream, root: string, rebase: Rebase, keepOwner: boolean): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const ex = tar.extract();
-    const dirTimes: { p: string; mtime: Date }[] = [];
-    ex.on('entry', (h, stream, next) => {
-      const fail = (e: unknown): void => {
-        stream.resume();
-        ex.destroy(e as Error);
-      };
-      try {
-        const name = rebaseName(h.name, rebase);
-        if (name === undefined || name === '') {
-          stream.resume();
-          stream.on('end', next);
-          return;
-        }
-        const target = safeTarget(root, name);
-        const mode = (h.mode ?? 0o644) & 0o7777;
-        const finish = (): void => {
-          if (keepOwner && h.uid !== undefined && h.gid !== undefined) fs.lchownSync(target, h.uid, h.gid);
-          if (h.mtime && h.type !== 'symlink') {
-            if (h.type === 'directory') dirTimes.push({ p: target, mtime: h.mtime });
-            else fs.utimesSync(target, h.mtime, h.mtime);
-          }
-          next();
-        };
-        const replaceNonDir = (): void => {
-          const st = lstatOrUndefined(target);
-          if (st && !st.isDirectory()) fs.rmSync(target, { force: true });
-        };
-        if (h.type === 'directory') {
-          const st = lstatOrUndefined(target);
-          if (st && !st.isDirectory()) fs.rmSync(target, { force: true });
-          if (!st || !st.isDirectory()) fs.mkdirSync(target, { mode });
-          fs.chmodSync(target, mode);
-          stream.resume();
-          stream.on('end', finish);
-        } else if (h.type === 'file' || h.type === 'contiguous-file') {
-          replaceNonDir();
-          const out = fs.createWriteStream(target, { mode });
-          out.on('error', fail);
-          out.on('finish', () => {
-            try {
-              fs.chmodSync(target, mode);
-              finish();
-            } catch (e) {
-              fail(e);
-            }
-          });
-          stream.pipe(out);
-        } else if (h.type === 'symlink') {
-          replaceNonDir();
-          fs.symlinkSync(h.linkname ?? '', target);
-          stream.resume();
-          stream.on('end', finish);
-        } else if (h.type === 'link') {
-          replaceNonDir();
-          const linkName = rebaseName(h.linkname ?? '', rebase);
-          if (!linkName) throw new Error(`invalid hard link ${JSON.stringify(h.linkname)}`);
-          fs.linkSync(safeTarget(root, linkName), target);
-          stream.resume();
-          stream.on('end', finish);
-        } else {
-          // Devices and fifos need privileges a client copy should not assume; docker skips them too
-          // when it cannot create them.
-          stream.resume();
-          stream.on('end', next);
-        }
-      } catch (e) {
-        fail(e);
-      }
-    });
-    ex.on('finish', () => {
-      try {
-        for (const d of dirTimes.reverse()) fs.utimesSync(d.p, d.mtime, d.mtime);
-        resolve();
-      } catch (e) {
-        reject(e);
-      }
-    });
-    ex.on('error', reject);
-    input.on('error', reject);
-    input.pipe(ex);
-  });
+export async function extractTar(input: Readable, root: string, rebase: Rebase, keepOwner: boolean): Promise<void> {
+  const sink = new CopyOutSink(root, rebase, keepOwner);
+  const reader = new TarReader(sink);
+  try {
+    for await (const chunk of input) reader.write(chunk as Buffer);
+    reader.finish();
+    sink.finish();
+  } catch (err) {
+    input.destroy();
+    try { sink.abort(); } catch { /* the first error is the one to report */ }
+    throw err;
+  }
 }
 
 function lstatOrUndefined(p: string): fs.Stats | undefined {
@@ -177,60 +264,24 @@ function lstatOrUndefined(p: string): fs.Stats | undefined {
   }
 }
 
-/** A tar of a local path whose root entry is named rootName (its contents only when rootName is ''). */
+/**
+ * A tar of a local path whose root entry is named rootName (its contents only when rootName is
+ * ''), with a count of the bytes sent. -L (follow) resolves src itself; links below it stay links.
+ */
 export function packPath(src: string, rootName: string, follow: boolean): { stream: Readable; size: () => number } {
-  const pack = tar.pack();
-  const out = new PassThrough();
+  const from = follow ? fs.realpathSync(src) : src;
+  // No xattrs: the daemon's cp extraction does not set them.
+  const tar = rootName ? tarPath(from, rootName, { xattrs: false }) : tarDirectory(from, { xattrs: false });
   let bytes = 0;
-  pack.on('data', (c: unknown) => void (bytes += (c as Buffer).length));
-  pack.on('error', (e: Error) => out.destroy(e));
-  pack.pipe(out);
-  const add = (header: EntryHeader, data?: Buffer): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const done = (err?: Error | null): void => (err ? reject(err) : resolve());
-      if (data) pack.entry(header as tar.Header, data, done);
-      else pack.entry(header as tar.Header, done);
-    });
-  const addFile = (header: EntryHeader, file: string): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const entry = pack.entry(header as tar.Header, (err) => (err ? reject(err) : resolve()));
-      const rs = fs.createReadStream(file);
-      rs.on('error', (e) => {
-        entry.destroy(e);
-        reject(e);
-      });
-      rs.pipe(entry);
-    });
-  const inodes = new Map<string, string>();
-  const walk = async (abs: string, name: string, st: fs.Stats): Promise<void> => {
-    const base: EntryHeader = { name, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: st.mtime };
-    if (st.isDirectory()) {
-      if (name) await add({ ...base, name: `${name}/`, type: 'directory' });
-      for (const child of fs.readdirSync(abs).sort()) {
-        await walk(path.join(abs, child), name ? `${name}/${child}` : child, fs.lstatSync(path.join(abs, child)));
-      }
-    } else if (st.isSymbolicLink()) {
-      await add({ ...base, type: 'symlink', linkname: fs.readlinkSync(abs) });
-    } else if (st.isFile()) {
-      const key = `${st.dev}:${st.ino}`;
-      const first = st.nlink > 1 ? inodes.get(key) : undefined;
-      if (first) await add({ ...base, type: 'link', linkname: first });
-      else {
-        if (st.nlink > 1) inodes.set(key, name);
-        await addFile({ ...base, type: 'file', size: st.size }, abs);
-      }
-    }
-  };
-  void (async () => {
-    try {
-      const st = follow ? fs.statSync(src) : fs.lstatSync(src);
-      await walk(src, rootName, st);
-      pack.finalize();
-    } catch (e) {
-      out.destroy(e as Error);
-    }
-  })();
-  return { stream: out, size: () => bytes };
+  const counted = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      bytes += chunk.length;
+      cb(null, chunk);
+    },
+  });
+  tar.on('error', (e) => counted.destroy(e));
+  tar.pipe(counted);
+  return { stream: counted, size: () => bytes };
 }
 
 async function statContainerPath(ctx: CommandContext, container: string, p: string): Promise<PathStat | undefined> {
