@@ -22,6 +22,7 @@ import { decompressionStages } from './compression';
 import { PaxRecords, xattrsOf } from './pax';
 import { ThreadedExtraction } from './extract-thread';
 import { TarHeader, TarReader, TarSink } from './reader';
+import { writeAllSync } from '../common/fsutil';
 
 export interface ApplyOptions {
   /** Do not chown entries (rootless use): files stay owned by the extracting user. */
@@ -172,10 +173,7 @@ export class LayerWriter implements TarSink {
   data(chunk: Buffer): void {
     const cur = this.current;
     if (cur === undefined) return; // the body of a link or device entry: nothing to write
-    // Synchronous writes straight from the input buffer: one syscall per piece with no
-    // thread-pool round trip, which is what makes many small files fast.
-    let off = 0;
-    while (off < chunk.length) off += fs.writeSync(cur.fd, chunk, off, chunk.length - off);
+    writeAllSync(cur.fd, chunk);
   }
 
   end(): void {

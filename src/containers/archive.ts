@@ -13,6 +13,7 @@ import { decompressionStages } from '../archive/compression';
 import { mkdirAllOwned, type IdentityMapping } from '../security/userns';
 import { resolveInRoot, resolveScoped, type ScopedMount, type ScopedPath } from '../common/scopedpath';
 import { TarReader, type TarHeader, type TarSink } from '../archive/reader';
+import { writeAllSync } from '../common/fsutil';
 
 /** A mount seen from inside the container: its destination and the host directory behind it. */
 export type ViewMount = ScopedMount;
@@ -232,8 +233,7 @@ class CopyInSink implements TarSink {
   data(chunk: Buffer): void {
     const cur = this.current;
     if (cur === undefined) return;
-    let off = 0;
-    while (off < chunk.length) off += fs.writeSync(cur.fd, chunk, off, chunk.length - off);
+    writeAllSync(cur.fd, chunk);
   }
 
   end(): void {

@@ -16,6 +16,7 @@ import { TarReader, type TarHeader, type TarSink } from '../../archive/reader';
 import { DaemonError, UsageError } from '../client';
 import type { CommandContext, CommandSpec } from '../command';
 import { humanSize } from '../format';
+import { writeAllSync } from '../../common/fsutil';
 
 const enc = encodeURIComponent;
 /** Go's os.FileMode bits, as the path-stat header carries them. */
@@ -208,8 +209,7 @@ export class CopyOutSink implements TarSink {
   data(chunk: Buffer): void {
     const cur = this.current;
     if (cur === undefined) return;
-    let off = 0;
-    while (off < chunk.length) off += fs.writeSync(cur.fd, chunk, off, chunk.length - off);
+    writeAllSync(cur.fd, chunk);
   }
 
   end(): void {
