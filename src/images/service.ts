@@ -235,7 +235,9 @@ export class ImageService {
    */
   async ingestLayerStream(input: Readable, opts: { extractTo?: string } = {}): Promise<Omit<ImageLayer, 'chainID'>> {
     const ref = `import-${randomBytes(8).toString('hex')}`;
-    const w = await this.content.writer(ref);
+    // The blob's sha256 is computed on the digest worker from the written file (the main thread
+    // hashing hundreds of megabytes inline held up the request and the extraction it feeds).
+    const w = await this.content.writer(ref, {}, { hashInBackground: true });
     try {
       const t = await teeLayer(input, (chunk) => w.write(chunk), { extractTo: opts.extractTo });
       if (t.rawSize === 0) throw invalidParameter('empty tar stream: nothing to import');
