@@ -194,8 +194,8 @@ export class ImageService {
     }
     const [chainID] = chainIDs([layer.diffID]);
     try {
-      // Measured when first asked for (docker system df): walking tens of thousands of files
-      // here held the response up.
+      // The layer's disk usage is measured when first asked for: walking tens of thousands of
+      // files here held the response up.
       this.snapshotter.commit(chainID, key, { measureUsageLater: true });
     } catch (err) {
       removeExtraction();
