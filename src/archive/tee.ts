@@ -2,7 +2,7 @@
 // arrives both to a store callback (the content writer keeping the blob) and, uncompressed, to
 // the extractor or to a digest. Importing a layer this way costs one pass over the data instead
 // of two (store, then read the blob back to unpack it); the blob write runs on the thread pool
-// while the main thread extracts the same chunk.
+// while the extraction thread unpacks the same bytes.
 //
 // The input is never destroyed, even on failure: it is usually an HTTP request, and destroying
 // it would take the socket, and with it the error response, down. What is left of it is drained.
@@ -92,13 +92,12 @@ export async function teeLayer(input: Readable, store: (chunk: Buffer) => Promis
   // and every batch goes, the same buffer, to the store and downstream. The store runs behind the
   // extraction: batches queue up (to a bound) and are stored in order.
   //
-  // When downstream is a decompressor (or there is none), every taker is done with a batch once
-  // its write has completed, so batch buffers are reused: fresh buffers for every megabyte made
-  // V8 run a full GC every few dozen megabytes (external memory pressure). A plain tar's sink
-  // works synchronously and may keep slices of what it is given: it gets each piece as it
-  // comes, and the store new batches.
-  const reuse = downstream === undefined || compression !== 'none';
-  const plainSink = reuse ? undefined : downstream;
+  // Every taker is done with a batch once its write has completed, so batch buffers are reused:
+  // fresh buffers for every megabyte (a Buffer.concat per batch, as a plain tar's batches once
+  // were) made V8 run a full GC every few dozen megabytes (external memory pressure). A plain
+  // tar's extractor gets each piece as it comes instead (it copies what it keeps), so that it
+  // sees a bad entry at once, not only when a whole batch has gathered behind it.
+  const plainSink = compression === 'none' ? downstream : undefined;
   const spare: Buffer[] = [];
   /** The batch buffers this call made (only those are reused). */
   const own = new WeakSet<Buffer>();
@@ -113,12 +112,6 @@ export async function teeLayer(input: Readable, store: (chunk: Buffer) => Promis
     gatheredBytes += chunk.length;
     const full: Buffer[] = [];
     while (gatheredBytes >= BATCH_BYTES) {
-      if (!reuse) {
-        full.push(gathered.length === 1 ? gathered[0] : Buffer.concat(gathered, gatheredBytes));
-        gathered.length = 0;
-        gatheredBytes = 0;
-        break;
-      }
       let batch = spare.pop();
       if (batch === undefined) {
         batch = Buffer.allocUnsafeSlow(BATCH_BYTES);
@@ -219,7 +212,7 @@ export async function teeLayer(input: Readable, store: (chunk: Buffer) => Promis
         return;
       }
       rawSize += chunk.length;
-      // The plain tar's sink works inside write(): by the time it returns the piece is on disk.
+      // The plain tar's sink copies the piece inside write() (to post it to its thread).
       const extracted = plainSink !== undefined && !plainSink.write(chunk) ? once(plainSink, 'drain').catch(markDownstream) : undefined;
       const passed = passOn(gather(chunk));
       if (passed === undefined && extracted === undefined) cb();

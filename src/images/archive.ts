@@ -390,7 +390,7 @@ function adoptExtracted(svc: ImageService, files: LoadedFile[], diffIDs: string[
     try {
       // target is an empty directory: rename(2) replaces it.
       fs.renameSync(source, target);
-      svc.snapshotter.commit(ids[i], key);
+      svc.snapshotter.commit(ids[i], key, { measureUsageLater: true });
     } catch (err) {
       try { svc.snapshotter.remove(key); } catch { /* the first error is the one to report */ }
       throw err;
@@ -476,7 +476,7 @@ async function loadLayerInOnePass(svc: ImageService, entry: AsyncIterable<Buffer
     if (layer.blobDigest !== diffID) throw invalidParameter(`invalid archive: blob ${diffID} has digest ${layer.blobDigest}`);
     if (layer.diffID !== diffID) throw invalidParameter(`invalid archive: layer ${diffID} unpacks to content with diffID ${layer.diffID}`);
     try {
-      svc.snapshotter.commit(place.chainID, key);
+      svc.snapshotter.commit(place.chainID, key, { measureUsageLater: true });
     } catch (err) {
       // Committed meanwhile by someone else: the same content, so ours is surplus.
       let existing: string | undefined;

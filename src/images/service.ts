@@ -194,7 +194,9 @@ export class ImageService {
     }
     const [chainID] = chainIDs([layer.diffID]);
     try {
-      this.snapshotter.commit(chainID, key);
+      // The layer's disk usage is measured when first asked for: walking tens of thousands of
+      // files here held the response up.
+      this.snapshotter.commit(chainID, key, { measureUsageLater: true });
     } catch (err) {
       removeExtraction();
       // The same layer was committed meanwhile (or by an earlier import): same content, so that
@@ -235,7 +237,9 @@ export class ImageService {
    */
   async ingestLayerStream(input: Readable, opts: { extractTo?: string } = {}): Promise<Omit<ImageLayer, 'chainID'>> {
     const ref = `import-${randomBytes(8).toString('hex')}`;
-    const w = await this.content.writer(ref);
+    // The blob's sha256 is computed on the digest worker from the written file (the main thread
+    // hashing hundreds of megabytes inline held up the request and the extraction it feeds).
+    const w = await this.content.writer(ref, {}, { hashInBackground: true });
     try {
       const t = await teeLayer(input, (chunk) => w.write(chunk), { extractTo: opts.extractTo });
       if (t.rawSize === 0) throw invalidParameter('empty tar stream: nothing to import');

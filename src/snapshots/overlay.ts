@@ -231,8 +231,9 @@ export class OverlaySnapshotter implements Snapshotter {
     }
     const fsDir = path.join(this.dirOf(r.id), 'fs');
     if (this.idMap) this.shiftToHost(fsDir, this.idMap);
-    // Committed layers never change again, so their usage is measured once, here.
-    const usage = diskUsage(fsDir);
+    // Committed layers never change again, so their usage is measured once: here, or at the
+    // first usage() (NULL until then; a crash before that only means it is measured later).
+    const usage = opts.measureUsageLater ? { size: null, inodes: null } : diskUsage(fsDir);
     const labels = opts.labels ?? (JSON.parse(r.labels) as Record<string, string>);
     this.db.prepare("UPDATE snapshots SET key = ?, kind = 'committed', parent_id = ?, labels = ?, updated = ?, size = ?, inodes = ? WHERE id = ?")
       .run(name, parentId, JSON.stringify(labels), Date.now(), usage.size, usage.inodes, r.id);
@@ -283,7 +284,9 @@ export class OverlaySnapshotter implements Snapshotter {
   usage(key: string): Usage {
     const r = this.mustRow(key);
     if (r.kind === 'committed' && r.size !== null && r.inodes !== null) return { size: r.size, inodes: r.inodes };
-    return diskUsage(path.join(this.dirOf(r.id), 'fs'));
+    const usage = diskUsage(path.join(this.dirOf(r.id), 'fs'));
+    if (r.kind === 'committed') this.db.prepare('UPDATE snapshots SET size = ?, inodes = ? WHERE id = ?').run(usage.size, usage.inodes, r.id);
+    return usage;
   }
 
   walk(): SnapshotInfo[] {

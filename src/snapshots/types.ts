@@ -38,6 +38,11 @@ export interface CommitOptions extends SnapshotOptions {
    * unpacked in any order and committed in chain order.
    */
   parent?: string;
+  /**
+   * Leave the layer's disk usage to be measured when usage() first asks (and kept then), instead
+   * of walking the tree at commit: a big imported layer's walk then stays off the request.
+   */
+  measureUsageLater?: boolean;
 }
 
 export interface Snapshotter {

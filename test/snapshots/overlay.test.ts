@@ -135,6 +135,31 @@ test('a layer written without a parent is committed onto one: the view sees both
   assert.equal(sn.stat('x').parent, 'lower');
 });
 
+test('a layer committed with measureUsageLater is measured at the first usage() and keeps that figure, across a reopen', (t) => {
+  const { open } = setup(t);
+  const sn = open();
+  const now = sn.prepare('extract-now');
+  const later = sn.prepare('extract-later');
+  for (const m of [now, later]) {
+    fs.mkdirSync(path.join(m[0].source, 'd'));
+    fs.writeFileSync(path.join(m[0].source, 'd', 'f'), Buffer.alloc(100_000, 1));
+    fs.linkSync(path.join(m[0].source, 'd', 'f'), path.join(m[0].source, 'hard'));
+    fs.symlinkSync('d/f', path.join(m[0].source, 'link'));
+  }
+  sn.commit('now', 'extract-now');
+  sn.commit('later', 'extract-later', { measureUsageLater: true });
+  const measured = sn.usage('now');
+  assert.equal(measured.inodes, 4, 'root, d, f (hardlinked once), link');
+  // Nothing was recorded at commit: reopened, the later layer is still measured on demand.
+  sn.close();
+  const sn2 = open();
+  assert.deepEqual(sn2.usage('later'), measured);
+  // Once measured, the figure is kept: a committed layer is not walked again.
+  const fsDir = sn2.view('v', 'later')[0].source;
+  fs.writeFileSync(path.join(fsDir, 'extra'), Buffer.alloc(100_000, 2));
+  assert.deepEqual(sn2.usage('later'), measured);
+});
+
 test('reopening after a crash removes orphan directories and interrupted extract- snapshots', (t) => {
   const { root, open } = setup(t);
   const sn = open();
