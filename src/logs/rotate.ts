@@ -311,7 +311,8 @@ type WorkerMessage = { op: 'tid'; tid: number } | { op: 'settled'; logPath: stri
 export class LogRotation {
   private readonly seq = new Int32Array(new SharedArrayBuffer(4));
   private readonly keeper: LogFilesKeeper;
-  private readonly worker: Worker;
+  /** Started at the first container to watch: a thread is a V8 isolate (~8 MB), which an idle daemon does without. */
+  private worker: Worker | undefined;
   private readonly listeners = new Map<string, Set<(pins: PinnedFile[]) => void>>();
   private readonly pending = new Map<number, () => void>();
   private nextReq = 0;
@@ -319,9 +320,14 @@ export class LogRotation {
 
   constructor(private readonly log: Logger) {
     this.keeper = new LogFilesKeeper(log, this.seq);
-    this.worker = new Worker(path.join(__dirname, 'rotate-worker.js'), { workerData: { seq: this.seq } });
-    this.worker.unref();
-    this.worker.on('message', (m: WorkerMessage) => {
+  }
+
+  private theWorker(): Worker {
+    if (this.worker) return this.worker;
+    const worker = new Worker(path.join(__dirname, 'rotate-worker.js'), { workerData: { seq: this.seq } });
+    this.worker = worker;
+    worker.unref();
+    worker.on('message', (m: WorkerMessage) => {
       if (m.op === 'settled') this.notify(m.logPath, m.pins);
       else if (m.op === 'tid') {
         // The lowest real-time priority: the worker preempts ordinary tasks when it wakes, and
@@ -336,7 +342,8 @@ export class LogRotation {
         this.pending.delete(m.reqId);
       } else if (m.op === 'log') this.log[m.level](m.msg, m.fields);
     });
-    this.worker.on('error', (err) => this.log.error('log rotation worker failed', { error: err.message }));
+    worker.on('error', (err) => this.log.error('log rotation worker failed', { error: err.message }));
+    return worker;
   }
 
   /** See LogFilesKeeper.beforeStart (the container is not running: the worker does not watch it). */
@@ -360,7 +367,7 @@ export class LogRotation {
   }
 
   private post(m: WorkerRequest): void {
-    this.worker.postMessage(m);
+    this.theWorker().postMessage(m);
   }
 
   /**
@@ -413,6 +420,6 @@ export class LogRotation {
     this.closed = true;
     for (const r of this.pending.values()) r();
     this.pending.clear();
-    void this.worker.terminate();
+    void this.worker?.terminate();
   }
 }
