@@ -4,7 +4,7 @@
 // the file it reads: when conmon replaces the file, the reader finishes the old one (conmon
 // closed it before replacing it) and goes on with the next one, found by inode among the
 // rotated files, so a follower misses nothing and repeats nothing as long as the file after the
-// one it is reading still exists.
+// one it is reading still exists (or, once retention dropped the one it reads, by number).
 import * as fs from 'node:fs';
 import { promisify } from 'node:util';
 import * as zlib from 'node:zlib';
@@ -74,14 +74,19 @@ function openFiles(logPath: string): (Source & { compressed: boolean })[] {
   }
 }
 
-async function openSources(logPath: string, after?: number, consistent?: Consistent): Promise<Source[]> {
+async function openSources(logPath: string, after?: Pick<Source, 'ino' | 'seq'>, consistent?: Consistent): Promise<Source[]> {
   const openAll = (): (Source & { compressed: boolean })[] => openFiles(logPath);
   const opened = consistent ? consistent(openAll, closeAll) : openAll();
   let sources: Source[] = opened;
   if (after !== undefined) {
-    // Only the files after the one with inode `after` (a follower moving on).
-    const i = opened.findIndex((o) => o.ino === after);
-    const keep = i >= 0 ? opened.slice(i + 1) : opened.slice(-1);
+    // Only the files after `after` (a follower moving on): found by inode while it is still
+    // listed; once retention has dropped it (the follower held it open, reading its end, while
+    // conmon switched files and berthd rotated), by number — every generation after it still on
+    // disk, not just the current file. Only a file conmon made itself and not yet linked has no
+    // number: it is the current one, the newest.
+    const i = opened.findIndex((o) => o.ino === after.ino);
+    const afterSeq = after.seq;
+    const keep = i >= 0 ? opened.slice(i + 1) : afterSeq !== undefined ? opened.filter((o) => o.seq === undefined || o.seq > afterSeq) : opened.slice(-1);
     closeAll(opened.filter((o) => !keep.includes(o)));
     sources = keep;
   }
@@ -109,9 +114,11 @@ export interface ContainerLogReadOptions extends ReadLogOptions {
   /**
    * With follow: subscribes to berthd's rotation of this log (LogRotation.subscribe). Each time
    * berthd has shifted the files, the follower opens the files it has not seen, so that rotation
-   * cannot take a file from a follower that has not read it yet.
+   * cannot take a file from a follower that has not read it yet. A follower subscribes before it
+   * lists the files (ready: the rotation worker knows of it), so no file can come and go between
+   * its listing and its first notice.
    */
-  onRotate?: (fn: (pins: { seq: number; ino: number; fd: number }[]) => void) => () => void;
+  onRotate?: (fn: (pins: { seq: number; ino: number; fd: number }[]) => void) => { ready: Promise<void>; unsubscribe: () => void };
   /** How many bytes of files a follower may keep open ahead of the one it reads (default 64 MiB). */
   pinBudget?: number;
   /** Lists files consistently while rotation runs in another thread (LogRotation.consistent). */
@@ -128,15 +135,65 @@ const DEFAULT_PIN_BUDGET = 64 * 1024 * 1024;
 export async function* readContainerLog(logPath: string, opts: ContainerLogReadOptions = {}): AsyncGenerator<LogRecord[]> {
   const since = opts.since !== undefined ? toNanos(opts.since) : undefined;
   const until = opts.until !== undefined ? toNanos(opts.until) : undefined;
-  // The files still to read, the one being read first.
-  let sources = await openSources(logPath, undefined, opts.consistent);
+  let sources: Source[] = [];
   /** The newest generation number the follower has seen (files after it are new to it). */
-  let newestSeq = Math.max(-1, ...sources.map((x) => x.seq ?? -1));
+  let newestSeq = -1;
   let watcher: fs.FSWatcher | undefined;
   let unsubscribe: (() => void) | undefined;
   let wake: (() => void) | undefined;
   let stopAfterDrain = false;
+  /** Files pinned for this follower before it listed the files. */
+  let early: Source[] | undefined = [];
   try {
+    if (opts.follow && opts.onRotate) {
+      const budget = opts.pinBudget ?? DEFAULT_PIN_BUDGET;
+      const sub = opts.onRotate((pins) => {
+        // The files berthd's rotation worker opened right after settling them (it drops files
+        // only later): a follower behind the rotation still gets each file, through the
+        // worker's descriptor (the worker closes it once this call returns). Beyond the budget
+        // the oldest are let go (a gap, as for a docker follower too slow for its log).
+        const into = early ?? sources;
+        for (const p of pins) {
+          if (p.seq <= newestSeq || into.some((y) => y.ino === p.ino)) continue;
+          let fd: number;
+          try {
+            fd = fs.openSync(`/proc/self/fd/${p.fd}`, 'r');
+          } catch {
+            continue;
+          }
+          // The worker may have closed it and the number gone to another file meanwhile.
+          if (fs.fstatSync(fd).ino !== p.ino) {
+            fs.closeSync(fd);
+            continue;
+          }
+          newestSeq = p.seq;
+          into.push({ ino: p.ino, fd, seq: p.seq });
+        }
+        let pinned = 0;
+        for (let i = into.length - 1; i >= 1; i--) {
+          if (into[i].fd === undefined) continue;
+          pinned += fs.fstatSync(into[i].fd!).size;
+          if (pinned > budget && i < into.length - 1) {
+            closeAll(into.splice(1, i));
+            break;
+          }
+        }
+        wake?.();
+      });
+      unsubscribe = sub.unsubscribe;
+      await sub.ready;
+    }
+    // The files still to read, the one being read first.
+    sources = await openSources(logPath, undefined, opts.consistent);
+    newestSeq = Math.max(-1, ...sources.map((x) => x.seq ?? -1));
+    // Files pinned meanwhile come after the listed ones, or are among them.
+    for (const p of early) {
+      if (p.seq! > newestSeq && !sources.some((y) => y.ino === p.ino)) {
+        sources.push(p);
+        newestSeq = p.seq!;
+      } else closeAll([p]);
+    }
+    early = undefined;
     if (sources.length === 0) return;
     // Where to start: the tail, counted backwards across files.
     let first = 0;
@@ -180,39 +237,6 @@ export async function* readContainerLog(logPath: string, opts: ContainerLogReadO
         },
       );
       opts.signal?.addEventListener('abort', () => wake?.(), { once: true });
-      const budget = opts.pinBudget ?? DEFAULT_PIN_BUDGET;
-      unsubscribe = opts.onRotate?.((pins) => {
-        // The files berthd's rotation worker opened right after settling them (it drops files
-        // only later): a follower behind the rotation still gets each file, through the
-        // worker's descriptor. Beyond the budget the oldest are let go (a gap, as for a docker
-        // follower too slow for its log).
-        for (const p of pins) {
-          if (p.seq <= newestSeq || sources.some((y) => y.ino === p.ino)) continue;
-          let fd: number;
-          try {
-            fd = fs.openSync(`/proc/self/fd/${p.fd}`, 'r');
-          } catch {
-            continue;
-          }
-          // The worker may have closed it and the number gone to another file meanwhile.
-          if (fs.fstatSync(fd).ino !== p.ino) {
-            fs.closeSync(fd);
-            continue;
-          }
-          newestSeq = p.seq;
-          sources.push({ ino: p.ino, fd, seq: p.seq });
-        }
-        let pinned = 0;
-        for (let i = sources.length - 1; i >= 1; i--) {
-          if (sources[i].fd === undefined) continue;
-          pinned += fs.fstatSync(sources[i].fd!).size;
-          if (pinned > budget && i < sources.length - 1) {
-            closeAll(sources.splice(1, i));
-            break;
-          }
-        }
-        wake?.();
-      });
     }
     for (;;) {
       const x = sources[0];
@@ -269,10 +293,13 @@ export async function* readContainerLog(logPath: string, opts: ContainerLogReadO
         });
       }
       pos = 0;
+      // Nothing pinned yet: a turn of the event loop first, so that settle notices the rotation
+      // worker already sent (files pinned for this follower) are taken before listing anew.
+      if (sources.length === 1) await yieldToEventLoop();
       if (sources.length === 1) {
-        // Nothing pinned: the files after this one, freshly listed (this one is still open, so
-        // its inode number cannot have gone to another file).
-        const next = await openSources(logPath, x.ino, opts.consistent);
+        // Still nothing pinned: the files after this one, freshly listed (this one is still
+        // open, so its inode number cannot have gone to another file).
+        const next = await openSources(logPath, x, opts.consistent);
         closeAll(sources);
         sources = next;
         for (const y of sources) newestSeq = Math.max(newestSeq, y.seq ?? -1);
@@ -288,6 +315,7 @@ export async function* readContainerLog(logPath: string, opts: ContainerLogReadO
     unsubscribe?.();
     watcher?.close();
     closeAll(sources);
+    if (early) closeAll(early);
   }
 }
 

@@ -78,7 +78,8 @@ const keeper = new LogFilesKeeper(log, (workerData as { seq: Int32Array }).seq, 
 type Request =
   | { op: 'watch'; id: string; logPath: string; cfg: never }
   | { op: 'unwatch'; id: string; final: boolean; reqId: number }
-  | { op: 'follow' | 'unfollow'; logPath: string }
+  | { op: 'follow'; logPath: string; reqId: number }
+  | { op: 'unfollow'; logPath: string }
   | { op: 'release'; logPath: string; upTo: number };
 
 port.on('message', (m: Request) => {
@@ -102,5 +103,5 @@ port.on('message', (m: Request) => {
   } catch (err) {
     log.warn('log rotation failed', { error: (err as Error).message });
   }
-  if (m.op === 'unwatch') port.postMessage({ op: 'done', reqId: m.reqId });
+  if (m.op === 'unwatch' || m.op === 'follow') port.postMessage({ op: 'done', reqId: m.reqId });
 });

@@ -13,7 +13,11 @@
 //     switches again before that, it makes <log>.tmp itself (a plain file, renamed over the
 //     symlink): berthd links that file into log-files/ when it sees it. Only a file conmon
 //     made itself and replaced again before berthd saw it is lost: three switches while berthd
-//     does not react (an event-loop stall of two files' worth of writing, or berthd being down).
+//     does not react (a stall of two files' worth of writing, or berthd being down). Even the
+//     SCHED_FIFO worker stalls for 20-50 ms now and then on a loaded machine, so berthd counts:
+//     every rename onto <log> is a switch, every switch must leave a file berthd keeps (the arm
+//     taken or a plain file linked), and a shortfall is logged as lost output;
+//   - the arm is placed before retention's unlinks, which can take milliseconds.
 //
 // Disk bound: with max-file N >= 2 conmon's cap is N*max-size/(N+2), not max-size: while berthd
 // does not react there are at most N+2 non-empty files (N-1 older generations, the one conmon
@@ -69,6 +73,22 @@ interface Watched {
   logPath: string;
   policy: LogPolicy;
   watcher?: fs.FSWatcher;
+  /** A settle is queued (events are counted first, then settled once). */
+  queued?: boolean;
+  /** conmon's switches seen (renames onto the log's name) minus the files berthd kept for them. */
+  unaccounted: number;
+  /** Whether an arm was in place when the last settle ended. */
+  armLeft: boolean;
+}
+
+/** What one settle found: the files conmon switched to since the last one that berthd holds. */
+interface Settled {
+  /** The arm of the last settle was taken by conmon. */
+  armTaken: boolean;
+  /** A file conmon made itself was linked into log-files/. */
+  linkedPlain: boolean;
+  /** An arm is in place now. */
+  armed: boolean;
 }
 
 /** The logging a keeper needs (a Logger, or the worker's messages to the main thread). */
@@ -131,12 +151,21 @@ export class LogFilesKeeper {
     this.unwatch(id, false);
     const policy = logPolicy(cfg);
     if (!rotates(policy)) return;
-    const w: Watched = { logPath, policy };
+    const w: Watched = { logPath, policy, unaccounted: 0, armLeft: false };
     this.watched.set(id, w);
     const base = path.basename(logPath);
     try {
       w.watcher = fs.watch(path.dirname(logPath), { persistent: false }, (type, name) => {
-        if (type === 'rename' && name === base) this.check(w);
+        if (type !== 'rename' || name !== base) return;
+        // Each rename onto the log's name is one switch of conmon's. The events read together
+        // (after a stall, several) are counted, then settled once.
+        w.unaccounted++;
+        if (w.queued) return;
+        w.queued = true;
+        setImmediate(() => {
+          w.queued = false;
+          if (this.watched.get(id) === w) this.check(w);
+        });
       });
       w.watcher.on('error', (err: Error) => this.log.warn('watching a container log failed', { id, error: err.message }));
     } catch (err) {
@@ -149,6 +178,8 @@ export class LogFilesKeeper {
       // no generations yet
     }
     this.check(w);
+    // Switches before the watch began are not counted.
+    w.unaccounted = 0;
   }
 
   /** Stops watching (the container exited, or berthd stops); with final, the last switch is settled and the arm goes. */
@@ -172,7 +203,17 @@ export class LogFilesKeeper {
 
   private check(w: Watched): void {
     try {
-      this.locked(() => this.settle(w.logPath, w.policy, true));
+      const r = this.locked(() => this.settle(w.logPath, w.policy, true));
+      // Every switch of conmon's leaves berthd a file: the arm it took, or the file it made
+      // itself (linked here). A file it made itself and replaced again before this settle is
+      // gone with its lines: conmon switched more often than berthd kept files. Events may be
+      // read after the settle that saw their switch, so the count may run below zero for a while.
+      w.unaccounted -= Number(r.armTaken && w.armLeft) + Number(r.linkedPlain);
+      w.armLeft = r.armed;
+      if (w.unaccounted > 0) {
+        this.log.warn('conmon switched log files faster than berthd could keep them: output lost', { log: w.logPath, files: w.unaccounted });
+        w.unaccounted = 0;
+      }
       this.settled(w.logPath);
     } catch (err) {
       this.log.warn('rotating a container log failed', { log: w.logPath, error: (err as Error).message });
@@ -202,11 +243,12 @@ export class LogFilesKeeper {
    * After conmon switched: a plain file it made itself is linked into log-files/, generations
    * beyond max-file go, finished ones are compressed, and (with arm) the next switch is armed.
    */
-  private settle(logPath: string, policy: LogPolicy, arm: boolean): void {
+  private settle(logPath: string, policy: LogPolicy, arm: boolean): Settled {
     fs.mkdirSync(generationsDir(logPath), { recursive: true, mode: 0o700 });
     // The arm first: a generation it names that conmon takes meanwhile is current when looked at next.
     const armed = armedTarget(logPath);
     const cur = lstatOf(logPath);
+    let linkedPlain = false;
     if (cur?.isFile()) {
       // conmon's own file (it switched with no arm in place), or a log from before rotation.
       const gens = allGenerations(logPath);
@@ -218,23 +260,33 @@ export class LogFilesKeeper {
         const seq = armedSeq !== undefined && !gens.some((g) => g.seq === armedSeq - 1) ? armedSeq - 1 : this.maxSeq(logPath) + 1;
         try {
           fs.linkSync(logPath, generationPath(logPath, seq));
+          linkedPlain = true;
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
         }
       }
     }
-    this.retain(logPath, policy, armed);
-    if (!arm || lstatOf(logPath + TMP_SUFFIX)) return;
-    // A number left free below the arm's, for a file conmon may make before the arm is in place.
-    const gen = generationPath(logPath, this.maxSeq(logPath) + 2);
-    fs.writeFileSync(gen, '', { mode: 0o600, flag: 'wx' });
-    try {
-      fs.symlinkSync(path.relative(path.dirname(logPath), gen), logPath + TMP_SUFFIX);
-    } catch (err) {
-      // conmon is between making its own <log>.tmp and renaming it: the next event settles it.
-      rmQuiet(gen);
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    // The next arm before retention: conmon may switch again within a file's worth of writing,
+    // and retention's unlinks of full files can take milliseconds on a busy disk.
+    let placed = false;
+    if (arm && !lstatOf(logPath + TMP_SUFFIX)) {
+      // A number left free below the arm's, for a file conmon may make before the arm is in place.
+      const gen = generationPath(logPath, this.maxSeq(logPath) + 2);
+      fs.writeFileSync(gen, '', { mode: 0o600, flag: 'wx' });
+      try {
+        fs.symlinkSync(path.relative(path.dirname(logPath), gen), logPath + TMP_SUFFIX);
+        placed = true;
+      } catch (err) {
+        // conmon is between making its own <log>.tmp and renaming it: the next event settles it.
+        rmQuiet(gen);
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
     }
+    // The arm as it is now (the one just made, or none if conmon took it meanwhile: then it is current).
+    this.retain(logPath, policy);
+    // An arm conmon may take from now on: the one found (if conmon did not take it meanwhile, the
+    // next settle finds it still there) or the one placed.
+    return { armTaken: armed === undefined, linkedPlain, armed: placed || armed !== undefined };
   }
 
   /** Keeps the newest max-file generations up to the current one; compresses the finished ones. */
@@ -293,7 +345,7 @@ export class LogFilesKeeper {
 
 // ---- the main thread's side ----
 
-type WorkerRequest = { op: 'watch'; id: string; logPath: string; cfg: LogConfig } | { op: 'unwatch'; id: string; final: boolean; reqId: number } | { op: 'follow' | 'unfollow'; logPath: string } | { op: 'release'; logPath: string; upTo: number };
+type WorkerRequest = { op: 'watch'; id: string; logPath: string; cfg: LogConfig } | { op: 'unwatch'; id: string; final: boolean; reqId: number } | { op: 'follow'; logPath: string; reqId: number } | { op: 'unfollow'; logPath: string } | { op: 'release'; logPath: string; upTo: number };
 /** A generation the worker holds open for followers: its number, inode and the worker's descriptor (shared by the process). */
 export interface PinnedFile {
   seq: number;
@@ -343,6 +395,11 @@ export class LogRotation {
       } else if (m.op === 'log') this.log[m.level](m.msg, m.fields);
     });
     worker.on('error', (err) => this.log.error('log rotation worker failed', { error: err.message }));
+    // Nobody waits for an answer from a worker that is gone.
+    worker.on('exit', () => {
+      for (const r of this.pending.values()) r();
+      this.pending.clear();
+    });
     return worker;
   }
 
@@ -372,18 +429,25 @@ export class LogRotation {
 
   /**
    * Calls fn each time berthd has settled the files of logPath, with the files the worker holds
-   * open for followers (oldest first); returns the unsubscribe.
+   * open for followers (oldest first). ready resolves once the worker pins files for this
+   * follower: from then on no file escapes it.
    */
-  subscribe(logPath: string, fn: (pins: PinnedFile[]) => void): () => void {
+  subscribe(logPath: string, fn: (pins: PinnedFile[]) => void): { ready: Promise<void>; unsubscribe: () => void } {
     let set = this.listeners.get(logPath);
     if (!set) this.listeners.set(logPath, (set = new Set()));
     set.add(fn);
-    if (!this.closed) this.post({ op: 'follow', logPath });
-    return () => {
+    const unsubscribe = (): void => {
       set.delete(fn);
       if (set.size === 0 && this.listeners.get(logPath) === set) this.listeners.delete(logPath);
       if (!this.closed) this.post({ op: 'unfollow', logPath });
     };
+    if (this.closed) return { ready: Promise.resolve(), unsubscribe };
+    const reqId = ++this.nextReq;
+    const ready = new Promise<void>((resolve) => {
+      this.pending.set(reqId, resolve);
+      this.post({ op: 'follow', logPath, reqId });
+    });
+    return { ready, unsubscribe };
   }
 
   private notify(logPath: string, pins: PinnedFile[]): void {

@@ -152,3 +152,39 @@ test('follow goes on across a replacement of the current file, without gap or re
   await reading;
   assert.deepEqual(seen, Array.from({ length: n }, (_, i) => `line${i + 1}`));
 });
+
+test('follow goes on by number when retention dropped the file being read: no generation skipped', async (t) => {
+  const log = tmpLog();
+  t.after(() => fs.rmSync(path.dirname(log), { recursive: true, force: true }));
+  const lines = (from: number, to: number): string => Array.from({ length: to - from + 1 }, (_, i) => rec(from + i)).join('');
+  const pointAt = (seq: number): void => {
+    fs.symlinkSync(path.relative(path.dirname(log), generationPath(log, seq)), `${log}.lnk`);
+    fs.renameSync(`${log}.lnk`, log);
+  };
+  fs.mkdirSync(generationsDir(log));
+  fs.writeFileSync(generationPath(log, 1), lines(1, 10));
+  pointAt(1);
+  let finish!: () => void;
+  const followUntil = new Promise<void>((r) => (finish = r));
+  const seen: string[] = [];
+  const reading = (async () => {
+    for await (const batch of readContainerLog(log, { follow: true, followUntil })) for (const r of batch) seen.push(r.line.toString());
+  })();
+  while (seen.length < 10) await new Promise((r) => setTimeout(r, 5));
+  // While the follower waits at the end of generation 1, conmon fills 2 and 3 and moves on to 4
+  // (the numbers skip 5: berthd leaves one free below each arm), and retention (max-file 3)
+  // drops 1. The follower, holding 1 open, finds it gone from the listing.
+  fs.writeFileSync(generationPath(log, 2), lines(11, 20));
+  fs.writeFileSync(generationPath(log, 3), lines(21, 30));
+  fs.writeFileSync(generationPath(log, 4), lines(31, 35));
+  pointAt(4);
+  fs.rmSync(generationPath(log, 1));
+  await new Promise((r) => setTimeout(r, 400));
+  fs.appendFileSync(generationPath(log, 4), lines(36, 40));
+  fs.writeFileSync(generationPath(log, 6), lines(41, 42));
+  pointAt(6);
+  await new Promise((r) => setTimeout(r, 400));
+  finish();
+  await reading;
+  assert.deepEqual(seen, Array.from({ length: 42 }, (_, i) => `line${i + 1}`));
+});
