@@ -451,10 +451,10 @@ export class NetworkService {
     // A fixed address or host port may still be held by a container whose teardown runs
     // (lingering ones hold neither: they are on the default bridge and publish nothing).
     if (req.ports.length > 0 || networks.some((n) => reqFor(n).ipv4Address)) await this.settled(false);
-    const allocate = (): void => this.store.relaxed(this.store.db.transaction(() => {
+    const allocate = (): void => this.store.db.transaction(() => {
       this.store.insertSandbox({ containerID: req.containerID, netnsPath, mode: mode.kind === 'none' ? 'none' : 'bridge', request: req, ports: [] });
       networks.forEach((n, i) => this.allocateEndpoint(n, req, reqFor(n), `eth${i}`));
-    }));
+    })();
     try {
       try {
         allocate();
@@ -470,14 +470,14 @@ export class NetworkService {
     }
     const undo = (): void => {
       this.ports.release(req.containerID);
-      this.store.relaxed(() => this.store.deleteSandbox(req.containerID));
+      this.store.deleteSandbox(req.containerID);
       removeNetns(netnsPath);
     };
     let nv: Netavark;
     try {
       if (mode.kind === 'bridge' && req.ports.length > 0) {
         const ports = await this.ports.reserve(req.containerID, req.ports);
-        this.store.relaxed(() => this.store.db.prepare('UPDATE network_sandboxes SET ports = ? WHERE container_id = ?').run(JSON.stringify(ports), req.containerID));
+        this.store.db.prepare('UPDATE network_sandboxes SET ports = ? WHERE container_id = ?').run(JSON.stringify(ports), req.containerID);
       }
       nv = this.requireNetavark();
     } catch (err) {
@@ -496,7 +496,7 @@ export class NetworkService {
         // The MAC was chosen at allocation; record netavark's only if it differs.
         for (const e of this.store.endpointsOfContainer(req.containerID)) {
           const mac = status[e.networkID]?.interfaces?.[e.ifname]?.mac_address;
-          if (mac && mac.toLowerCase() !== e.mac.toLowerCase()) this.store.relaxed(() => this.store.setEndpointMac(e.networkID, e.containerID, mac));
+          if (mac && mac.toLowerCase() !== e.mac.toLowerCase()) this.store.setEndpointMac(e.networkID, e.containerID, mac);
         }
       },
       (err: unknown) => {
@@ -639,7 +639,7 @@ export class NetworkService {
       }
     }
     this.ports.release(containerID);
-    this.store.relaxed(() => this.store.deleteSandbox(containerID));
+    this.store.deleteSandbox(containerID);
     if (sb.netnsPath) removeNetns(sb.netnsPath);
     if (sb.mode === 'bridge') await this.removeEmptyPortChains(eps.map((e) => e.networkID));
   }
