@@ -31,6 +31,7 @@
 #include <spawn.h>
 #include <node_api.h>
 #include <uv.h>
+#include "netns.h"
 
 #define CHECK(call)                                                        \
   do {                                                                     \
@@ -686,6 +687,9 @@ static napi_value init(napi_env env, napi_value exports) {
     {"ttyRawOutput", NULL, js_tty_raw_output, NULL, NULL, NULL, napi_enumerable, NULL},
     {"sealedCopy", NULL, js_sealed_copy, NULL, NULL, NULL, napi_enumerable, NULL},
     {"spawnWatched", NULL, js_spawn_watched, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"netnsCreate", NULL, js_netns_create, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"vethJoin", NULL, js_veth_join, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"vethLeave", NULL, js_veth_leave, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok) return NULL;
   return exports;

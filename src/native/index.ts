@@ -15,6 +15,9 @@ interface RawBinding {
   ttyRawOutput(fd: number): void;
   sealedCopy(file: string, name: string): number;
   spawnWatched(file: string, argv: string[], envp: string[], onExit: (code: number, signal: number) => void): Promise<[number, number, number]>;
+  netnsCreate(file: string): Promise<void>;
+  vethJoin(netns: string, bridge: string, ifname: string, mac: string, ip: string, prefix: number, gateway: string, mtu: number, metric: number): Promise<string>;
+  vethLeave(netns: string, ifname: string): Promise<void>;
 }
 
 // This file compiles to dist/src/native/index.js; the addon is built in place under src/native.
@@ -147,5 +150,52 @@ export async function spawnWatched(file: string, argv: string[], envp: string[],
     return { pid, stdoutFd, stderrFd };
   } catch (err) {
     throw nodeError(err, 'spawn', file);
+  }
+}
+
+/**
+ * A new network namespace bind-mounted on `file` (which must exist), made on a pool thread that
+ * returns to the daemon's namespace: what `unshare --net=FILE true` does, without two processes.
+ */
+export async function netnsCreate(file: string): Promise<void> {
+  try { await raw().netnsCreate(file); } catch (err) { throw nodeError(err, 'netnsCreate', file); }
+}
+
+/** A container's veth on an existing bridge, with its address, MAC and default route (see src/native/netns.c). */
+export interface VethJoin {
+  netns: string;
+  bridge: string;
+  ifname: string;
+  mac: string;
+  ip: string;
+  prefixLen: number;
+  gateway: string;
+  /** 0: the kernel's default. */
+  mtu: number;
+  /** Of the default route (netavark's default is 100). */
+  metric: number;
+}
+
+/**
+ * Joins a container's namespace to a bridge that exists, with the netlink requests netavark's
+ * bridge driver makes (and none of its firewall work); resolves with the container end's MAC.
+ * Errors carry the step that failed as `syscall` (e.g. "get bridge interface", code ENODEV).
+ */
+export async function vethJoin(j: VethJoin): Promise<string> {
+  try {
+    return await raw().vethJoin(j.netns, j.bridge, j.ifname, j.mac, j.ip, j.prefixLen, j.gateway, j.mtu, j.metric);
+  } catch (err) {
+    const e = err as { syscall?: string };
+    throw nodeError(err, e.syscall ?? 'vethJoin', j.netns);
+  }
+}
+
+/** Deletes interface `ifname` (a veth: the pair goes) inside the namespace mounted at `netns`. */
+export async function vethLeave(netns: string, ifname: string): Promise<void> {
+  try {
+    await raw().vethLeave(netns, ifname);
+  } catch (err) {
+    const e = err as { syscall?: string };
+    throw nodeError(err, e.syscall ?? 'vethLeave', netns);
   }
 }
