@@ -36,6 +36,7 @@ import type { ContainerMounts, MountPoint } from './mounts';
 import { HealthMonitor } from '../health/monitor';
 import { execProbes } from '../health/exec';
 import { ProbeLauncher, type ProbeRun } from '../runtime/probe';
+import { SECCOMP_BPF_ANNOTATION, SeccompBpfCache } from '../runtime/seccomp-cache';
 import { mergeHealthConfig, validateHealthConfig } from '../health/config';
 import { applyLiveResources, mergeUpdate, type UpdateRequest } from './update';
 import { cgroupParentOf, devicesOf, dropUnsupported, groupAddGids, rlimitsOf, specResourcesOf, sysctlsOf, validateLimits } from './limits';
@@ -212,6 +213,8 @@ export class ContainerService {
   readonly health: HealthMonitor;
   /** Runs the probes' execs (the runtime directly, from a sealed copy). */
   private readonly probes: ProbeLauncher;
+  /** Seccomp programs crun compiled, reused for later containers with the same profile. */
+  private readonly seccompBpf = new SeccompBpfCache();
   /** Rotates the logs of running containers (src/logs/rotate.ts). */
   readonly logRotation: LogRotation;
 
@@ -670,6 +673,9 @@ export class ContainerService {
         ...(net ? { namespaces: { network: net.namespace } } : {}),
       });
       if (rec.hostConfig.Privileged) clampCapabilities(spec.process);
+      const seccompKey = this.seccompBpf.key(rt.path, spec);
+      const seccompProgram = seccompKey ? this.seccompBpf.get(seccompKey) : undefined;
+      if (seccompProgram) spec.annotations = { ...spec.annotations, [SECCOMP_BPF_ANNOTATION]: seccompProgram };
       writeRegeneratedFile(path.join(bundle, 'config.json'), JSON.stringify(spec));
       // A runtime record left from an earlier run (a crash between exit and clean-up) goes first.
       if (this.o.runtime.has(id)) await this.o.runtime.delete(id, { force: true }).catch(() => {});
@@ -688,6 +694,7 @@ export class ContainerService {
         cgroupsPath,
       });
       created = true;
+      if (seccompKey && !seccompProgram) this.seccompBpf.learn(seccompKey, this.o.runtime.runtimeStateFile(id, 'seccomp.bpf'));
       this.logRotation.watch(id, paths.logPath(id), rec.hostConfig.LogConfig);
       phases.create = msSince(t0);
       // netavark has been plumbing the namespace while the runtime created the container; the

@@ -315,6 +315,12 @@ export class ConmonRuntime implements OciRuntime {
     return ID_RE.test(id) && fs.existsSync(path.join(this.ctrDir(id), 'record.json'));
   }
 
+  /** A file in the OCI runtime's own state directory for the container (e.g. crun's seccomp.bpf). */
+  runtimeStateFile(id: string, name: string): string | undefined {
+    const rec = this.records.get(id);
+    return rec ? path.join(rec.runtimeRoot, id, name) : undefined;
+  }
+
   list(): string[] {
     try {
       return fs.readdirSync(path.join(this.stateRoot, 'ctr')).filter((n) => ID_RE.test(n) && fs.existsSync(path.join(this.ctrDir(n), 'record.json')));
