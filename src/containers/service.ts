@@ -520,7 +520,7 @@ export class ContainerService {
       // Volumes are created (and the request's mounts validated against the host) with the record.
       this.o.mounts?.create(id, { Binds: hc.Binds, Mounts: hc.Mounts as never, Tmpfs: hc.Tmpfs as never, VolumesFrom: hc.VolumesFrom as never, Volumes: Object.keys({ ...(ic.Volumes ?? {}), ...(req.Volumes ?? {}) }) }, (ref) => this.get(ref).rec.id);
       mkdirp(this.o.paths.dir(id), 0o700);
-      this.o.network?.recordCreate(id, endpoints);
+      await this.o.network?.recordCreate(id, endpoints);
       for (let attempt = 0; ; attempt++) {
         if (!wanted) rec.name = generateName(attempt);
         if (this.o.store.insert(rec)) break;
@@ -568,10 +568,11 @@ export class ContainerService {
     }
   }
 
-  private removeLayers(id: string): void {
+  /** background: the files go on the thread pool after the records (see Snapshotter.remove). */
+  private removeLayers(id: string, opts: { background?: boolean } = {}): void {
     for (const key of [id, `${id}-init`, `${id}-init-tmp`]) {
       try {
-        this.o.snapshotter.remove(key);
+        this.o.snapshotter.remove(key, opts);
       } catch (err) {
         if (!isKind(err, 'NotFound')) throw err;
       }
@@ -1114,7 +1115,9 @@ export class ContainerService {
           // An explicit removal returns with the networking gone; the auto-removal of a --rm
           // container leaves its teardown to the background (see applyExit).
           await this.o.network?.stop(l.rec.id, { background: opts.auto === true });
-          this.removeLayers(l.rec.id);
+          // The writable layer's files (as many as the container wrote) go on the thread pool
+          // after the removal is answered; the main thread waited for them before.
+          this.removeLayers(l.rec.id, { background: true });
           // On the thread pool: on a busy disk, removing files waits on the journal.
           await fs.promises.rm(this.o.paths.dir(l.rec.id), { recursive: true, force: true });
           this.o.store.delete(l.rec.id);

@@ -256,7 +256,7 @@ export class OverlaySnapshotter implements Snapshotter {
     shiftTree(fsDir, idMap, { skipRoot: true });
   }
 
-  remove(key: string): void {
+  remove(key: string, opts: { background?: boolean } = {}): void {
     const r = this.mustRow(key);
     const children = this.db.prepare('SELECT key FROM snapshots WHERE parent_id = ? LIMIT 1').get(r.id) as { key: string } | undefined;
     if (children) throw conflict(`cannot remove snapshot ${key}: snapshot ${children.key} depends on it`);
@@ -270,7 +270,12 @@ export class OverlaySnapshotter implements Snapshotter {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       }
     })();
-    fs.rmSync(trash, { recursive: true, force: true });
+    if (!opts.background) {
+      fs.rmSync(trash, { recursive: true, force: true });
+      return;
+    }
+    // rm-<id> is no snapshot's directory: if the daemon stops first, cleanup() removes it.
+    void fs.promises.rm(trash, { recursive: true, force: true }).catch(() => {});
   }
 
   stat(key: string): SnapshotInfo {
