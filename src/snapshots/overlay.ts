@@ -16,6 +16,7 @@ import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { conflict, invalidParameter, notFound } from '../common/errors';
 import { mkdirp } from '../common/fsutil';
+import { cacheStatements } from '../metadata/db';
 import type { CommitOptions, Mount, SnapshotInfo, SnapshotKind, SnapshotOptions, Snapshotter, Usage } from './types';
 import { shiftTree, type IdentityMapping } from '../security/userns';
 
@@ -79,6 +80,7 @@ export class OverlaySnapshotter implements Snapshotter {
     // snapshot contents are never fsynced either.
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('foreign_keys = ON');
+    cacheStatements(this.db);
     this.migrate();
     this.cleanup();
   }

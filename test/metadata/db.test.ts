@@ -54,3 +54,22 @@ test('a commit survives the process being killed right after it', (t) => {
     m.close();
   }
 });
+
+test('prepared statements are compiled once per SQL text and stay usable', (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-metadata-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const m = new MetadataDB(path.join(dir, 'metadata.db'));
+  try {
+    m.db.exec('CREATE TABLE t (n INTEGER PRIMARY KEY, v TEXT)');
+    const sql = 'INSERT INTO t (n, v) VALUES (?, ?)';
+    assert.equal(m.db.prepare(sql), m.db.prepare(sql));
+    for (let i = 0; i < 3; i++) m.db.prepare(sql).run(i, String(i));
+    assert.deepEqual(m.db.prepare('SELECT v FROM t ORDER BY n').all(), [{ v: '0' }, { v: '1' }, { v: '2' }]);
+    // A schema change under a cached statement: SQLite recompiles it.
+    m.db.exec('ALTER TABLE t ADD COLUMN w TEXT');
+    m.db.prepare(sql).run(3, '3');
+    assert.deepEqual(m.db.prepare('SELECT count(*) AS c FROM t').get(), { c: 4 });
+  } finally {
+    m.close();
+  }
+});
