@@ -434,14 +434,18 @@ out:
 }
 
 /*
- * spawnWatched(file, argv, envp, onExit) -> Promise<[pid, stdoutFd, stderrFd]>: posix_spawn (a
+ * spawnWatched(file, argv, envp, onExit, stdio) -> Promise<[pid, fd1, fd2, ...]>: posix_spawn (a
  * vfork-style clone: no copy of the daemon's page tables, unlike libuv's fork) with stdin from
- * /dev/null, stdout and stderr on new pipes (the read ends are returned, close-on-exec), cwd /,
+ * /dev/null and the child's fds 1, 2, 3... as stdio says, one letter each: 'n' /dev/null, 'w' a
+ * new pipe the child writes (the parent's read end is returned), 'r' one it reads (the write end
+ * is returned; -1 for 'n'; the returned ends are close-on-exec), cwd /,
  * default signal dispositions and an empty mask. The spawn runs on libuv's thread pool: even a
  * vfork blocks its caller until the child has exec'd, which on a loaded machine is milliseconds.
  * The child is reaped here, not by libuv: a pidfd polled on Node's loop; onExit(code, signal)
  * runs once it has exited (code -1 and the signal when killed by one).
  */
+#define SPAWN_MAX_FDS 8
+
 typedef struct {
   uv_poll_t poll;
   napi_env env;
@@ -460,8 +464,11 @@ typedef struct {
   const char *syscall;
   pid_t pid;
   int pidfd;
-  int out;
-  int errfd;
+  /* The child's fds 1.. (at most SPAWN_MAX_FDS): 'n' /dev/null, 'w' a pipe the child writes,
+     'r' a pipe the child reads; fds[i] is the parent's end (-1 for 'n'). */
+  char modes[SPAWN_MAX_FDS + 1];
+  int nfds;
+  int fds[SPAWN_MAX_FDS];
 } spawn_work_t;
 
 static void watched_free(uv_handle_t *h) {
@@ -535,20 +542,37 @@ static int get_strv(napi_env env, napi_value arr, char ***out) {
 /* Thread pool: pipes, posix_spawn, pidfd. Touches no JS. */
 static void spawn_execute(napi_env env, void *data) {
   spawn_work_t *w = data;
-  int out[2] = {-1, -1}, err[2] = {-1, -1}, rc;
+  int child_end[SPAWN_MAX_FDS], rc;
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t attr;
   sigset_t all, none;
   (void)env;
-  w->syscall = "pipe2";
-  if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
-    w->err = errno;
-    goto fail;
+  for (int i = 0; i < w->nfds; i++) child_end[i] = w->fds[i] = -1;
+  for (int i = 0; i < w->nfds; i++) {
+    int p[2];
+    if (w->modes[i] == 'n') continue;
+    w->syscall = "pipe2";
+    if (pipe2(p, O_CLOEXEC) < 0) {
+      w->err = errno;
+      goto fail;
+    }
+    int child = w->modes[i] == 'w' ? p[1] : p[0];
+    w->fds[i] = w->modes[i] == 'w' ? p[0] : p[1];
+    /* Above every target fd, so that no dup2 below overwrites a pipe not yet placed. */
+    child_end[i] = fcntl(child, F_DUPFD_CLOEXEC, 64);
+    close(child);
+    if (child_end[i] < 0) {
+      w->err = errno;
+      w->syscall = "fcntl";
+      goto fail;
+    }
   }
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-  posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+  for (int i = 0; i < w->nfds; i++) {
+    if (w->modes[i] == 'n') posix_spawn_file_actions_addopen(&fa, i + 1, "/dev/null", O_WRONLY, 0);
+    else posix_spawn_file_actions_adddup2(&fa, child_end[i], i + 1);
+  }
   posix_spawn_file_actions_addchdir_np(&fa, "/");
   posix_spawnattr_init(&attr);
   sigfillset(&all);
@@ -559,9 +583,10 @@ static void spawn_execute(napi_env env, void *data) {
   rc = posix_spawn(&w->pid, w->file, &fa, &attr, w->args, w->envp);
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
-  close(out[1]);
-  close(err[1]);
-  out[1] = err[1] = -1;
+  for (int i = 0; i < w->nfds; i++) {
+    if (child_end[i] >= 0) close(child_end[i]);
+    child_end[i] = -1;
+  }
   if (rc != 0) {
     w->err = rc;
     w->syscall = "posix_spawn";
@@ -576,13 +601,12 @@ static void spawn_execute(napi_env env, void *data) {
     waitpid(w->pid, NULL, 0);
     goto fail;
   }
-  w->out = out[0];
-  w->errfd = err[0];
   return;
 fail:
-  for (int i = 0; i < 2; i++) {
-    if (out[i] >= 0) close(out[i]);
-    if (err[i] >= 0) close(err[i]);
+  for (int i = 0; i < w->nfds; i++) {
+    if (child_end[i] >= 0) close(child_end[i]);
+    if (w->fds[i] >= 0) close(w->fds[i]);
+    w->fds[i] = -1;
   }
 }
 
@@ -622,8 +646,8 @@ static void spawn_complete(napi_env env, napi_status status, void *data) {
     kill(w->pid, SIGKILL);
     waitpid(w->pid, NULL, 0);
     close(w->pidfd);
-    close(w->out);
-    close(w->errfd);
+    for (int i = 0; i < w->nfds; i++)
+      if (w->fds[i] >= 0) close(w->fds[i]);
     free(watch);
     spawn_reject(env, w, ENOMEM, "uv_poll_init");
     spawn_work_free(env, w);
@@ -635,27 +659,38 @@ static void spawn_complete(napi_env env, napi_status status, void *data) {
   watch->cb = w->cb; /* the watch owns the callback from here on */
   w->cb = NULL;
   uv_poll_start(&watch->poll, UV_READABLE, watched_exit);
-  napi_create_array_with_length(env, 3, &result);
+  napi_create_array_with_length(env, (size_t)w->nfds + 1, &result);
   napi_create_int32(env, w->pid, &v);
   napi_set_element(env, result, 0, v);
-  napi_create_int32(env, w->out, &v);
-  napi_set_element(env, result, 1, v);
-  napi_create_int32(env, w->errfd, &v);
-  napi_set_element(env, result, 2, v);
+  for (int i = 0; i < w->nfds; i++) {
+    napi_create_int32(env, w->fds[i], &v);
+    napi_set_element(env, result, (uint32_t)i + 1, v);
+  }
   napi_resolve_deferred(env, w->deferred, result);
   spawn_work_free(env, w);
 }
 
 static napi_value js_spawn_watched(napi_env env, napi_callback_info info) {
-  napi_value argv[4], promise, name;
+  napi_value argv[5], promise, name;
   spawn_work_t *w;
-  if (get_args(env, info, 4, argv)) return NULL;
+  char *modes = NULL;
+  if (get_args(env, info, 5, argv)) return NULL;
   w = calloc(1, sizeof(*w));
   if (!w) {
     napi_throw_error(env, NULL, "out of memory");
     return NULL;
   }
-  w->pidfd = w->out = w->errfd = -1;
+  w->pidfd = -1;
+  if (get_string(env, argv[4], 0, &modes)) goto fail;
+  w->nfds = (int)strlen(modes);
+  if (w->nfds < 2 || w->nfds > SPAWN_MAX_FDS || strspn(modes, "nrw") != strlen(modes)) {
+    free(modes);
+    napi_throw_type_error(env, NULL, "spawnWatched: stdio is 2 to 8 of n, r, w");
+    goto fail;
+  }
+  memcpy(w->modes, modes, (size_t)w->nfds);
+  free(modes);
+  for (int i = 0; i < w->nfds; i++) w->fds[i] = -1;
   if (get_string(env, argv[0], 0, &w->file) || get_strv(env, argv[1], &w->args) || get_strv(env, argv[2], &w->envp)) goto fail;
   if (napi_create_reference(env, argv[3], 1, &w->cb) != napi_ok ||
       napi_create_promise(env, &w->deferred, &promise) != napi_ok ||

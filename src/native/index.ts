@@ -14,7 +14,7 @@ interface RawBinding {
   umount2Async(target: string, flags: number): Promise<void>;
   ttyRawOutput(fd: number): void;
   sealedCopy(file: string, name: string): number;
-  spawnWatched(file: string, argv: string[], envp: string[], onExit: (code: number, signal: number) => void): Promise<[number, number, number]>;
+  spawnWatched(file: string, argv: string[], envp: string[], onExit: (code: number, signal: number) => void, stdio: string): Promise<number[]>;
   netnsCreate(file: string): Promise<void>;
   vethJoin(netns: string, bridge: string, ifname: string, mac: string, ip: string, prefix: number, gateway: string, mtu: number, metric: number): Promise<string>;
   vethLeave(netns: string, ifname: string): Promise<void>;
@@ -145,9 +145,19 @@ export function sealedCopy(file: string, name: string): number {
  * its loop until the child has exec'd.
  */
 export async function spawnWatched(file: string, argv: string[], envp: string[], onExit: (code: number, signal: number) => void): Promise<{ pid: number; stdoutFd: number; stderrFd: number }> {
+  const { pid, fds } = await spawnPiped(file, argv, envp, onExit, 'ww');
+  return { pid, stdoutFd: fds[0], stderrFd: fds[1] };
+}
+
+/**
+ * spawnWatched with the child's fds 1, 2, 3... as `stdio` says, a letter each: 'n' /dev/null,
+ * 'w' a pipe the child writes (fds[i] is the read end), 'r' a pipe it reads (fds[i] is the write
+ * end); fds[i] is -1 for 'n'. At most 8.
+ */
+export async function spawnPiped(file: string, argv: string[], envp: string[], onExit: (code: number, signal: number) => void, stdio: string): Promise<{ pid: number; fds: number[] }> {
   try {
-    const [pid, stdoutFd, stderrFd] = await raw().spawnWatched(file, argv, envp, onExit);
-    return { pid, stdoutFd, stderrFd };
+    const [pid, ...fds] = await raw().spawnWatched(file, argv, envp, onExit, stdio);
+    return { pid, fds };
   } catch (err) {
     throw nodeError(err, 'spawn', file);
   }

@@ -13,7 +13,6 @@
 // `<runtime> start`; state and exit are read from files, exits are seen through one fs.watch.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { spawn } from 'node:child_process';
 import * as net from 'node:net';
 import type { Readable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
@@ -22,7 +21,7 @@ import { BerthError, conflict, notFound, systemError, hasCode } from '../common/
 import { silentLogger, type Logger } from '../common/logger';
 import { AttachStream, connectAttach, writeResize } from './attach';
 import { removeCgroup } from './cgroups';
-import { spawnWatched } from '../native';
+import { spawnPiped, spawnWatched } from '../native';
 import type { OciProcess } from './spec';
 import type { ProbeTarget } from './probe';
 
@@ -411,23 +410,28 @@ export class ConmonRuntime implements OciRuntime {
     delete env.NOTIFY_SOCKET;
     delete env.LISTEN_PID;
     delete env.LISTEN_FDS;
-    const stdio: ('ignore' | 'pipe')[] = ['ignore', 'ignore', 'pipe', 'pipe'];
     if (o.wantAttach) {
       env._OCI_STARTPIPE = '4';
       env._OCI_ATTACHPIPE = '5';
-      stdio.push('pipe', 'pipe');
     }
-    const child = spawn(this.conmonPath, args, { env, stdio, cwd: '/' });
-    const fds = child.stdio as unknown as (Readable | null)[];
-    const stderr = collect(child.stderr);
+    // posix_spawn from the addon (see runRuntime): stdout /dev/null; stderr, the sync pipe (3)
+    // and for an attached exec the start (4, conmon reads it) and attach (5) pipes.
+    let onExit: (code: number | null) => void = () => {};
+    const exited = new Promise<number | null>((resolve) => (onExit = resolve));
+    const envp = Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined).map(([k, v]) => `${k}=${v}`);
+    let spawned: { fds: number[] };
+    try {
+      spawned = await spawnPiped(this.conmonPath, [this.conmonPath, ...args], envp, (code) => onExit(code < 0 ? null : code), o.wantAttach ? 'nwwrw' : 'nww');
+    } catch (err) {
+      this.log.error('cannot run conmon', { path: this.conmonPath, error: (err as Error).message });
+      throw new RuntimeError(`conmon failed: ${(err as Error).message}`, (err as Error).message);
+    }
+    const pipe = (i: number): net.Socket => new net.Socket({ fd: spawned.fds[i], readable: true, writable: false });
+    const fds: (Readable | null)[] = [null, null, pipe(1), pipe(2)];
+    if (o.wantAttach) fds.push(new net.Socket({ fd: spawned.fds[3], readable: false, writable: true }), pipe(4));
+    for (const f of fds) f?.on('error', () => {});
+    const stderr = collect(fds[2]);
     const sync = new SyncReader(fds[3] as Readable);
-    const exited = new Promise<number | null>((resolve) => {
-      child.on('exit', (code) => resolve(code));
-      child.on('error', (err) => {
-        this.log.error('cannot run conmon', { path: this.conmonPath, error: err.message });
-        resolve(null);
-      });
-    });
     const fail = async (what: string, msg?: string): Promise<never> => {
       await exited;
       const detail = msg ?? (stderr() || 'conmon exited without reporting');
