@@ -710,6 +710,58 @@ fail:
   return NULL;
 }
 
+/*
+ * signalInCgroup(pid, sig, cgroupPath) -> true when sent, false when pid is not (or no longer) a
+ * process in that cgroup: a kill(2) that cannot hit a recycled pid. The pidfd pins the process
+ * before /proc/<pid>/cgroup is read, so a process that passes the check is the one signalled
+ * (pidfd_send_signal fails with ESRCH if it exited meanwhile). cgroupPath is as in the OCI spec
+ * ("/parent/id"); it must be the process's path in some hierarchy (v1 "N:ctrl:/path", v2 "0::/path").
+ */
+static napi_value js_signal_in_cgroup(napi_env env, napi_callback_info info) {
+  napi_value argv[3], result;
+  int32_t pid, sig;
+  char *want = NULL;
+  if (get_args(env, info, 3, argv)) return NULL;
+  if (napi_get_value_int32(env, argv[0], &pid) != napi_ok || napi_get_value_int32(env, argv[1], &sig) != napi_ok || pid <= 0) {
+    napi_throw_type_error(env, NULL, "signalInCgroup(pid, signal, cgroupPath)");
+    return NULL;
+  }
+  if (get_string(env, argv[2], 0, &want)) return NULL;
+  int sent = 0, err = 0;
+  int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+  if (pidfd >= 0) {
+    char file[64], buf[8192];
+    snprintf(file, sizeof(file), "/proc/%d/cgroup", pid);
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+    if (fd >= 0) close(fd);
+    int member = 0;
+    if (n > 0) {
+      buf[n] = 0;
+      size_t wl = strlen(want);
+      for (char *line = buf; line && *line; ) {
+        char *end = strchr(line, '\n');
+        if (end) *end = 0;
+        char *colon = strchr(line, ':');
+        char *path = colon ? strchr(colon + 1, ':') : NULL;
+        if (path && strlen(path + 1) == wl && memcmp(path + 1, want, wl) == 0) member = 1;
+        line = end ? end + 1 : NULL;
+      }
+    }
+    if (member) {
+      if (syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) == 0) sent = 1;
+      else if (errno != ESRCH) err = errno;
+    }
+    close(pidfd);
+  } else if (errno != ESRCH) {
+    err = errno;
+  }
+  free(want);
+  if (err) return throw_errno(env, err, "pidfd_send_signal");
+  napi_get_boolean(env, sent, &result);
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"mknod", NULL, js_mknod, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -722,6 +774,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"ttyRawOutput", NULL, js_tty_raw_output, NULL, NULL, NULL, napi_enumerable, NULL},
     {"sealedCopy", NULL, js_sealed_copy, NULL, NULL, NULL, napi_enumerable, NULL},
     {"spawnWatched", NULL, js_spawn_watched, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"signalInCgroup", NULL, js_signal_in_cgroup, NULL, NULL, NULL, napi_enumerable, NULL},
     {"netnsCreate", NULL, js_netns_create, NULL, NULL, NULL, napi_enumerable, NULL},
     {"vethJoin", NULL, js_veth_join, NULL, NULL, NULL, napi_enumerable, NULL},
     {"vethLeave", NULL, js_veth_leave, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -15,6 +15,7 @@ interface RawBinding {
   ttyRawOutput(fd: number): void;
   sealedCopy(file: string, name: string): number;
   spawnWatched(file: string, argv: string[], envp: string[], onExit: (code: number, signal: number) => void, stdio: string): Promise<number[]>;
+  signalInCgroup(pid: number, signal: number, cgroupPath: string): boolean;
   netnsCreate(file: string): Promise<void>;
   vethJoin(netns: string, bridge: string, ifname: string, mac: string, ip: string, prefix: number, gateway: string, mtu: number, metric: number): Promise<string>;
   vethLeave(netns: string, ifname: string): Promise<void>;
@@ -208,4 +209,13 @@ export async function vethLeave(netns: string, ifname: string): Promise<void> {
     const e = err as { syscall?: string };
     throw nodeError(err, e.syscall ?? 'vethLeave', netns);
   }
+}
+
+/**
+ * Sends signal to pid only if that process is in the cgroup at cgroupPath (as the OCI spec names
+ * it), through a pidfd taken before the check: a signal that cannot reach a recycled pid. False
+ * when the process is gone or elsewhere.
+ */
+export function signalInCgroup(pid: number, signal: number, cgroupPath: string): boolean {
+  try { return raw().signalInCgroup(pid, signal, cgroupPath); } catch (err) { throw nodeError(err, 'pidfd_send_signal', `pid ${pid}`); }
 }

@@ -14,6 +14,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as net from 'node:net';
+import * as os from 'node:os';
 import type { Readable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 import { writeFileReplace, mkdirp } from '../common/fsutil';
@@ -21,7 +22,7 @@ import { BerthError, conflict, notFound, systemError, hasCode } from '../common/
 import { silentLogger, type Logger } from '../common/logger';
 import { AttachStream, connectAttach, writeResize } from './attach';
 import { removeCgroup } from './cgroups';
-import { spawnPiped, spawnWatched } from '../native';
+import { signalInCgroup, spawnPiped, spawnWatched } from '../native';
 import type { OciProcess } from './spec';
 import type { ProbeTarget } from './probe';
 
@@ -475,6 +476,12 @@ export class ConmonRuntime implements OciRuntime {
   async kill(id: string, signal: string | number = 'SIGKILL', all = false): Promise<void> {
     const rec = this.record(id);
     const sig = signalName(signal);
+    // The container's init, signalled directly when it is still the process in the container's
+    // cgroup (what `<runtime> kill` does, without a process); anything else goes to the runtime,
+    // which also gives the right error for a container that is not running.
+    const num = /^\d+$/.test(sig) ? Number(sig) : (os.constants.signals as Record<string, number | undefined>)[`SIG${sig}`];
+    const pid = readPid(path.join(this.ctrDir(id), 'pid'));
+    if (!all && num !== undefined && pid > 0 && rec.cgroupsPath && signalInCgroup(pid, num, rec.cgroupsPath)) return;
     await this.runRuntime(rec, ['kill', ...(all ? ['--all'] : []), id, sig]).catch((err: RuntimeError) => {
       throw this.translate(err, id);
     });

@@ -1,6 +1,7 @@
 // The native addon against the real kernel: device nodes, fifos, xattrs, mount/umount.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -169,3 +170,21 @@ async function checkJoinErrors(ns: string): Promise<void> {
   await assert.rejects(native.vethLeave(ns, 'eth0'), (err: NodeJS.ErrnoException) => err.code === 'ENODEV');
   await assert.rejects(native.vethJoin({ ...join, mac: 'nonsense' }), /bad MAC address/);
 }
+
+test('signalInCgroup: signals a process only while it is in the given cgroup', async () => {
+  const child = spawn('sleep', ['30'], { stdio: 'ignore' });
+  const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
+  try {
+    const pid = child.pid!;
+    // Its path in any hierarchy (v1 "N:controllers:/path", cgroup2 "0::/path").
+    const own = fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').filter(Boolean)[0].split(':').slice(2).join(':');
+    assert.equal(native.signalInCgroup(pid, 0, `${own === '/' ? '' : own}/not-this-one`), false);
+    assert.equal(native.signalInCgroup(pid, 9, '/berth-no-such-cgroup'), false);
+    assert.equal(child.exitCode, null, 'still running');
+    assert.equal(native.signalInCgroup(pid, 9, own), true);
+    assert.equal(await exited, 'SIGKILL');
+    assert.equal(native.signalInCgroup(pid, 9, own), false, 'gone: nothing to signal');
+  } finally {
+    child.kill('SIGKILL');
+  }
+});
