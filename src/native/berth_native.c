@@ -5,9 +5,10 @@
  * a binary and a light process spawn with its own reaping (the OCI runtime for health probes, see
  * src/runtime/probe.ts).
  *
- * Every function is synchronous (they are single fast syscalls) except umount2Async: unmounting
- * an overlay syncs the whole file system under it, which can take a second on a busy disk, so
- * it runs on libuv's thread pool. On failure a function throws a
+ * Every function is synchronous (they are single fast syscalls) except umount2Async (unmounting
+ * an overlay syncs the whole file system under it, which can take a second on a busy disk, so it
+ * runs on a thread of its own), spawnWatched and the network namespace work of netns.c (on
+ * libuv's thread pool). On failure a function throws a
  * plain Error carrying `errno` (positive) and `syscall`; src/native/index.ts turns that into a
  * Node-style error (code, negative errno, path), so the C side stays small.
  */
@@ -29,6 +30,7 @@
 #include <sys/wait.h>
 #include <signal.h>
 #include <spawn.h>
+#include <pthread.h>
 #include <node_api.h>
 #include <uv.h>
 #include "netns.h"
@@ -304,47 +306,59 @@ static napi_value js_umount2(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* umount2Async(target, flags) -> Promise<void>: umount2(2) on libuv's thread pool. */
+/*
+ * umount2Async(target, flags) -> Promise<void>: umount2(2) on a thread of its own. Unmounting an
+ * overlay syncs the whole file system under it, which on a busy disk takes from tens of
+ * milliseconds to seconds; on libuv's four pool threads a few of those (an `rm -f` of many
+ * containers) held up everything else queued there (spawns, namespace work, file I/O).
+ */
 struct umount_work {
-  napi_async_work work;
   napi_deferred deferred;
+  napi_threadsafe_function tsfn;
   char *path;
   int flags;
   int err;
 };
 
-static void umount_execute(napi_env env, void *data) {
+static void umount_settle(napi_env env, napi_value js_cb, void *context, void *data) {
   struct umount_work *w = data;
-  (void)env;
-  w->err = umount2(w->path, w->flags) == 0 ? 0 : errno;
-}
-
-static void umount_complete(napi_env env, napi_status status, void *data) {
-  struct umount_work *w = data;
-  napi_value result;
-  if (status == napi_ok && w->err == 0) {
-    napi_get_undefined(env, &result);
-    napi_resolve_deferred(env, w->deferred, result);
-  } else {
-    napi_value msg, errno_v, syscall_v;
-    int err = w->err ? w->err : ECANCELED;
-    napi_create_string_utf8(env, strerror(err), NAPI_AUTO_LENGTH, &msg);
-    napi_create_error(env, NULL, msg, &result);
-    napi_create_int32(env, err, &errno_v);
-    napi_set_named_property(env, result, "errno", errno_v);
-    napi_create_string_utf8(env, "umount2", NAPI_AUTO_LENGTH, &syscall_v);
-    napi_set_named_property(env, result, "syscall", syscall_v);
-    napi_reject_deferred(env, w->deferred, result);
+  (void)js_cb;
+  (void)context;
+  if (env != NULL) {
+    napi_value result;
+    if (w->err == 0) {
+      napi_get_undefined(env, &result);
+      napi_resolve_deferred(env, w->deferred, result);
+    } else {
+      napi_value msg, errno_v, syscall_v;
+      napi_create_string_utf8(env, strerror(w->err), NAPI_AUTO_LENGTH, &msg);
+      napi_create_error(env, NULL, msg, &result);
+      napi_create_int32(env, w->err, &errno_v);
+      napi_set_named_property(env, result, "errno", errno_v);
+      napi_create_string_utf8(env, "umount2", NAPI_AUTO_LENGTH, &syscall_v);
+      napi_set_named_property(env, result, "syscall", syscall_v);
+      napi_reject_deferred(env, w->deferred, result);
+    }
   }
-  napi_delete_async_work(env, w->work);
   free(w->path);
   free(w);
+}
+
+static void *umount_thread(void *data) {
+  struct umount_work *w = data;
+  napi_threadsafe_function tsfn = w->tsfn;
+  w->err = umount2(w->path, w->flags) == 0 ? 0 : errno;
+  napi_call_threadsafe_function(tsfn, w, napi_tsfn_blocking);
+  napi_release_threadsafe_function(tsfn, napi_tsfn_release);
+  return NULL;
 }
 
 static napi_value js_umount2_async(napi_env env, napi_callback_info info) {
   napi_value argv[2], promise, name;
   struct umount_work *w;
   int32_t flags;
+  pthread_attr_t attr;
+  pthread_t thread;
   if (get_args(env, info, 2, argv)) return NULL;
   if (napi_get_value_int32(env, argv[1], &flags) != napi_ok) {
     napi_throw_type_error(env, NULL, "flags must be a number");
@@ -362,12 +376,22 @@ static napi_value js_umount2_async(napi_env env, napi_callback_info info) {
   w->flags = flags;
   if (napi_create_promise(env, &w->deferred, &promise) != napi_ok ||
       napi_create_string_utf8(env, "berth:umount2", NAPI_AUTO_LENGTH, &name) != napi_ok ||
-      napi_create_async_work(env, NULL, name, umount_execute, umount_complete, w, &w->work) != napi_ok ||
-      napi_queue_async_work(env, w->work) != napi_ok) {
+      napi_create_threadsafe_function(env, NULL, NULL, name, 0, 1, NULL, NULL, NULL, umount_settle, &w->tsfn) != napi_ok) {
     free(w->path);
     free(w);
-    napi_throw_error(env, NULL, "berth_native: cannot queue umount2");
+    napi_throw_error(env, NULL, "berth_native: cannot set up umount2");
     return NULL;
+  }
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, 64 * 1024);
+  int rc = pthread_create(&thread, &attr, umount_thread, w);
+  pthread_attr_destroy(&attr);
+  if (rc != 0) {
+    /* No thread: unmount here, as umount2 would. */
+    w->err = umount2(w->path, w->flags) == 0 ? 0 : errno;
+    napi_release_threadsafe_function(w->tsfn, napi_tsfn_release);
+    umount_settle(env, NULL, NULL, w);
   }
   return promise;
 }

@@ -119,7 +119,7 @@ export function umount2(target: string, flags: number): void {
   try { raw().umount2(target, flags); } catch (err) { throw nodeError(err, 'umount2', target); }
 }
 
-/** umount2(2) on libuv's thread pool: unmounting an overlay can sync a whole file system. */
+/** umount2(2) on a thread of its own: unmounting an overlay can sync a whole file system. */
 export async function umount2Async(target: string, flags: number): Promise<void> {
   try { await raw().umount2Async(target, flags); } catch (err) { throw nodeError(err, 'umount2', target); }
 }

@@ -536,21 +536,19 @@ export class NetworkService {
    * per network, made by the join that made the bridge and removed by the leave that removes it,
    * and both of those still go through netavark.
    */
-  private nativeJoin(sb: SandboxRecord, eps: EndpointRecord[]): VethJoin | undefined {
+  private nativeJoin(sb: SandboxRecord, eps: EndpointRecord[]): (VethJoin & { networkID: string }) | undefined {
     if (this.opts.nativeJoins === false || sb.ports.length > 0 || eps.length !== 1) return undefined;
     const e = eps[0];
     const n = this.store.getNetwork(e.networkID);
     if (!n || !n.isDefaultBridge || n.internal || !e.mac) return undefined;
     const mtu = n.options[MTU_OPTION] && n.options[MTU_OPTION] !== '1500' ? Number(n.options[MTU_OPTION]) : 0;
-    return { netns: sb.netnsPath, bridge: n.bridge, ifname: e.ifname, mac: e.mac, ip: e.ip, prefixLen: e.prefixLen, gateway: e.gateway, mtu, metric: NETAVARK_DEFAULT_METRIC };
+    return { networkID: n.id, netns: sb.netnsPath, bridge: n.bridge, ifname: e.ifname, mac: e.mac, ip: e.ip, prefixLen: e.prefixLen, gateway: e.gateway, mtu, metric: NETAVARK_DEFAULT_METRIC };
   }
 
   /** vethJoin, answering as netavark's setup would (its status block, for the MAC). */
-  private async joinNatively(j: VethJoin): Promise<Record<string, NvStatus>> {
-    const sb = this.store.getSandbox(path.basename(j.netns));
-    const networkID = sb ? this.store.endpointsOfContainer(sb.containerID)[0]?.networkID : undefined;
+  private async joinNatively(j: VethJoin & { networkID: string }): Promise<Record<string, NvStatus>> {
     const mac = await vethJoin(j);
-    return networkID ? { [networkID]: { interfaces: { [j.ifname]: { mac_address: mac } } } } : {};
+    return { [j.networkID]: { interfaces: { [j.ifname]: { mac_address: mac } } } };
   }
 
   private allocateEndpoint(n: NetworkRecord, sreq: SandboxRequest, ereq: EndpointRequest, ifname: string): EndpointRecord {

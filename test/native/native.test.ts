@@ -188,3 +188,20 @@ test('signalInCgroup: signals a process only while it is in the given cgroup', a
     child.kill('SIGKILL');
   }
 });
+
+test('umount2Async: many at once, each on its own thread; errors look like fs errors', async (t) => {
+  const dir = tempDir(t);
+  const targets = Array.from({ length: 12 }, (_, i) => path.join(dir, `m${i}`));
+  try {
+    for (const m of targets) {
+      fs.mkdirSync(m);
+      native.mount('tmpfs', m, 'tmpfs', native.MS_NOSUID, 'size=1m');
+    }
+    await Promise.all(targets.map((m) => native.umount2Async(m, 0)));
+    const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8');
+    for (const m of targets) assert.ok(!mounts.includes(` ${m} `), `${m} is unmounted`);
+    await assert.rejects(native.umount2Async(targets[0], 0), (err: NodeJS.ErrnoException) => err.code === 'EINVAL' && err.syscall === 'umount2');
+  } finally {
+    for (const m of targets) try { native.umount2(m, native.MNT_DETACH); } catch {}
+  }
+});
