@@ -35,6 +35,33 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 
   fsyncDir(path.dirname(file));
 }
 
+/** writeFileAtomic without blocking the event loop: every step on the thread pool. */
+export async function writeFileAtomicAsync(file: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+  const tmp = tempNameBeside(file);
+  const fh = await fs.promises.open(tmp, 'wx', mode);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } catch (err) {
+    await fh.close();
+    await fs.promises.rm(tmp, { force: true });
+    throw err;
+  }
+  await fh.close();
+  try {
+    await fs.promises.rename(tmp, file);
+  } catch (err) {
+    await fs.promises.rm(tmp, { force: true });
+    throw err;
+  }
+  await fsyncDirAsync(path.dirname(file));
+}
+
+export async function fsyncDirAsync(dir: string): Promise<void> {
+  const fh = await fs.promises.open(dir, 'r');
+  try { await fh.sync(); } finally { await fh.close(); }
+}
+
 /**
  * Replaces file with data atomically (temp file, rename) but without fsync. For files that need
  * not survive a power loss: state under the exec root (a tmpfs on a normal host, gone with a

@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { invalidParameter } from '../common/errors';
-import { detectCgroupLayout, type CgroupLayout } from '../runtime/cgroups';
+import { currentCgroupLayout, type CgroupLayout } from '../runtime/cgroups';
 import { deviceFromPath, splitDev } from '../runtime/devices';
 import type { OciDevice, OciResources, Rlimit } from '../runtime/spec';
 import { readFileInRoot } from './rootfs';
@@ -214,7 +214,7 @@ function kernelHas(layout: CgroupLayout, controller: string, file: string): bool
  * dockerd's answer to limits the kernel cannot apply: a warning, and the limit dropped from the
  * stored HostConfig (so that the runtime is not asked for it and the container still starts).
  */
-export function dropUnsupported(hc: Partial<HostConfig>, layout: CgroupLayout = detectCgroupLayout()): string[] {
+export function dropUnsupported(hc: Partial<HostConfig>, layout: CgroupLayout = currentCgroupLayout()): string[] {
   const warnings: string[] = [];
   const v2 = layout.mode === 'v2';
   const set = (k: string): boolean => {

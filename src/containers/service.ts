@@ -36,6 +36,7 @@ import type { ContainerMounts, MountPoint } from './mounts';
 import { HealthMonitor } from '../health/monitor';
 import { execProbes } from '../health/exec';
 import { ProbeLauncher, type ProbeRun } from '../runtime/probe';
+import { SECCOMP_BPF_ANNOTATION, SeccompBpfCache } from '../runtime/seccomp-cache';
 import { mergeHealthConfig, validateHealthConfig } from '../health/config';
 import { applyLiveResources, mergeUpdate, type UpdateRequest } from './update';
 import { cgroupParentOf, devicesOf, dropUnsupported, groupAddGids, rlimitsOf, specResourcesOf, sysctlsOf, validateLimits } from './limits';
@@ -212,6 +213,8 @@ export class ContainerService {
   readonly health: HealthMonitor;
   /** Runs the probes' execs (the runtime directly, from a sealed copy). */
   private readonly probes: ProbeLauncher;
+  /** Seccomp programs crun compiled, reused for later containers with the same profile. */
+  private readonly seccompBpf = new SeccompBpfCache();
   /** Rotates the logs of running containers (src/logs/rotate.ts). */
   readonly logRotation: LogRotation;
 
@@ -517,7 +520,7 @@ export class ContainerService {
       // Volumes are created (and the request's mounts validated against the host) with the record.
       this.o.mounts?.create(id, { Binds: hc.Binds, Mounts: hc.Mounts as never, Tmpfs: hc.Tmpfs as never, VolumesFrom: hc.VolumesFrom as never, Volumes: Object.keys({ ...(ic.Volumes ?? {}), ...(req.Volumes ?? {}) }) }, (ref) => this.get(ref).rec.id);
       mkdirp(this.o.paths.dir(id), 0o700);
-      this.o.network?.recordCreate(id, endpoints);
+      await this.o.network?.recordCreate(id, endpoints);
       for (let attempt = 0; ; attempt++) {
         if (!wanted) rec.name = generateName(attempt);
         if (this.o.store.insert(rec)) break;
@@ -565,10 +568,11 @@ export class ContainerService {
     }
   }
 
-  private removeLayers(id: string): void {
+  /** background: the files go on the thread pool after the records (see Snapshotter.remove). */
+  private removeLayers(id: string, opts: { background?: boolean } = {}): void {
     for (const key of [id, `${id}-init`, `${id}-init-tmp`]) {
       try {
-        this.o.snapshotter.remove(key);
+        this.o.snapshotter.remove(key, opts);
       } catch (err) {
         if (!isKind(err, 'NotFound')) throw err;
       }
@@ -670,6 +674,9 @@ export class ContainerService {
         ...(net ? { namespaces: { network: net.namespace } } : {}),
       });
       if (rec.hostConfig.Privileged) clampCapabilities(spec.process);
+      const seccompKey = this.seccompBpf.key(rt.path, spec);
+      const seccompProgram = seccompKey ? this.seccompBpf.get(seccompKey) : undefined;
+      if (seccompProgram) spec.annotations = { ...spec.annotations, [SECCOMP_BPF_ANNOTATION]: seccompProgram };
       writeRegeneratedFile(path.join(bundle, 'config.json'), JSON.stringify(spec));
       // A runtime record left from an earlier run (a crash between exit and clean-up) goes first.
       if (this.o.runtime.has(id)) await this.o.runtime.delete(id, { force: true }).catch(() => {});
@@ -688,6 +695,7 @@ export class ContainerService {
         cgroupsPath,
       });
       created = true;
+      if (seccompKey && !seccompProgram) this.seccompBpf.learn(seccompKey, this.o.runtime.runtimeStateFile(id, 'seccomp.bpf'));
       this.logRotation.watch(id, paths.logPath(id), rec.hostConfig.LogConfig);
       phases.create = msSince(t0);
       // netavark has been plumbing the namespace while the runtime created the container; the
@@ -1107,7 +1115,9 @@ export class ContainerService {
           // An explicit removal returns with the networking gone; the auto-removal of a --rm
           // container leaves its teardown to the background (see applyExit).
           await this.o.network?.stop(l.rec.id, { background: opts.auto === true });
-          this.removeLayers(l.rec.id);
+          // The writable layer's files (as many as the container wrote) go on the thread pool
+          // after the removal is answered; the main thread waited for them before.
+          this.removeLayers(l.rec.id, { background: true });
           // On the thread pool: on a busy disk, removing files waits on the journal.
           await fs.promises.rm(this.o.paths.dir(l.rec.id), { recursive: true, force: true });
           this.o.store.delete(l.rec.id);

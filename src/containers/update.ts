@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { conflict, invalidParameter } from '../common/errors';
-import { detectCgroupLayout, type CgroupLayout } from '../runtime/cgroups';
+import { currentCgroupLayout, type CgroupLayout } from '../runtime/cgroups';
 import type { OciResources } from '../runtime/spec';
 import { resourcesOf, validateResources } from './options';
 import type { HostConfig, RestartPolicy } from './store';
@@ -118,7 +118,7 @@ function changed<T>(a: T, b: T): boolean {
  * Writes the limits that differ between before and after into a running container's cgroups
  * (v1 or v2). Returns docker's warnings for limits the kernel cannot apply.
  */
-export function applyLiveResources(cgroupsPath: string, before: HostConfig, after: HostConfig, layout: CgroupLayout = detectCgroupLayout()): string[] {
+export function applyLiveResources(cgroupsPath: string, before: HostConfig, after: HostConfig, layout: CgroupLayout = currentCgroupLayout()): string[] {
   const warnings: string[] = [];
   const w = cgroupWriter(cgroupsPath, layout);
   const was = resourcesOf(before);

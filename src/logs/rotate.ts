@@ -369,6 +369,8 @@ export class LogRotation {
   private readonly pending = new Map<number, () => void>();
   private nextReq = 0;
   private closed = false;
+  /** Containers the worker watches (their logs rotate). */
+  private readonly watchedIds = new Set<string>();
 
   constructor(private readonly log: Logger) {
     this.keeper = new LogFilesKeeper(log, this.seq);
@@ -410,12 +412,19 @@ export class LogRotation {
 
   watch(id: string, logPath: string, cfg: LogConfig): void {
     if (this.closed) return;
+    // Only logs that rotate concern the worker (the default json-file without max-size does
+    // not): no message, no worker thread, no round trip at exit for the others.
+    if (!rotates(logPolicy(cfg))) {
+      if (this.watchedIds.has(id)) void this.unwatch(id, false);
+      return;
+    }
+    this.watchedIds.add(id);
     this.post({ op: 'watch', id, logPath, cfg });
   }
 
   /** Stops rotating a container's log; with final (it exited), the last switch is settled and berthd's links go. */
   unwatch(id: string, final = true): Promise<void> {
-    if (this.closed) return Promise.resolve();
+    if (this.closed || !this.watchedIds.delete(id)) return Promise.resolve();
     const reqId = ++this.nextReq;
     return new Promise((resolve) => {
       this.pending.set(reqId, resolve);

@@ -5,9 +5,10 @@
  * a binary and a light process spawn with its own reaping (the OCI runtime for health probes, see
  * src/runtime/probe.ts).
  *
- * Every function is synchronous (they are single fast syscalls) except umount2Async: unmounting
- * an overlay syncs the whole file system under it, which can take a second on a busy disk, so
- * it runs on libuv's thread pool. On failure a function throws a
+ * Every function is synchronous (they are single fast syscalls) except umount2Async (unmounting
+ * an overlay syncs the whole file system under it, which can take a second on a busy disk, so it
+ * runs on a thread of its own), spawnWatched and the network namespace work of netns.c (on
+ * libuv's thread pool). On failure a function throws a
  * plain Error carrying `errno` (positive) and `syscall`; src/native/index.ts turns that into a
  * Node-style error (code, negative errno, path), so the C side stays small.
  */
@@ -29,8 +30,10 @@
 #include <sys/wait.h>
 #include <signal.h>
 #include <spawn.h>
+#include <pthread.h>
 #include <node_api.h>
 #include <uv.h>
+#include "netns.h"
 
 #define CHECK(call)                                                        \
   do {                                                                     \
@@ -303,47 +306,59 @@ static napi_value js_umount2(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* umount2Async(target, flags) -> Promise<void>: umount2(2) on libuv's thread pool. */
+/*
+ * umount2Async(target, flags) -> Promise<void>: umount2(2) on a thread of its own. Unmounting an
+ * overlay syncs the whole file system under it, which on a busy disk takes from tens of
+ * milliseconds to seconds; on libuv's four pool threads a few of those (an `rm -f` of many
+ * containers) held up everything else queued there (spawns, namespace work, file I/O).
+ */
 struct umount_work {
-  napi_async_work work;
   napi_deferred deferred;
+  napi_threadsafe_function tsfn;
   char *path;
   int flags;
   int err;
 };
 
-static void umount_execute(napi_env env, void *data) {
+static void umount_settle(napi_env env, napi_value js_cb, void *context, void *data) {
   struct umount_work *w = data;
-  (void)env;
-  w->err = umount2(w->path, w->flags) == 0 ? 0 : errno;
-}
-
-static void umount_complete(napi_env env, napi_status status, void *data) {
-  struct umount_work *w = data;
-  napi_value result;
-  if (status == napi_ok && w->err == 0) {
-    napi_get_undefined(env, &result);
-    napi_resolve_deferred(env, w->deferred, result);
-  } else {
-    napi_value msg, errno_v, syscall_v;
-    int err = w->err ? w->err : ECANCELED;
-    napi_create_string_utf8(env, strerror(err), NAPI_AUTO_LENGTH, &msg);
-    napi_create_error(env, NULL, msg, &result);
-    napi_create_int32(env, err, &errno_v);
-    napi_set_named_property(env, result, "errno", errno_v);
-    napi_create_string_utf8(env, "umount2", NAPI_AUTO_LENGTH, &syscall_v);
-    napi_set_named_property(env, result, "syscall", syscall_v);
-    napi_reject_deferred(env, w->deferred, result);
+  (void)js_cb;
+  (void)context;
+  if (env != NULL) {
+    napi_value result;
+    if (w->err == 0) {
+      napi_get_undefined(env, &result);
+      napi_resolve_deferred(env, w->deferred, result);
+    } else {
+      napi_value msg, errno_v, syscall_v;
+      napi_create_string_utf8(env, strerror(w->err), NAPI_AUTO_LENGTH, &msg);
+      napi_create_error(env, NULL, msg, &result);
+      napi_create_int32(env, w->err, &errno_v);
+      napi_set_named_property(env, result, "errno", errno_v);
+      napi_create_string_utf8(env, "umount2", NAPI_AUTO_LENGTH, &syscall_v);
+      napi_set_named_property(env, result, "syscall", syscall_v);
+      napi_reject_deferred(env, w->deferred, result);
+    }
   }
-  napi_delete_async_work(env, w->work);
   free(w->path);
   free(w);
+}
+
+static void *umount_thread(void *data) {
+  struct umount_work *w = data;
+  napi_threadsafe_function tsfn = w->tsfn;
+  w->err = umount2(w->path, w->flags) == 0 ? 0 : errno;
+  napi_call_threadsafe_function(tsfn, w, napi_tsfn_blocking);
+  napi_release_threadsafe_function(tsfn, napi_tsfn_release);
+  return NULL;
 }
 
 static napi_value js_umount2_async(napi_env env, napi_callback_info info) {
   napi_value argv[2], promise, name;
   struct umount_work *w;
   int32_t flags;
+  pthread_attr_t attr;
+  pthread_t thread;
   if (get_args(env, info, 2, argv)) return NULL;
   if (napi_get_value_int32(env, argv[1], &flags) != napi_ok) {
     napi_throw_type_error(env, NULL, "flags must be a number");
@@ -361,12 +376,22 @@ static napi_value js_umount2_async(napi_env env, napi_callback_info info) {
   w->flags = flags;
   if (napi_create_promise(env, &w->deferred, &promise) != napi_ok ||
       napi_create_string_utf8(env, "berth:umount2", NAPI_AUTO_LENGTH, &name) != napi_ok ||
-      napi_create_async_work(env, NULL, name, umount_execute, umount_complete, w, &w->work) != napi_ok ||
-      napi_queue_async_work(env, w->work) != napi_ok) {
+      napi_create_threadsafe_function(env, NULL, NULL, name, 0, 1, NULL, NULL, NULL, umount_settle, &w->tsfn) != napi_ok) {
     free(w->path);
     free(w);
-    napi_throw_error(env, NULL, "berth_native: cannot queue umount2");
+    napi_throw_error(env, NULL, "berth_native: cannot set up umount2");
     return NULL;
+  }
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, 64 * 1024);
+  int rc = pthread_create(&thread, &attr, umount_thread, w);
+  pthread_attr_destroy(&attr);
+  if (rc != 0) {
+    /* No thread: unmount here, as umount2 would. */
+    w->err = umount2(w->path, w->flags) == 0 ? 0 : errno;
+    napi_release_threadsafe_function(w->tsfn, napi_tsfn_release);
+    umount_settle(env, NULL, NULL, w);
   }
   return promise;
 }
@@ -433,14 +458,18 @@ out:
 }
 
 /*
- * spawnWatched(file, argv, envp, onExit) -> Promise<[pid, stdoutFd, stderrFd]>: posix_spawn (a
+ * spawnWatched(file, argv, envp, onExit, stdio) -> Promise<[pid, fd1, fd2, ...]>: posix_spawn (a
  * vfork-style clone: no copy of the daemon's page tables, unlike libuv's fork) with stdin from
- * /dev/null, stdout and stderr on new pipes (the read ends are returned, close-on-exec), cwd /,
+ * /dev/null and the child's fds 1, 2, 3... as stdio says, one letter each: 'n' /dev/null, 'w' a
+ * new pipe the child writes (the parent's read end is returned), 'r' one it reads (the write end
+ * is returned; -1 for 'n'; the returned ends are close-on-exec), cwd /,
  * default signal dispositions and an empty mask. The spawn runs on libuv's thread pool: even a
  * vfork blocks its caller until the child has exec'd, which on a loaded machine is milliseconds.
  * The child is reaped here, not by libuv: a pidfd polled on Node's loop; onExit(code, signal)
  * runs once it has exited (code -1 and the signal when killed by one).
  */
+#define SPAWN_MAX_FDS 8
+
 typedef struct {
   uv_poll_t poll;
   napi_env env;
@@ -459,8 +488,11 @@ typedef struct {
   const char *syscall;
   pid_t pid;
   int pidfd;
-  int out;
-  int errfd;
+  /* The child's fds 1.. (at most SPAWN_MAX_FDS): 'n' /dev/null, 'w' a pipe the child writes,
+     'r' a pipe the child reads; fds[i] is the parent's end (-1 for 'n'). */
+  char modes[SPAWN_MAX_FDS + 1];
+  int nfds;
+  int fds[SPAWN_MAX_FDS];
 } spawn_work_t;
 
 static void watched_free(uv_handle_t *h) {
@@ -534,20 +566,37 @@ static int get_strv(napi_env env, napi_value arr, char ***out) {
 /* Thread pool: pipes, posix_spawn, pidfd. Touches no JS. */
 static void spawn_execute(napi_env env, void *data) {
   spawn_work_t *w = data;
-  int out[2] = {-1, -1}, err[2] = {-1, -1}, rc;
+  int child_end[SPAWN_MAX_FDS], rc;
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t attr;
   sigset_t all, none;
   (void)env;
-  w->syscall = "pipe2";
-  if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
-    w->err = errno;
-    goto fail;
+  for (int i = 0; i < w->nfds; i++) child_end[i] = w->fds[i] = -1;
+  for (int i = 0; i < w->nfds; i++) {
+    int p[2];
+    if (w->modes[i] == 'n') continue;
+    w->syscall = "pipe2";
+    if (pipe2(p, O_CLOEXEC) < 0) {
+      w->err = errno;
+      goto fail;
+    }
+    int child = w->modes[i] == 'w' ? p[1] : p[0];
+    w->fds[i] = w->modes[i] == 'w' ? p[0] : p[1];
+    /* Above every target fd, so that no dup2 below overwrites a pipe not yet placed. */
+    child_end[i] = fcntl(child, F_DUPFD_CLOEXEC, 64);
+    close(child);
+    if (child_end[i] < 0) {
+      w->err = errno;
+      w->syscall = "fcntl";
+      goto fail;
+    }
   }
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-  posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+  for (int i = 0; i < w->nfds; i++) {
+    if (w->modes[i] == 'n') posix_spawn_file_actions_addopen(&fa, i + 1, "/dev/null", O_WRONLY, 0);
+    else posix_spawn_file_actions_adddup2(&fa, child_end[i], i + 1);
+  }
   posix_spawn_file_actions_addchdir_np(&fa, "/");
   posix_spawnattr_init(&attr);
   sigfillset(&all);
@@ -558,9 +607,10 @@ static void spawn_execute(napi_env env, void *data) {
   rc = posix_spawn(&w->pid, w->file, &fa, &attr, w->args, w->envp);
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
-  close(out[1]);
-  close(err[1]);
-  out[1] = err[1] = -1;
+  for (int i = 0; i < w->nfds; i++) {
+    if (child_end[i] >= 0) close(child_end[i]);
+    child_end[i] = -1;
+  }
   if (rc != 0) {
     w->err = rc;
     w->syscall = "posix_spawn";
@@ -575,13 +625,12 @@ static void spawn_execute(napi_env env, void *data) {
     waitpid(w->pid, NULL, 0);
     goto fail;
   }
-  w->out = out[0];
-  w->errfd = err[0];
   return;
 fail:
-  for (int i = 0; i < 2; i++) {
-    if (out[i] >= 0) close(out[i]);
-    if (err[i] >= 0) close(err[i]);
+  for (int i = 0; i < w->nfds; i++) {
+    if (child_end[i] >= 0) close(child_end[i]);
+    if (w->fds[i] >= 0) close(w->fds[i]);
+    w->fds[i] = -1;
   }
 }
 
@@ -621,8 +670,8 @@ static void spawn_complete(napi_env env, napi_status status, void *data) {
     kill(w->pid, SIGKILL);
     waitpid(w->pid, NULL, 0);
     close(w->pidfd);
-    close(w->out);
-    close(w->errfd);
+    for (int i = 0; i < w->nfds; i++)
+      if (w->fds[i] >= 0) close(w->fds[i]);
     free(watch);
     spawn_reject(env, w, ENOMEM, "uv_poll_init");
     spawn_work_free(env, w);
@@ -634,27 +683,38 @@ static void spawn_complete(napi_env env, napi_status status, void *data) {
   watch->cb = w->cb; /* the watch owns the callback from here on */
   w->cb = NULL;
   uv_poll_start(&watch->poll, UV_READABLE, watched_exit);
-  napi_create_array_with_length(env, 3, &result);
+  napi_create_array_with_length(env, (size_t)w->nfds + 1, &result);
   napi_create_int32(env, w->pid, &v);
   napi_set_element(env, result, 0, v);
-  napi_create_int32(env, w->out, &v);
-  napi_set_element(env, result, 1, v);
-  napi_create_int32(env, w->errfd, &v);
-  napi_set_element(env, result, 2, v);
+  for (int i = 0; i < w->nfds; i++) {
+    napi_create_int32(env, w->fds[i], &v);
+    napi_set_element(env, result, (uint32_t)i + 1, v);
+  }
   napi_resolve_deferred(env, w->deferred, result);
   spawn_work_free(env, w);
 }
 
 static napi_value js_spawn_watched(napi_env env, napi_callback_info info) {
-  napi_value argv[4], promise, name;
+  napi_value argv[5], promise, name;
   spawn_work_t *w;
-  if (get_args(env, info, 4, argv)) return NULL;
+  char *modes = NULL;
+  if (get_args(env, info, 5, argv)) return NULL;
   w = calloc(1, sizeof(*w));
   if (!w) {
     napi_throw_error(env, NULL, "out of memory");
     return NULL;
   }
-  w->pidfd = w->out = w->errfd = -1;
+  w->pidfd = -1;
+  if (get_string(env, argv[4], 0, &modes)) goto fail;
+  w->nfds = (int)strlen(modes);
+  if (w->nfds < 2 || w->nfds > SPAWN_MAX_FDS || strspn(modes, "nrw") != strlen(modes)) {
+    free(modes);
+    napi_throw_type_error(env, NULL, "spawnWatched: stdio is 2 to 8 of n, r, w");
+    goto fail;
+  }
+  memcpy(w->modes, modes, (size_t)w->nfds);
+  free(modes);
+  for (int i = 0; i < w->nfds; i++) w->fds[i] = -1;
   if (get_string(env, argv[0], 0, &w->file) || get_strv(env, argv[1], &w->args) || get_strv(env, argv[2], &w->envp)) goto fail;
   if (napi_create_reference(env, argv[3], 1, &w->cb) != napi_ok ||
       napi_create_promise(env, &w->deferred, &promise) != napi_ok ||
@@ -674,6 +734,58 @@ fail:
   return NULL;
 }
 
+/*
+ * signalInCgroup(pid, sig, cgroupPath) -> true when sent, false when pid is not (or no longer) a
+ * process in that cgroup: a kill(2) that cannot hit a recycled pid. The pidfd pins the process
+ * before /proc/<pid>/cgroup is read, so a process that passes the check is the one signalled
+ * (pidfd_send_signal fails with ESRCH if it exited meanwhile). cgroupPath is as in the OCI spec
+ * ("/parent/id"); it must be the process's path in some hierarchy (v1 "N:ctrl:/path", v2 "0::/path").
+ */
+static napi_value js_signal_in_cgroup(napi_env env, napi_callback_info info) {
+  napi_value argv[3], result;
+  int32_t pid, sig;
+  char *want = NULL;
+  if (get_args(env, info, 3, argv)) return NULL;
+  if (napi_get_value_int32(env, argv[0], &pid) != napi_ok || napi_get_value_int32(env, argv[1], &sig) != napi_ok || pid <= 0) {
+    napi_throw_type_error(env, NULL, "signalInCgroup(pid, signal, cgroupPath)");
+    return NULL;
+  }
+  if (get_string(env, argv[2], 0, &want)) return NULL;
+  int sent = 0, err = 0;
+  int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+  if (pidfd >= 0) {
+    char file[64], buf[8192];
+    snprintf(file, sizeof(file), "/proc/%d/cgroup", pid);
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+    if (fd >= 0) close(fd);
+    int member = 0;
+    if (n > 0) {
+      buf[n] = 0;
+      size_t wl = strlen(want);
+      for (char *line = buf; line && *line; ) {
+        char *end = strchr(line, '\n');
+        if (end) *end = 0;
+        char *colon = strchr(line, ':');
+        char *path = colon ? strchr(colon + 1, ':') : NULL;
+        if (path && strlen(path + 1) == wl && memcmp(path + 1, want, wl) == 0) member = 1;
+        line = end ? end + 1 : NULL;
+      }
+    }
+    if (member) {
+      if (syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) == 0) sent = 1;
+      else if (errno != ESRCH) err = errno;
+    }
+    close(pidfd);
+  } else if (errno != ESRCH) {
+    err = errno;
+  }
+  free(want);
+  if (err) return throw_errno(env, err, "pidfd_send_signal");
+  napi_get_boolean(env, sent, &result);
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"mknod", NULL, js_mknod, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -686,6 +798,10 @@ static napi_value init(napi_env env, napi_value exports) {
     {"ttyRawOutput", NULL, js_tty_raw_output, NULL, NULL, NULL, napi_enumerable, NULL},
     {"sealedCopy", NULL, js_sealed_copy, NULL, NULL, NULL, napi_enumerable, NULL},
     {"spawnWatched", NULL, js_spawn_watched, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"signalInCgroup", NULL, js_signal_in_cgroup, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"netnsCreate", NULL, js_netns_create, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"vethJoin", NULL, js_veth_join, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"vethLeave", NULL, js_veth_leave, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok) return NULL;
   return exports;

@@ -14,7 +14,11 @@ interface RawBinding {
   umount2Async(target: string, flags: number): Promise<void>;
   ttyRawOutput(fd: number): void;
   sealedCopy(file: string, name: string): number;
-  spawnWatched(file: string, argv: string[], envp: string[], onExit: (code: number, signal: number) => void): Promise<[number, number, number]>;
+  spawnWatched(file: string, argv: string[], envp: string[], onExit: (code: number, signal: number) => void, stdio: string): Promise<number[]>;
+  signalInCgroup(pid: number, signal: number, cgroupPath: string): boolean;
+  netnsCreate(file: string): Promise<void>;
+  vethJoin(netns: string, bridge: string, ifname: string, mac: string, ip: string, prefix: number, gateway: string, mtu: number, metric: number): Promise<string>;
+  vethLeave(netns: string, ifname: string): Promise<void>;
 }
 
 // This file compiles to dist/src/native/index.js; the addon is built in place under src/native.
@@ -115,7 +119,7 @@ export function umount2(target: string, flags: number): void {
   try { raw().umount2(target, flags); } catch (err) { throw nodeError(err, 'umount2', target); }
 }
 
-/** umount2(2) on libuv's thread pool: unmounting an overlay can sync a whole file system. */
+/** umount2(2) on a thread of its own: unmounting an overlay can sync a whole file system. */
 export async function umount2Async(target: string, flags: number): Promise<void> {
   try { await raw().umount2Async(target, flags); } catch (err) { throw nodeError(err, 'umount2', target); }
 }
@@ -142,10 +146,76 @@ export function sealedCopy(file: string, name: string): number {
  * its loop until the child has exec'd.
  */
 export async function spawnWatched(file: string, argv: string[], envp: string[], onExit: (code: number, signal: number) => void): Promise<{ pid: number; stdoutFd: number; stderrFd: number }> {
+  const { pid, fds } = await spawnPiped(file, argv, envp, onExit, 'ww');
+  return { pid, stdoutFd: fds[0], stderrFd: fds[1] };
+}
+
+/**
+ * spawnWatched with the child's fds 1, 2, 3... as `stdio` says, a letter each: 'n' /dev/null,
+ * 'w' a pipe the child writes (fds[i] is the read end), 'r' a pipe it reads (fds[i] is the write
+ * end); fds[i] is -1 for 'n'. At most 8.
+ */
+export async function spawnPiped(file: string, argv: string[], envp: string[], onExit: (code: number, signal: number) => void, stdio: string): Promise<{ pid: number; fds: number[] }> {
   try {
-    const [pid, stdoutFd, stderrFd] = await raw().spawnWatched(file, argv, envp, onExit);
-    return { pid, stdoutFd, stderrFd };
+    const [pid, ...fds] = await raw().spawnWatched(file, argv, envp, onExit, stdio);
+    return { pid, fds };
   } catch (err) {
     throw nodeError(err, 'spawn', file);
   }
+}
+
+/**
+ * A new network namespace bind-mounted on `file` (which must exist), made on a pool thread that
+ * returns to the daemon's namespace: what `unshare --net=FILE true` does, without two processes.
+ */
+export async function netnsCreate(file: string): Promise<void> {
+  try { await raw().netnsCreate(file); } catch (err) { throw nodeError(err, 'netnsCreate', file); }
+}
+
+/** A container's veth on an existing bridge, with its address, MAC and default route (see src/native/netns.c). */
+export interface VethJoin {
+  netns: string;
+  bridge: string;
+  ifname: string;
+  mac: string;
+  ip: string;
+  prefixLen: number;
+  gateway: string;
+  /** 0: the kernel's default. */
+  mtu: number;
+  /** Of the default route (netavark's default is 100). */
+  metric: number;
+}
+
+/**
+ * Joins a container's namespace to a bridge that exists, with the netlink requests netavark's
+ * bridge driver makes (and none of its firewall work); resolves with the container end's MAC.
+ * Errors carry the step that failed as `syscall` (e.g. "get bridge interface", code ENODEV).
+ */
+export async function vethJoin(j: VethJoin): Promise<string> {
+  try {
+    return await raw().vethJoin(j.netns, j.bridge, j.ifname, j.mac, j.ip, j.prefixLen, j.gateway, j.mtu, j.metric);
+  } catch (err) {
+    const e = err as { syscall?: string };
+    throw nodeError(err, e.syscall ?? 'vethJoin', j.netns);
+  }
+}
+
+/** Deletes interface `ifname` (a veth: the pair goes) inside the namespace mounted at `netns`. */
+export async function vethLeave(netns: string, ifname: string): Promise<void> {
+  try {
+    await raw().vethLeave(netns, ifname);
+  } catch (err) {
+    const e = err as { syscall?: string };
+    throw nodeError(err, e.syscall ?? 'vethLeave', netns);
+  }
+}
+
+/**
+ * Sends signal to pid only if that process is in the cgroup at cgroupPath (as the OCI spec names
+ * it), through a pidfd taken before the check: a signal that cannot reach a recycled pid. False
+ * when the process is gone or elsewhere.
+ */
+export function signalInCgroup(pid: number, signal: number, cgroupPath: string): boolean {
+  try { return raw().signalInCgroup(pid, signal, cgroupPath); } catch (err) { throw nodeError(err, 'pidfd_send_signal', `pid ${pid}`); }
 }

@@ -1,10 +1,9 @@
 // Persistent network namespaces: a container's netns is bind-mounted on a file under the exec root
 // before the container starts, so that it outlives the container's processes. netavark needs it
 // to tear down exactly what it set up, and the OCI runtime joins it by path.
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import { hasCode, systemError } from '../common/errors';
-import { MNT_DETACH, umount2 } from '../native';
+import { MNT_DETACH, netnsCreate, umount2 } from '../native';
 
 const NSFS_MAGIC = 0x6e736673;
 
@@ -18,28 +17,19 @@ export function isNetnsMounted(file: string): boolean {
 }
 
 /**
- * Creates a new network namespace bound to `file`. Node cannot unshare(2) itself, so util-linux's
- * unshare does it: one short process per container start, next to netavark's own.
+ * Creates a new network namespace bound to `file`: the addon unshares on a pool thread, bind-mounts
+ * that thread's namespace on the file and switches the thread back (before, one `unshare` process,
+ * forked from the whole daemon, per container start).
  */
 export async function createNetns(file: string): Promise<void> {
   if (isNetnsMounted(file)) return;
   fs.writeFileSync(file, '', { mode: 0o644 });
   try {
-    await bindNewNetns(file);
+    await netnsCreate(file);
   } catch (err) {
     fs.rmSync(file, { force: true });
-    throw err;
+    throw systemError(`creating network namespace ${file}: ${(err as Error).message}`, err);
   }
-}
-
-function bindNewNetns(file: string): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const p = spawn('unshare', [`--net=${file}`, 'true'], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    p.stderr.on('data', (b: Buffer) => (err += b.toString()));
-    p.on('error', (e) => reject(systemError(`creating network namespace: ${e.message}`, e)));
-    p.on('close', (code) => (code === 0 ? resolve() : reject(systemError(`creating network namespace ${file}: ${err.trim() || `exit status ${code}`}`))));
-  });
 }
 
 /** Unmounts and removes a namespace file; the kernel frees the namespace with its last user. */

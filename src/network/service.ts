@@ -13,7 +13,8 @@ import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { conflict, forbidden, invalidParameter, notFound, notImplemented, unavailable } from '../common/errors';
+import { conflict, forbidden, hasCode, invalidParameter, notFound, notImplemented, unavailable } from '../common/errors';
+import { vethJoin, vethLeave, type VethJoin } from '../native';
 import { mkdirp } from '../common/fsutil';
 import type { Logger } from '../common/logger';
 import type { MetadataDB } from '../metadata/db';
@@ -23,7 +24,7 @@ import { buildHosts, buildResolvConf } from './hostfiles';
 import { BridgeIsolation } from './isolation';
 import { chooseAddress, DEFAULT_ADDRESS_POOLS, pickSubnet, poolFromConfig, type AddressPool } from './ipam';
 import { formatIP, formatSubnet, hostRange, overlaps, parseCIDR, type Subnet } from './ipnet';
-import { AARDVARK_PATHS, findBinary, Netavark, NETAVARK_PATHS, type NvOptions } from './netavark';
+import { AARDVARK_PATHS, findBinary, Netavark, NETAVARK_PATHS, type NvOptions, type NvStatus } from './netavark';
 import { createNetns, isNetnsMounted, removeNetns } from './netns';
 import { PortReservations } from './ports';
 import { NetworkStore, type SandboxRecord } from './store';
@@ -33,6 +34,8 @@ export const BRIDGE_NAME_OPTION = 'com.docker.network.bridge.name';
 const MTU_OPTION = 'com.docker.network.driver.mtu';
 /** How long the default bridge's last `--rm` container keeps it up after exiting (tearDownLater). */
 const LINGER_MS = 2000;
+/** netavark's metric for the default routes it adds (constants::DEFAULT_METRIC). */
+const NETAVARK_DEFAULT_METRIC = 100;
 const NETWORK_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 const IFNAME = /^[a-zA-Z0-9_.-]{1,15}$/;
 
@@ -55,6 +58,8 @@ export interface NetworkServiceOptions {
   hostsPath?: string;
   /** dockerd's --iptables (daemon.json `iptables`): false adds no isolation rules. */
   iptables?: boolean;
+  /** False: every join and leave goes through netavark (tests compare the two). */
+  nativeJoins?: boolean;
 }
 
 export interface CreateNetworkRequest {
@@ -451,10 +456,10 @@ export class NetworkService {
     // A fixed address or host port may still be held by a container whose teardown runs
     // (lingering ones hold neither: they are on the default bridge and publish nothing).
     if (req.ports.length > 0 || networks.some((n) => reqFor(n).ipv4Address)) await this.settled(false);
-    const allocate = (): void => this.store.relaxed(this.store.db.transaction(() => {
+    const allocate = (): void => this.store.db.transaction(() => {
       this.store.insertSandbox({ containerID: req.containerID, netnsPath, mode: mode.kind === 'none' ? 'none' : 'bridge', request: req, ports: [] });
       networks.forEach((n, i) => this.allocateEndpoint(n, req, reqFor(n), `eth${i}`));
-    }));
+    })();
     try {
       try {
         allocate();
@@ -470,14 +475,14 @@ export class NetworkService {
     }
     const undo = (): void => {
       this.ports.release(req.containerID);
-      this.store.relaxed(() => this.store.deleteSandbox(req.containerID));
+      this.store.deleteSandbox(req.containerID);
       removeNetns(netnsPath);
     };
     let nv: Netavark;
     try {
       if (mode.kind === 'bridge' && req.ports.length > 0) {
         const ports = await this.ports.reserve(req.containerID, req.ports);
-        this.store.relaxed(() => this.store.db.prepare('UPDATE network_sandboxes SET ports = ? WHERE container_id = ?').run(JSON.stringify(ports), req.containerID));
+        this.store.db.prepare('UPDATE network_sandboxes SET ports = ? WHERE container_id = ?').run(JSON.stringify(ports), req.containerID);
       }
       nv = this.requireNetavark();
     } catch (err) {
@@ -491,12 +496,25 @@ export class NetworkService {
     this.nvSettingUp.add(req.containerID);
     // A network created a moment ago may still be waiting for its isolation rules (no spawn here:
     // usually an already settled promise).
-    const plumbed = this.isolation.settled().then(() => this.runNetavark(!shared, () => nv.setup(netnsPath, nvOpts))).finally(() => this.nvSettingUp.delete(req.containerID)).then(
+    const join = shared ? this.nativeJoin(sb, eps) : undefined;
+    const setup = async (): Promise<Record<string, NvStatus>> => {
+      if (join) {
+        try {
+          return await this.runNetavark(false, () => this.joinNatively(join));
+        } catch (err) {
+          // The bridge went away after all: netavark makes it again, with its rules.
+          if (!(hasCode(err, 'ENODEV') && (err as NodeJS.ErrnoException).syscall === 'get bridge interface')) throw err;
+        }
+        return this.runNetavark(true, () => nv.setup(netnsPath, nvOpts));
+      }
+      return this.runNetavark(!shared, () => nv.setup(netnsPath, nvOpts));
+    };
+    const plumbed = this.isolation.settled().then(setup).finally(() => this.nvSettingUp.delete(req.containerID)).then(
       (status) => {
         // The MAC was chosen at allocation; record netavark's only if it differs.
         for (const e of this.store.endpointsOfContainer(req.containerID)) {
           const mac = status[e.networkID]?.interfaces?.[e.ifname]?.mac_address;
-          if (mac && mac.toLowerCase() !== e.mac.toLowerCase()) this.store.relaxed(() => this.store.setEndpointMac(e.networkID, e.containerID, mac));
+          if (mac && mac.toLowerCase() !== e.mac.toLowerCase()) this.store.setEndpointMac(e.networkID, e.containerID, mac);
         }
       },
       (err: unknown) => {
@@ -507,6 +525,30 @@ export class NetworkService {
     // The caller may fail (and stop waiting) before netavark is done; the rejection is theirs to see.
     plumbed.catch(() => {});
     return { info: this.sandbox(req.containerID)!, plumbed };
+  }
+
+  /**
+   * A shared join (see networkStaysUp) that berth can make itself, with netavark's netlink
+   * requests and none of its firewall work: one endpoint, on the default bridge (no DNS, not
+   * internal), nothing published. There netavark's iptables driver only checks (about 17
+   * `iptables` processes per start) that the network's NAT and forward rules and the global
+   * port-forward chains exist, which they do while another container is plumbed: the rules are
+   * per network, made by the join that made the bridge and removed by the leave that removes it,
+   * and both of those still go through netavark.
+   */
+  private nativeJoin(sb: SandboxRecord, eps: EndpointRecord[]): (VethJoin & { networkID: string }) | undefined {
+    if (this.opts.nativeJoins === false || sb.ports.length > 0 || eps.length !== 1) return undefined;
+    const e = eps[0];
+    const n = this.store.getNetwork(e.networkID);
+    if (!n || !n.isDefaultBridge || n.internal || !e.mac) return undefined;
+    const mtu = n.options[MTU_OPTION] && n.options[MTU_OPTION] !== '1500' ? Number(n.options[MTU_OPTION]) : 0;
+    return { networkID: n.id, netns: sb.netnsPath, bridge: n.bridge, ifname: e.ifname, mac: e.mac, ip: e.ip, prefixLen: e.prefixLen, gateway: e.gateway, mtu, metric: NETAVARK_DEFAULT_METRIC };
+  }
+
+  /** vethJoin, answering as netavark's setup would (its status block, for the MAC). */
+  private async joinNatively(j: VethJoin & { networkID: string }): Promise<Record<string, NvStatus>> {
+    const mac = await vethJoin(j);
+    return { [j.networkID]: { interfaces: { [j.ifname]: { mac_address: mac } } } };
   }
 
   private allocateEndpoint(n: NetworkRecord, sreq: SandboxRequest, ereq: EndpointRequest, ifname: string): EndpointRecord {
@@ -629,8 +671,17 @@ export class NetworkService {
       const nv = this.netavark;
       const shared = sb.ports.length === 0 && eps.every((e) => this.networkStaysUp(e.networkID, containerID));
       this.nvTearingDown.add(containerID);
+      // A shared leave of the default bridge: netavark would only delete the veth (the bridge
+      // and the network's rules stay; nothing published), which berth does itself.
+      const leave = shared ? this.nativeJoin(sb, eps) : undefined;
       try {
-        await this.runNetavark(!shared, () => nv.teardown(sb.netnsPath, this.netavarkOptions(sb, eps, true)));
+        if (leave) {
+          await this.runNetavark(false, () => vethLeave(leave.netns, leave.ifname).catch((err: unknown) => {
+            if (!hasCode(err, 'ENODEV')) throw err;
+          }));
+        } else {
+          await this.runNetavark(!shared, () => nv.teardown(sb.netnsPath, this.netavarkOptions(sb, eps, true)));
+        }
       } catch (err) {
         // Keep going: the address, ports and netns must be released whatever netavark says.
         this.log.warn('netavark teardown reported errors', { container: containerID, error: (err as Error).message });
@@ -639,7 +690,7 @@ export class NetworkService {
       }
     }
     this.ports.release(containerID);
-    this.store.relaxed(() => this.store.deleteSandbox(containerID));
+    this.store.deleteSandbox(containerID);
     if (sb.netnsPath) removeNetns(sb.netnsPath);
     if (sb.mode === 'bridge') await this.removeEmptyPortChains(eps.map((e) => e.networkID));
   }

@@ -131,23 +131,6 @@ export class NetworkStore {
     return (this.db.prepare('SELECT * FROM network_sandboxes').all() as SandboxRow[]).map(toSandbox);
   }
 
-  /**
-   * Runs fn with commits that skip their fsync (SQLite WAL, synchronous=NORMAL): atomic, and
-   * durable across a daemon crash, but a power loss may undo them. For sandboxes and their
-   * endpoints, which a reboot makes void anyway (their namespaces are gone, init() drops them);
-   * the next full commit of the database makes them durable too. Each fsync cost the start path
-   * a few milliseconds with the event loop blocked.
-   */
-  relaxed<T>(fn: () => T): T {
-    const prev = this.db.pragma('synchronous', { simple: true }) as number;
-    this.db.pragma('synchronous = NORMAL');
-    try {
-      return fn();
-    } finally {
-      this.db.pragma(`synchronous = ${prev}`);
-    }
-  }
-
   insertSandbox(s: SandboxRecord): void {
     this.db.prepare('INSERT INTO network_sandboxes (container_id, netns_path, mode, request, ports) VALUES (?, ?, ?, ?, ?)')
       .run(s.containerID, s.netnsPath, s.mode, JSON.stringify(s.request), JSON.stringify(s.ports));

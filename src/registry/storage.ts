@@ -23,7 +23,8 @@
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { randomBytes, randomUUID, type Hash } from 'node:crypto';
+import { randomUUID, type Hash } from 'node:crypto';
+import { fsyncDirAsync, writeFileAtomicAsync } from '../common/fsutil';
 import { regErr } from './errors';
 import { isValidUploadId, newHash, parseDigest, type Digest, type DigestAlgorithm } from './names';
 
@@ -47,34 +48,6 @@ export interface Descriptor {
   urls?: string[];
   platform?: { architecture?: string; os?: string; variant?: string; [k: string]: unknown };
   [k: string]: unknown;
-}
-
-/** Writes a small file atomically and durably without blocking the event loop. */
-export async function writeFileAtomicAsync(file: string, data: string | Uint8Array): Promise<void> {
-  const dir = path.dirname(file);
-  const tmp = path.join(dir, `.tmp-${path.basename(file)}-${randomBytes(6).toString('hex')}`);
-  const fh = await fsp.open(tmp, 'wx', 0o644);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } catch (err) {
-    await fh.close();
-    await fsp.rm(tmp, { force: true });
-    throw err;
-  }
-  await fh.close();
-  try {
-    await fsp.rename(tmp, file);
-  } catch (err) {
-    await fsp.rm(tmp, { force: true });
-    throw err;
-  }
-  await fsyncDirAsync(dir);
-}
-
-async function fsyncDirAsync(dir: string): Promise<void> {
-  const fh = await fsp.open(dir, 'r');
-  try { await fh.sync(); } finally { await fh.close(); }
 }
 
 async function exists(p: string): Promise<boolean> {

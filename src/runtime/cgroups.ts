@@ -66,6 +66,18 @@ export function detectCgroupLayout(): CgroupLayout {
   return parseCgroupMounts(fs.readFileSync(MOUNTINFO, 'utf8'));
 }
 
+let knownLayout: CgroupLayout | undefined;
+
+/**
+ * The layout as last detected (ensureCgroupsUsable detects it again at start-up, after any mount
+ * it makes). /proc/self/mountinfo grows with every running container's mounts, and reading it at
+ * each create and delete cost more the more containers ran; cgroup hierarchies are mounted at
+ * boot (or by berthd at start-up), not while containers come and go.
+ */
+export function currentCgroupLayout(): CgroupLayout {
+  return (knownLayout ??= detectCgroupLayout());
+}
+
 function readControllers(unified: string): string[] {
   try {
     return fs.readFileSync(path.join(unified, 'cgroup.controllers'), 'utf8').trim().split(/\s+/).filter(Boolean);
@@ -81,7 +93,7 @@ function readControllers(unified: string): string[] {
  */
 export function ensureCgroupsUsable(log: Logger, mountFn: (controller: string, target: string) => void = mountV1Hierarchy): CgroupsStatus {
   const warnings: string[] = [];
-  let layout = detectCgroupLayout();
+  let layout = (knownLayout = detectCgroupLayout());
   if (layout.mode === 'v2') return { version: 2, driver: 'cgroupfs', warnings, layout };
   if (layout.mode === 'hybrid' && layout.unified) {
     const stranded = readControllers(layout.unified);
@@ -104,7 +116,7 @@ export function ensureCgroupsUsable(log: Logger, mountFn: (controller: string, t
           );
         }
       }
-      layout = detectCgroupLayout();
+      layout = knownLayout = detectCgroupLayout();
       const left = readControllers(layout.unified ?? '');
       if (left.length > 0) {
         throw systemError(`cgroups: controllers ${left.join(', ')} are still attached to the cgroup2 hierarchy at ${layout.unified}; crun cannot run containers on this hybrid layout`);
@@ -124,7 +136,7 @@ function mountV1Hierarchy(controller: string, target: string): void {
 }
 
 /** Directories holding a cgroup at cgroupPath ("/berth/<id>") in every hierarchy (v1 and cgroup2). */
-export function cgroupDirs(cgroupPath: string, layout: CgroupLayout = detectCgroupLayout()): string[] {
+export function cgroupDirs(cgroupPath: string, layout: CgroupLayout = currentCgroupLayout()): string[] {
   const rel = cgroupPath.replace(/^\/+/, '');
   if (rel === '' || rel.split('/').includes('..')) throw new Error(`invalid cgroup path ${JSON.stringify(cgroupPath)}`);
   const roots = new Set<string>(layout.v1.values());
@@ -176,7 +188,7 @@ function subtreeDeepestFirst(dir: string): string[] {
 }
 
 /** PIDs in a cgroup (any hierarchy that has it), for killing what a container left behind. */
-export function cgroupPids(cgroupPath: string, layout: CgroupLayout = detectCgroupLayout()): number[] {
+export function cgroupPids(cgroupPath: string, layout: CgroupLayout = currentCgroupLayout()): number[] {
   const pids = new Set<number>();
   for (const dir of cgroupDirs(cgroupPath, layout)) {
     try {

@@ -8,7 +8,7 @@ export type {
 export { AttachStream, connectAttach } from './attach';
 export { generateSpec, generateExecProcess, computeCapabilities, SpecError, DEFAULT_CAPABILITIES, DEFAULT_SHM_SIZE } from './spec';
 export type { ContainerSpec, ExecSpec, OciSpec, OciProcess, OciMount, OciDevice, NamespaceMode, Rlimit } from './spec';
-export { ensureCgroupsUsable, detectCgroupLayout, removeCgroup, cgroupDirs, cgroupPids } from './cgroups';
+export { ensureCgroupsUsable, detectCgroupLayout, currentCgroupLayout, removeCgroup, cgroupDirs, cgroupPids } from './cgroups';
 export type { CgroupsStatus, CgroupLayout } from './cgroups';
 export { parseK8sRecord, formatRfc3339NanoUTC, parseRfc3339Nano } from './k8slog';
 export type { LogRecord, ReadLogOptions } from './k8slog';

@@ -16,6 +16,7 @@ import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { conflict, invalidParameter, notFound } from '../common/errors';
 import { mkdirp } from '../common/fsutil';
+import { cacheStatements } from '../metadata/db';
 import type { CommitOptions, Mount, SnapshotInfo, SnapshotKind, SnapshotOptions, Snapshotter, Usage } from './types';
 import { shiftTree, type IdentityMapping } from '../security/userns';
 
@@ -75,8 +76,11 @@ export class OverlaySnapshotter implements Snapshotter {
     mkdirp(this.snapshotsDir, 0o700);
     this.db = new Database(path.join(root, 'metadata.db'));
     this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
+    // As the metadata database (src/metadata/db.ts): consistent after a kill at any moment;
+    // snapshot contents are never fsynced either.
+    this.db.pragma('synchronous = NORMAL');
     this.db.pragma('foreign_keys = ON');
+    cacheStatements(this.db);
     this.migrate();
     this.cleanup();
   }
@@ -254,7 +258,7 @@ export class OverlaySnapshotter implements Snapshotter {
     shiftTree(fsDir, idMap, { skipRoot: true });
   }
 
-  remove(key: string): void {
+  remove(key: string, opts: { background?: boolean } = {}): void {
     const r = this.mustRow(key);
     const children = this.db.prepare('SELECT key FROM snapshots WHERE parent_id = ? LIMIT 1').get(r.id) as { key: string } | undefined;
     if (children) throw conflict(`cannot remove snapshot ${key}: snapshot ${children.key} depends on it`);
@@ -268,7 +272,12 @@ export class OverlaySnapshotter implements Snapshotter {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       }
     })();
-    fs.rmSync(trash, { recursive: true, force: true });
+    if (!opts.background) {
+      fs.rmSync(trash, { recursive: true, force: true });
+      return;
+    }
+    // rm-<id> is no snapshot's directory: if the daemon stops first, cleanup() removes it.
+    void fs.promises.rm(trash, { recursive: true, force: true }).catch(() => {});
   }
 
   stat(key: string): SnapshotInfo {

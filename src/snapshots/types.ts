@@ -55,7 +55,11 @@ export interface Snapshotter {
   /** Turns the active snapshot key into the committed snapshot name. */
   commit(name: string, key: string, opts?: CommitOptions): void;
   /** Removes a snapshot; refused while other snapshots have it as parent. */
-  remove(key: string): void;
+  /**
+   * background: the record goes at once and the files on the thread pool afterwards (a crash
+   * meanwhile leaves a directory that the next start removes); the default waits for the files.
+   */
+  remove(key: string, opts?: { background?: boolean }): void;
   stat(key: string): SnapshotInfo;
   usage(key: string): Usage;
   walk(): SnapshotInfo[];

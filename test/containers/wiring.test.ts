@@ -121,6 +121,42 @@ test('events: run/stop/rm give create, start, kill, die, stop, destroy with name
   await ok(['rm', '-f', 'evt-tty']);
 });
 
+test('seccomp: a later container gets the very program crun compiled for the first, and it confines', async () => {
+  // berth hands crun the program it built for the same profile (src/runtime/seccomp-cache.ts).
+  const stateDir = path.join(e.d.execRoot, 'runtime', 'runtime-crun');
+  const annotated = (id: string): boolean => (JSON.parse(fs.readFileSync(path.join(e.d.execRoot, id, 'config.json'), 'utf8')) as { annotations?: Record<string, string> }).annotations?.['run.oci.seccomp_bpf_data'] !== undefined;
+  // A profile no other test uses, so the first container's program is crun's own compilation.
+  const profile = path.join(e.d.dir, 'no-unshare.json');
+  fs.writeFileSync(profile, JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['unshare', 'setns'], action: 'SCMP_ACT_ERRNO' }] }));
+  const ids: string[] = [];
+  for (let i = 0; i < 3; i++) ids.push((await ok(['run', '-d', '--security-opt', `seccomp=${profile}`, 'busybox', 'sleep', '1000'])).trim());
+  for (let i = 0; i < 2; i++) ids.push((await ok(['run', '-d', 'busybox', 'sleep', '1000'])).trim());
+  const unconfined = (await ok(['run', '-d', '--security-opt', 'seccomp=unconfined', 'busybox', 'sleep', '1000'])).trim();
+  try {
+    const programs = ids.map((id) => fs.readFileSync(path.join(stateDir, id, 'seccomp.bpf')));
+    assert.ok(programs[0].length > 0 && programs[0].length % 8 === 0);
+    assert.equal(annotated(ids[0]), false, 'the first is compiled by crun');
+    for (const i of [1, 2]) {
+      assert.ok(annotated(ids[i]), 'later ones get the program through the annotation');
+      assert.ok(programs[i].equals(programs[0]), 'byte for byte the program crun compiled');
+    }
+    assert.ok(!programs[3].equals(programs[0]), 'another profile, another program');
+    assert.ok(annotated(ids[4]) && programs[4].equals(programs[3]), 'the default profile too');
+    for (const id of ids.slice(1)) {
+      assert.match(await ok(['exec', id, 'grep', '^Seccomp:', '/proc/1/status']), /Seccomp:\s+2/);
+      const denied = await e.docker(['exec', id, 'unshare', '-U', 'true']);
+      assert.notEqual(denied.code, 0, 'unshare -U must still fail');
+      assert.match(denied.stderr, /Operation not permitted/);
+    }
+    const cfg = JSON.parse(fs.readFileSync(path.join(e.d.execRoot, unconfined, 'config.json'), 'utf8')) as { annotations?: Record<string, string>; linux: { seccomp?: unknown } };
+    assert.equal(cfg.linux.seccomp, undefined);
+    assert.equal(cfg.annotations?.['run.oci.seccomp_bpf_data'], undefined);
+    assert.equal((await e.docker(['exec', unconfined, 'unshare', '-U', 'true'])).code, 0);
+  } finally {
+    await ok(['rm', '-f', ...ids, unconfined]);
+  }
+});
+
 test('seccomp: the default profile confines, unconfined and --privileged lift it; bad values are 400', async () => {
   // Creating a user namespace needs CAP_SYS_ADMIN under docker's default profile.
   const confined = await e.docker(['run', '--rm', 'busybox', 'unshare', '-U', 'true']);
@@ -141,6 +177,10 @@ test('seccomp: the default profile confines, unconfined and --privileged lift it
   const denied = await e.docker(['run', '--rm', '--security-opt', `seccomp=${profile}`, 'busybox', 'mkdir', '/tmp/x']);
   assert.notEqual(denied.code, 0);
   assert.match(denied.stderr, /Operation not permitted/);
+  // Again: now with the program crun compiled the first time (run.oci.seccomp_bpf_data).
+  const deniedAgain = await e.docker(['run', '--rm', '--security-opt', `seccomp=${profile}`, 'busybox', 'mkdir', '/tmp/x']);
+  assert.notEqual(deniedAgain.code, 0);
+  assert.match(deniedAgain.stderr, /Operation not permitted/);
 
   // no-new-privileges reaches the process.
   assert.match(await ok(['run', '--rm', '--security-opt', 'no-new-privileges', 'busybox', 'grep', '^NoNewPrivs:', '/proc/self/status']), /NoNewPrivs:\s+1/);

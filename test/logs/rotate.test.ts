@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { LogFilesKeeper, conmonCap } from '../../src/logs/rotate';
+import { LogFilesKeeper, LogRotation, conmonCap } from '../../src/logs/rotate';
+import { silentLogger } from '../../src/common/logger';
 import { allGenerations, armedTarget, generationsDir, logSize } from '../../src/logs/files';
 import { logPolicy } from '../../src/logs/config';
 import { readContainerLog } from '../../src/logs/reader';
@@ -117,4 +118,16 @@ test('compress=true gzips finished generations; the reader inflates them', async
   const tail: number[] = [];
   for await (const b of readContainerLog(logPath, { tail: 150 })) for (const r of b) tail.push(Number(r.line.toString()));
   assert.deepEqual(tail, Array.from({ length: 150 }, (_, i) => 356 + i));
+});
+
+test('logs that do not rotate cost no worker thread and no message', async () => {
+  const rot = new LogRotation(silentLogger);
+  try {
+    rot.watch('a'.repeat(64), '/nonexistent/container.log', { Type: 'json-file', Config: {} });
+    rot.watch('b'.repeat(64), '/nonexistent/container.log', { Type: 'json-file', Config: { 'max-size': '10m' } });
+    assert.equal((rot as unknown as { worker?: unknown }).worker, undefined, 'no worker started');
+    await rot.unwatch('a'.repeat(64));
+  } finally {
+    rot.close();
+  }
 });

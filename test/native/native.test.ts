@@ -1,6 +1,7 @@
 // The native addon against the real kernel: device nodes, fifos, xattrs, mount/umount.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -123,4 +124,84 @@ test('spawnWatched: pipes, exit code or signal, reaped by the addon', async () =
   fs.closeSync(b.stdoutFd);
   fs.closeSync(b.stderrFd);
   await assert.rejects(native.spawnWatched('/no/such/file', ['x'], [], () => {}), (err: NodeJS.ErrnoException) => err.code === 'ENOENT');
+});
+
+test('netnsCreate: a new network namespace on the file; every thread of the process stays in its own', async (t) => {
+  const dir = tempDir(t);
+  const own = (): string[] => fs.readdirSync('/proc/self/task').map((tid) => {
+    try { return fs.readlinkSync(`/proc/self/task/${tid}/ns/net`); } catch { return 'gone'; }
+  }).filter((l) => l !== 'gone');
+  const before = fs.readlinkSync('/proc/self/ns/net');
+  const files = Array.from({ length: 8 }, (_, i) => path.join(dir, `ns${i}`));
+  for (const f of files) fs.writeFileSync(f, '');
+  // More at once than the thread pool has threads, so that threads are reused after switching.
+  // Unmounted in finally: t.after would remove the temp dir first.
+  try {
+    await Promise.all(files.map((f) => native.netnsCreate(f)));
+    const inodes = new Set(files.map((f) => fs.statSync(f).ino));
+    assert.equal(inodes.size, files.length, 'one namespace each');
+    assert.ok(!inodes.has(fs.statSync('/proc/self/ns/net').ino), 'not the daemon\'s own');
+    assert.equal(fs.statfsSync(files[0]).type, 0x6e736673, 'an nsfs bind mount');
+    assert.deepEqual(new Set(own()), new Set([before]), 'every thread is back in the process\'s namespace');
+  } finally {
+    for (const f of files) try { native.umount2(f, native.MNT_DETACH); } catch {}
+  }
+  await assert.rejects(native.netnsCreate(path.join(dir, 'missing', 'x')), (err: NodeJS.ErrnoException) => err.code === 'ENOENT');
+  assert.deepEqual(new Set(own()), new Set([before]));
+});
+
+test('vethJoin and vethLeave: errors name the step that failed', async (t) => {
+  const dir = tempDir(t);
+  const ns = path.join(dir, 'ns');
+  fs.writeFileSync(ns, '');
+  await native.netnsCreate(ns);
+  try {
+    await checkJoinErrors(ns);
+  } finally {
+    native.umount2(ns, native.MNT_DETACH);
+  }
+});
+
+async function checkJoinErrors(ns: string): Promise<void> {
+  const join = { netns: ns, bridge: 'berthnobridge0', ifname: 'eth0', mac: '02:42:0a:00:00:02', ip: '10.0.0.2', prefixLen: 24, gateway: '10.0.0.1', mtu: 0, metric: 100 };
+  await assert.rejects(native.vethJoin(join), (err: NodeJS.ErrnoException) => err.code === 'ENODEV' && err.syscall === 'get bridge interface');
+  // lo is a device, not a bridge.
+  await assert.rejects(native.vethJoin({ ...join, bridge: 'lo' }), (err: NodeJS.ErrnoException) => err.syscall === 'get bridge interface (not a bridge)');
+  await assert.rejects(native.vethLeave(ns, 'eth0'), (err: NodeJS.ErrnoException) => err.code === 'ENODEV');
+  await assert.rejects(native.vethJoin({ ...join, mac: 'nonsense' }), /bad MAC address/);
+}
+
+test('signalInCgroup: signals a process only while it is in the given cgroup', async () => {
+  const child = spawn('sleep', ['30'], { stdio: 'ignore' });
+  const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
+  try {
+    const pid = child.pid!;
+    // Its path in any hierarchy (v1 "N:controllers:/path", cgroup2 "0::/path").
+    const own = fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').filter(Boolean)[0].split(':').slice(2).join(':');
+    assert.equal(native.signalInCgroup(pid, 0, `${own === '/' ? '' : own}/not-this-one`), false);
+    assert.equal(native.signalInCgroup(pid, 9, '/berth-no-such-cgroup'), false);
+    assert.equal(child.exitCode, null, 'still running');
+    assert.equal(native.signalInCgroup(pid, 9, own), true);
+    assert.equal(await exited, 'SIGKILL');
+    assert.equal(native.signalInCgroup(pid, 9, own), false, 'gone: nothing to signal');
+  } finally {
+    child.kill('SIGKILL');
+  }
+});
+
+test('umount2Async: many at once, each on its own thread; errors look like fs errors', async (t) => {
+  const dir = tempDir(t);
+  const targets = Array.from({ length: 12 }, (_, i) => path.join(dir, `m${i}`));
+  try {
+    for (const m of targets) {
+      fs.mkdirSync(m);
+      native.mount('tmpfs', m, 'tmpfs', native.MS_NOSUID, 'size=1m');
+    }
+    await Promise.all(targets.map((m) => native.umount2Async(m, 0)));
+    const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8');
+    for (const m of targets) assert.ok(!mounts.includes(` ${m} `), `${m} is unmounted`);
+    await assert.rejects(native.umount2Async(targets[0], 0), (err: NodeJS.ErrnoException) => err.code === 'EINVAL' && err.syscall === 'umount2');
+  } finally {
+    for (const m of targets) try { native.umount2(m, native.MNT_DETACH); } catch {}
+  }
 });

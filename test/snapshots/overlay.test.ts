@@ -216,3 +216,22 @@ test('mountAll falls back to relative paths when the lowerdir list exceeds a pag
   assert.equal(fs.readFileSync(path.join(m, 'file-0'), 'utf8'), '0');
   unmountAll(m);
 });
+
+test('remove with background: the record goes at once, the files right after', async (t) => {
+  const { root, open } = setup(t);
+  const sn = open();
+  sn.prepare('base-a');
+  sn.commit('base', 'base-a');
+  const mounts = sn.prepare('ctr', 'base');
+  const upper = mounts[0].options.find((o) => o.startsWith('upperdir='))!.slice('upperdir='.length);
+  for (let i = 0; i < 200; i++) fs.writeFileSync(path.join(upper, `f${i}`), 'x');
+  const before = fs.readdirSync(path.join(root, 'snapshots')).length;
+  sn.remove('ctr', { background: true });
+  assert.equal(sn.tryStat('ctr'), undefined);
+  assert.equal(fs.existsSync(upper), false, 'moved out of the snapshot\'s place at once');
+  const snaps = path.join(root, 'snapshots');
+  const only = (): string[] => fs.readdirSync(snaps).filter((n) => !/^\d+$/.test(n));
+  for (let i = 0; i < 100 && only().length > 0; i++) await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(only(), []);
+  assert.equal(fs.readdirSync(snaps).length, before - 1, 'only the base is left');
+});
