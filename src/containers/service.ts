@@ -654,7 +654,9 @@ export class ContainerService {
         rootfs,
         readonlyRootfs: rec.hostConfig.ReadonlyRootfs,
         mounts: this.mountsFor(rec),
-        annotations: rec.config.Labels,
+        // As dockerd: the runtime gets HostConfig.Annotations (docker run --annotation), never
+        // the labels — crun acts on run.oci.* annotations, and labels are only metadata.
+        annotations: (rec.hostConfig.Annotations as Record<string, string> | null | undefined) ?? undefined,
         hostNofile: hostNofileLimit(),
         cgroupsPath,
         capAdd: rec.hostConfig.CapAdd ?? [],

@@ -157,6 +157,20 @@ test('seccomp: a later container gets the very program crun compiled for the fir
   }
 });
 
+test('the runtime gets HostConfig.Annotations (--annotation), not the labels', async () => {
+  const id = (await ok(['create', '--label', 'run.oci.keep_original_groups=1', '--label', 'team=a', '--annotation', 'org.example.note=hi', 'busybox', 'true'])).trim();
+  try {
+    await ok(['start', id]);
+    const cfg = JSON.parse(fs.readFileSync(path.join(e.d.execRoot, id, 'config.json'), 'utf8')) as { annotations?: Record<string, string> };
+    assert.equal(cfg.annotations?.['org.example.note'], 'hi');
+    assert.equal(cfg.annotations?.team, undefined);
+    assert.equal(cfg.annotations?.['run.oci.keep_original_groups'], undefined);
+    assert.equal((await ok(['inspect', '-f', '{{json .HostConfig.Annotations}}', id])).trim(), '{"org.example.note":"hi"}');
+  } finally {
+    await ok(['rm', '-f', id]);
+  }
+});
+
 test('seccomp: the default profile confines, unconfined and --privileged lift it; bad values are 400', async () => {
   // Creating a user namespace needs CAP_SYS_ADMIN under docker's default profile.
   const confined = await e.docker(['run', '--rm', 'busybox', 'unshare', '-U', 'true']);
