@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BerthError, invalidParameter, notFound } from '../common/errors';
-import { tarDirectory } from '../archive/create';
+import { tarDirectoryProducer, type TarProducer } from '../archive/create';
 import { decompressionStages } from '../archive/compression';
 import { mkdirAllOwned, type IdentityMapping } from '../security/userns';
 import { resolveInRoot, resolveScoped, type ScopedMount, type ScopedPath } from '../common/scopedpath';
@@ -87,7 +87,7 @@ export function encodeStat(s: PathStat): string {
 }
 
 /** A tar of the path: entries named after its base name, as docker cp produces. */
-export function archivePath(view: ContainerView, p: string): { stat: PathStat; tar: Readable } {
+export function archivePath(view: ContainerView, p: string): { stat: PathStat; tar: TarProducer } {
   // A trailing "/." or "/" asks for a directory's content (docker's semantics): follow the link.
   const follow = /\/\.?$/.test(p);
   const { stat } = statPath(view, p);
@@ -95,10 +95,10 @@ export function archivePath(view: ContainerView, p: string): { stat: PathStat; t
   if (follow && !fs.existsSync(resolved.host)) throw notFoundIn(view, p);
   const idMap = view.idMap;
   const mapOwner = idMap ? (uid: number, gid: number) => idMap.toContainer(uid, gid) : undefined;
-  if (resolved.logical === '/') return { stat, tar: tarDirectory(resolved.host, { mapOwner }) };
+  if (resolved.logical === '/') return { stat, tar: tarDirectoryProducer(resolved.host, { mapOwner }) };
   const parent = path.dirname(resolved.host);
   const base = path.basename(resolved.host);
-  return { stat, tar: tarDirectory(parent, { filter: (rel) => rel === base || rel.startsWith(`${base}/`), mapOwner }) };
+  return { stat, tar: tarDirectoryProducer(parent, { filter: (rel) => rel === base || rel.startsWith(`${base}/`), mapOwner }) };
 }
 
 /** Cleans a tar entry name to relative components; refuses one that would leave its root. */
@@ -347,9 +347,9 @@ export async function containerArchive(svc: ArchiveSource, ctx: { req: import('n
       ctx.res.end();
       return;
     }
-    const { stat, tar: stream } = archivePath(view, p);
+    const { stat, tar } = archivePath(view, p);
     ctx.res.writeHead(200, { 'Content-Type': 'application/x-tar', 'X-Docker-Container-Path-Stat': encodeStat(stat) });
-    await pipeline(stream, ctx.res);
+    await tar.writeTo(ctx.res);
   } finally {
     release();
   }

@@ -14,6 +14,8 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -251,6 +253,92 @@ static napi_value js_llistxattr(napi_env env, napi_callback_info info) {
   }
   free(path);
   return throw_errno(env, ERANGE, "llistxattr");
+}
+
+/*
+ * lstatXattrs(path, out: Float64Array(10), wantXattrs) -> string[] | undefined
+ *
+ * What the tar writer needs of one entry in a single call: lstat(2) into out (mode, uid, gid,
+ * size, mtime seconds, nlink, dev, ino, rdev major, rdev minor) and, when wantXattrs, the names
+ * llistxattr(2) gives (undefined when there are none or the file system has no xattrs). A tar
+ * of 20,000 files made two calls and a fs.Stats object (with its Dates) per file before.
+ */
+static napi_value js_lstat_xattrs(napi_env env, napi_callback_info info) {
+  napi_value argv[3], result, item;
+  char path[PATH_MAX + 1];
+  size_t len = 0;
+  bool want = false;
+  napi_typedarray_type type;
+  size_t count;
+  void *data;
+  napi_value ab;
+  size_t off_bytes;
+  if (get_args(env, info, 3, argv)) return NULL;
+  if (napi_get_value_string_utf8(env, argv[0], path, sizeof(path), &len) != napi_ok) {
+    napi_throw_type_error(env, NULL, "expected a string");
+    return NULL;
+  }
+  if (len >= PATH_MAX) return throw_errno(env, ENAMETOOLONG, "lstat");
+  if (napi_get_typedarray_info(env, argv[1], &type, &count, &data, &ab, &off_bytes) != napi_ok || type != napi_float64_array || count < 10) {
+    napi_throw_type_error(env, NULL, "expected a Float64Array of 10");
+    return NULL;
+  }
+  CHECK(napi_get_value_bool(env, argv[2], &want));
+  struct stat st;
+  if (lstat(path, &st) != 0) return throw_errno(env, errno, "lstat");
+  double *out = data;
+  out[0] = (double)st.st_mode;
+  out[1] = (double)st.st_uid;
+  out[2] = (double)st.st_gid;
+  out[3] = (double)st.st_size;
+  out[4] = (double)st.st_mtim.tv_sec;
+  out[5] = (double)st.st_nlink;
+  out[6] = (double)st.st_dev;
+  out[7] = (double)st.st_ino;
+  out[8] = (double)major(st.st_rdev);
+  out[9] = (double)minor(st.st_rdev);
+  CHECK(napi_get_undefined(env, &result));
+  if (!want) return result;
+  /* Most files have no xattrs: one llistxattr into a stack buffer settles that. */
+  char small[1024];
+  char *buf = small;
+  ssize_t got = llistxattr(path, small, sizeof(small));
+  for (int attempt = 0; got < 0 && errno == ERANGE && attempt < 5; attempt++) {
+    if (buf != small) free(buf);
+    ssize_t size = llistxattr(path, NULL, 0);
+    if (size < 0) break;
+    buf = malloc((size_t)size + 1);
+    if (buf == NULL) {
+      napi_throw_error(env, NULL, "out of memory");
+      return NULL;
+    }
+    got = llistxattr(path, buf, (size_t)size + 1);
+  }
+  if (got < 0) {
+    int err = errno;
+    if (buf != small) free(buf);
+    if (err == ENOTSUP) return result;
+    return throw_errno(env, err, "llistxattr");
+  }
+  if (got == 0) {
+    if (buf != small) free(buf);
+    return result;
+  }
+  if (napi_create_array(env, &result) != napi_ok) {
+    if (buf != small) free(buf);
+    return NULL;
+  }
+  uint32_t idx = 0;
+  for (ssize_t off = 0; off < got;) {
+    size_t n = strnlen(buf + off, (size_t)(got - off));
+    if (n > 0 && (napi_create_string_utf8(env, buf + off, n, &item) != napi_ok || napi_set_element(env, result, idx++, item) != napi_ok)) {
+      if (buf != small) free(buf);
+      return NULL;
+    }
+    off += (ssize_t)n + 1;
+  }
+  if (buf != small) free(buf);
+  return result;
 }
 
 /* mount(source|null, target, fstype|null, flags, data|null) */
@@ -680,6 +768,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"lsetxattr", NULL, js_lsetxattr, NULL, NULL, NULL, napi_enumerable, NULL},
     {"lgetxattr", NULL, js_lgetxattr, NULL, NULL, NULL, napi_enumerable, NULL},
     {"llistxattr", NULL, js_llistxattr, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"lstatXattrs", NULL, js_lstat_xattrs, NULL, NULL, NULL, napi_enumerable, NULL},
     {"mount", NULL, js_mount, NULL, NULL, NULL, napi_enumerable, NULL},
     {"umount2", NULL, js_umount2, NULL, NULL, NULL, napi_enumerable, NULL},
     {"umount2Async", NULL, js_umount2_async, NULL, NULL, NULL, napi_enumerable, NULL},

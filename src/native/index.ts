@@ -9,6 +9,7 @@ interface RawBinding {
   lsetxattr(path: string, name: string, value: Buffer): void;
   lgetxattr(path: string, name: string): Buffer | null;
   llistxattr(path: string): string[];
+  lstatXattrs(path: string, out: Float64Array, wantXattrs: boolean): string[] | undefined;
   mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void;
   umount2(target: string, flags: number): void;
   umount2Async(target: string, flags: number): Promise<void>;
@@ -99,6 +100,22 @@ export function lgetxattr(file: string, name: string): Buffer | null {
 /** llistxattr(2): the names of the file's extended attributes. */
 export function llistxattr(file: string): string[] {
   try { return raw().llistxattr(file); } catch (err) { throw nodeError(err, 'llistxattr', file); }
+}
+
+/** What lstatXattrs writes, in this order, into its Float64Array. */
+export const enum EntryStat { Mode, Uid, Gid, Size, MtimeSec, Nlink, Dev, Ino, RdevMajor, RdevMinor, Length }
+
+/**
+ * lstat(2) of file into out (see EntryStat for the fields) and, when wantXattrs, llistxattr(2):
+ * the attribute names, or undefined when there are none or the file system has none (ENOTSUP).
+ * One call per tar entry instead of fs.lstatSync (a Stats object with Dates) and llistxattr.
+ */
+export function lstatXattrs(file: string, out: Float64Array, wantXattrs: boolean): string[] | undefined {
+  try {
+    return raw().lstatXattrs(file, out, wantXattrs);
+  } catch (err) {
+    throw nodeError(err, (err as { syscall?: string }).syscall ?? 'lstat', file);
+  }
 }
 
 /** mount(2). source, fstype and data may be empty to pass NULL (as bind and remount need). */
