@@ -5,9 +5,10 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { Readable } from 'node:stream';
+import { createHash } from 'node:crypto';
+import { Readable, Writable } from 'node:stream';
 import { applyLayer } from '../../src/archive/apply';
-import { overlayUpperToLayer, tarDirectory } from '../../src/archive/create';
+import { overlayUpperToLayer, tarDirectory, tarDirectoryProducer } from '../../src/archive/create';
 import { changes, ChangeKind } from '../../src/archive/changes';
 import * as native from '../../src/native';
 import { collect, listTar, sha256, tempDir } from './fixtures';
@@ -178,4 +179,53 @@ test('changes reports added, modified and deleted paths like docker diff', async
     { Path: '/var/cache/a', Kind: ChangeKind.Deleted },
     { Path: '/var/cache/b', Kind: ChangeKind.Added },
   ]);
+});
+
+/** Open file descriptors of this process. */
+function openFds(): number {
+  return fs.readdirSync('/proc/self/fd').length;
+}
+
+test('TarProducer.writeTo writes the same bytes as the stream, reusing a few chunks', async (t) => {
+  const dir = tempDir(t, 'create-writeto');
+  buildTree(dir);
+  // Enough data for many 1 MiB chunks, with bodies crossing chunk boundaries.
+  for (let i = 0; i < 12; i++) fs.writeFileSync(path.join(dir, `blob-${i}`), Buffer.alloc(700_000 + i * 1000, i));
+  const expected = sha256(await collect(tarDirectory(dir)));
+
+  const hash = createHash('sha256');
+  const arrayBuffers = new Set<ArrayBufferLike>();
+  let chunks = 0;
+  // A slow consumer: each chunk is "written" a tick later, as a socket would.
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      hash.update(chunk);
+      arrayBuffers.add(chunk.buffer);
+      chunks++;
+      setImmediate(cb);
+    },
+  });
+  const fdsBefore = openFds();
+  await tarDirectoryProducer(dir).writeTo(sink);
+  assert.equal(`sha256:${hash.digest('hex')}`, expected);
+  assert.ok(chunks >= 8, `${chunks} chunks`);
+  assert.ok(arrayBuffers.size <= 5, `${arrayBuffers.size} buffers for ${chunks} chunks: chunks are not reused`);
+  assert.equal(openFds(), fdsBefore);
+});
+
+test('TarProducer.writeTo stops reading and closes its file when the destination fails', async (t) => {
+  const dir = tempDir(t, 'create-writeto-fail');
+  fs.writeFileSync(path.join(dir, 'big'), Buffer.alloc(20 << 20, 1));
+  const fdsBefore = openFds();
+  let written = 0;
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      written += chunk.length;
+      if (written > 3 << 20) cb(new Error('client went away'));
+      else setImmediate(cb);
+    },
+  });
+  await assert.rejects(tarDirectoryProducer(dir).writeTo(sink), /client went away/);
+  assert.ok(written < 10 << 20, `kept producing after the failure: ${written} bytes`);
+  assert.equal(openFds(), fdsBefore, 'the file being read was closed');
 });
