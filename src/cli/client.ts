@@ -9,6 +9,10 @@ import type * as net from 'node:net';
 import * as os from 'node:os';
 import * as nodePath from 'node:path';
 import { Readable, type Writable } from 'node:stream';
+import { setSocketSendBuffer } from '../native';
+
+/** The send buffer of a request with a streamed body (the kernel doubles it). */
+const STREAM_SEND_BUFFER = 4 << 20;
 
 export const CLIENT_API_VERSION = '1.50';
 export const DEFAULT_HOST = 'unix:///run/berth.sock';
@@ -191,6 +195,12 @@ export class ApiClient {
       let payloadError: Error | undefined;
       req.on('error', (err) => reject(payloadError ?? this.connectError(err)));
       if (isStream(payload)) {
+        // A streamed body (a tar for cp, a build context) runs megabytes ahead of the daemon
+        // rather than in ~200 KB turns (see setSocketSendBuffer).
+        req.once('socket', (sock) => {
+          if (sock.connecting) sock.once('connect', () => setSocketSendBuffer(sock, STREAM_SEND_BUFFER));
+          else setSocketSendBuffer(sock, STREAM_SEND_BUFFER);
+        });
         payload.on('error', (err: Error) => {
           payloadError = err;
           req.destroy(err);

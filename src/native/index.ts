@@ -10,6 +10,7 @@ interface RawBinding {
   lgetxattr(path: string, name: string): Buffer | null;
   llistxattr(path: string): string[];
   lstatXattrs(path: string, out: Float64Array, wantXattrs: boolean): string[] | undefined;
+  setSendBuffer(fd: number, bytes: number): number;
   mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void;
   umount2(target: string, flags: number): void;
   umount2Async(target: string, flags: number): Promise<void>;
@@ -115,6 +116,23 @@ export function lstatXattrs(file: string, out: Float64Array, wantXattrs: boolean
     return raw().lstatXattrs(file, out, wantXattrs);
   } catch (err) {
     throw nodeError(err, (err as { syscall?: string }).syscall ?? 'lstat', file);
+  }
+}
+
+/**
+ * Raises a connected socket's send buffer (SO_SNDBUFFORCE, else SO_SNDBUF up to wmem_max) so
+ * that a big response can run megabytes ahead of its reader; returns the size the kernel now
+ * reports (twice what was asked: it counts its bookkeeping), or undefined when the socket has
+ * no file descriptor of its own (a TLS socket's is its underlying one) or the call failed.
+ * Best effort: a socket that keeps its default works, only in smaller turns.
+ */
+export function setSocketSendBuffer(socket: import('node:net').Socket, bytes: number): number | undefined {
+  const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) return undefined;
+  try {
+    return raw().setSendBuffer(fd, bytes);
+  } catch {
+    return undefined;
   }
 }
 
