@@ -7,7 +7,7 @@
 // no user/group names), so that the same tree always gives the same digest.
 import * as fs from 'node:fs';
 import { finished, Readable, type Writable } from 'node:stream';
-import { EntryStat, lgetxattr, lstatXattrs } from '../native';
+import { EntryStat, lgetxattr, lstatXattrs, sendfile, waitWritable } from '../native';
 import { encodePax, XATTR_PREFIX } from './pax';
 import { OVERLAY_OPAQUE_XATTR, WHITEOUT_OPAQUE, WHITEOUT_PREFIX } from './apply';
 
@@ -170,6 +170,18 @@ const { S_IFMT, S_IFDIR, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK, O_RDONLY,
 const AHEAD = 4;
 
 /**
+ * Bodies from this size on go by sendfile in writeToSocket (smaller ones are copied into the
+ * chunks: a sendfile and a separate socket write per small file would cost more than the copy).
+ */
+const SENDFILE_MIN = 64 * 1024;
+
+/** A file body writeToSocket sends by sendfile; the file is closed by the sender. */
+interface FilePart {
+  fd: number;
+  size: number;
+}
+
+/**
  * Makes the archive synchronously, one ~1 MiB chunk per next(): headers and file bodies are
  * written straight into the chunk (bodies read with pread into it, so there is no copy between
  * the page cache and the socket write). Chunks handed back through recycle() are reused: a fresh
@@ -190,6 +202,8 @@ export class TarProducer {
   /** The file whose body is being copied. */
   private body: { fd: number; size: number; done: number } | undefined;
   private readonly spare: Buffer[] = [];
+  /** Bodies at least this big stop next() at their start, for nextPart() to hand out as files. */
+  private fileMin = Infinity;
   /** The ustar block of the entry being added: copied into a chunk before the next entry. */
   private readonly scratch = Buffer.alloc(BLOCK);
 
@@ -214,6 +228,7 @@ export class TarProducer {
             this.pendingOff = 0;
           }
         } else if (this.body) {
+          if (this.body.done === 0 && this.body.size >= this.fileMin) break;
           used += this.readBody(chunk, used);
         } else if (this.ended) {
           this.finished = true;
@@ -227,8 +242,59 @@ export class TarProducer {
       this.close();
       throw err;
     }
-    if (used === 0) return null;
+    if (used === 0) {
+      if (this.spare.length < AHEAD) this.spare.push(chunk);
+      return null;
+    }
     return chunk.subarray(0, used);
+  }
+
+  /**
+   * Like next(), but a body of at least fileMin bytes comes as its open file when it is next: the
+   * caller sends its size bytes (zeros for any it no longer has) and closes it.
+   */
+  private nextPart(): Buffer | FilePart | null {
+    for (;;) {
+      const b = this.body;
+      if (b && b.done === 0 && b.size >= this.fileMin && this.pending.length === 0) {
+        this.body = undefined;
+        const pad = padding(b.size);
+        if (pad) this.pending.push(pad);
+        return { fd: b.fd, size: b.size };
+      }
+      const chunk = this.next();
+      // An empty chunk: next() stopped at a file body right away (the loop above takes it).
+      if (chunk === null && this.body && !this.finished) continue;
+      return chunk;
+    }
+  }
+
+  /**
+   * Writes the whole archive to fd, a connected non-blocking socket nothing else writes to
+   * meanwhile (the caller's duplicate of an HTTP response's socket): headers and small files from
+   * the chunks, big file bodies by sendfile, waiting on Node's loop whenever the socket is full.
+   * Rejects when the socket fails (the client went away); fd stays open either way.
+   */
+  async writeToSocket(fd: number): Promise<void> {
+    this.fileMin = SENDFILE_MIN;
+    try {
+      for (;;) {
+        const part = this.nextPart();
+        if (part === null) return;
+        if (Buffer.isBuffer(part)) {
+          await writeAllToSocket(fd, part);
+          this.recycle(part);
+        } else {
+          try {
+            await sendFileToSocket(fd, part);
+          } finally {
+            fs.closeSync(part.fd);
+          }
+        }
+      }
+    } finally {
+      this.close();
+    }
   }
 
   /** Gives back a chunk from next() that its consumer no longer needs, for reuse. */
@@ -437,6 +503,33 @@ export class TarProducer {
       if (fd >= 0) this.body = { fd, size, done: 0 };
     }
     if (nlink > 1) this.firstPathOfInode.set(key, rel);
+  }
+}
+
+/** Writes all of buf to the non-blocking socket fd, waiting for room when it is full. */
+async function writeAllToSocket(fd: number, buf: Buffer): Promise<void> {
+  let off = 0;
+  while (off < buf.length) {
+    try {
+      off += fs.writeSync(fd, buf, off, buf.length - off);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+      await waitWritable(fd);
+    }
+  }
+}
+
+/** Sends file.size bytes of the file to the socket fd; a file that shrank meanwhile is padded with zeros. */
+async function sendFileToSocket(fd: number, file: FilePart): Promise<void> {
+  let done = 0;
+  while (done < file.size) {
+    const n = sendfile(fd, file.fd, done, file.size - done);
+    if (n > 0) done += n;
+    else if (n < 0) await waitWritable(fd);
+    else {
+      await writeAllToSocket(fd, Buffer.alloc(Math.min(file.size - done, BATCH)));
+      done += Math.min(file.size - done, BATCH);
+    }
   }
 }
 

@@ -14,7 +14,8 @@ import { mkdirAllOwned, type IdentityMapping } from '../security/userns';
 import { resolveInRoot, resolveScoped, type ScopedMount, type ScopedPath } from '../common/scopedpath';
 import { TarReader, type TarHeader, type TarSink } from '../archive/reader';
 import { writeAllSync } from '../common/fsutil';
-import { setSocketSendBuffer } from '../native';
+import { dup, setSocketSendBuffer, socketFd } from '../native';
+import type { ServerResponse } from 'node:http';
 
 /**
  * The socket buffer a tar response gets (the kernel doubles it): the client reads megabytes
@@ -320,6 +321,44 @@ export async function extractToPath(view: ContainerView, p: string, input: Reada
   }
 }
 
+/**
+ * Sends a tar as a 200 response. On a plain socket the body is delimited by closing the
+ * connection (no chunked encoding), so that it can go to the socket directly: big file bodies by
+ * sendfile (TarProducer.writeToSocket), through a duplicate of the socket's descriptor (Node may
+ * close its own at any time; the duplicate cannot be reused for another file while in use). A
+ * TLS socket gets the tar through the response as usual.
+ */
+export async function sendTar(res: ServerResponse, headers: Record<string, string>, tar: TarProducer): Promise<void> {
+  const socket = res.socket;
+  const fd = socket ? socketFd(socket) : undefined;
+  if (!socket || fd === undefined) {
+    res.writeHead(200, headers);
+    if (socket) setSocketSendBuffer(socket, TAR_SEND_BUFFER);
+    await tar.writeTo(res);
+    return;
+  }
+  // Neither Content-Length nor chunked: the body ends where the connection does (RFC 9112 6.3).
+  res.removeHeader('Content-Length');
+  res.removeHeader('Transfer-Encoding');
+  res.writeHead(200, { ...headers, Connection: 'close' });
+  res.flushHeaders();
+  // The head must be in the kernel before the body goes around Node's stream (a few ticks at most).
+  while (socket.writableLength > 0 && !socket.destroyed) await new Promise((resolve) => setImmediate(resolve));
+  if (socket.destroyed) throw new Error('the client closed the connection');
+  setSocketSendBuffer(socket, TAR_SEND_BUFFER);
+  const own = dup(fd);
+  try {
+    await tar.writeToSocket(own);
+  } catch (err) {
+    // The client sees the connection close early: a tar cut short, not one that looks whole.
+    socket.destroy();
+    throw err;
+  } finally {
+    fs.closeSync(own);
+  }
+  res.end();
+}
+
 /** What the archive endpoints need of the container service. */
 export interface ArchiveSource {
   record(ref: string): { id: string; hostConfig: { ReadonlyRootfs?: boolean } };
@@ -355,9 +394,7 @@ export async function containerArchive(svc: ArchiveSource, ctx: { req: import('n
       return;
     }
     const { stat, tar } = archivePath(view, p);
-    ctx.res.writeHead(200, { 'Content-Type': 'application/x-tar', 'X-Docker-Container-Path-Stat': encodeStat(stat) });
-    if (ctx.res.socket) setSocketSendBuffer(ctx.res.socket, TAR_SEND_BUFFER);
-    await tar.writeTo(ctx.res);
+    await sendTar(ctx.res, { 'Content-Type': 'application/x-tar', 'X-Docker-Container-Path-Stat': encodeStat(stat) }, tar);
   } finally {
     release();
   }

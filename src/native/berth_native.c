@@ -367,6 +367,111 @@ static napi_value js_set_send_buffer(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/*
+ * Sending a tar straight from files to a socket (containers/archive.ts, `docker cp` out): file
+ * bodies go with sendfile(2), which on a unix socket hands the page-cache pages to the socket
+ * instead of copying them twice (into a buffer, then into the socket), and the socket is waited
+ * on with a uv_poll on Node's loop, never on a thread-pool thread (a client that stops reading
+ * would hold it).
+ */
+
+/* dup(fd) -> a close-on-exec duplicate */
+static napi_value js_dup(napi_env env, napi_callback_info info) {
+  napi_value argv[1], result;
+  int32_t fd;
+  if (get_args(env, info, 1, argv)) return NULL;
+  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (d < 0) return throw_errno(env, errno, "dup");
+  CHECK(napi_create_int32(env, d, &result));
+  return result;
+}
+
+/* sendfile(outFd, inFd, offset, count) -> bytes sent (0 at the end of the file), -1 when outFd is full */
+static napi_value js_sendfile(napi_env env, napi_callback_info info) {
+  napi_value argv[4], result;
+  int32_t out_fd, in_fd;
+  int64_t offset, count;
+  if (get_args(env, info, 4, argv)) return NULL;
+  CHECK(napi_get_value_int32(env, argv[0], &out_fd));
+  CHECK(napi_get_value_int32(env, argv[1], &in_fd));
+  CHECK(napi_get_value_int64(env, argv[2], &offset));
+  CHECK(napi_get_value_int64(env, argv[3], &count));
+  off_t off = (off_t)offset;
+  ssize_t n = sendfile(out_fd, in_fd, &off, (size_t)count);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EINTR) n = -1;
+    else return throw_errno(env, errno, "sendfile");
+  }
+  CHECK(napi_create_int64(env, (int64_t)n, &result));
+  return result;
+}
+
+typedef struct {
+  uv_poll_t poll;
+  napi_env env;
+  napi_ref cb;
+} writable_t;
+
+static void writable_free(uv_handle_t *h) {
+  free(h->data);
+}
+
+static void writable_ready(uv_poll_t *poll, int status, int events) {
+  writable_t *w = poll->data;
+  napi_env env = w->env;
+  napi_ref ref = w->cb;
+  (void)events;
+  uv_poll_stop(poll);
+  uv_close((uv_handle_t *)poll, writable_free);
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) == napi_ok) {
+    napi_value cb, global, argv[1], result, name;
+    napi_async_context ctx;
+    if (napi_get_reference_value(env, ref, &cb) == napi_ok && napi_get_global(env, &global) == napi_ok &&
+        napi_create_int32(env, status < 0 ? -status : 0, &argv[0]) == napi_ok &&
+        napi_create_string_utf8(env, "berth:writable", NAPI_AUTO_LENGTH, &name) == napi_ok &&
+        napi_async_init(env, NULL, name, &ctx) == napi_ok) {
+      /* make_callback: the promise the callback resolves runs its continuations right away. */
+      napi_make_callback(env, ctx, global, cb, 1, argv, &result);
+      napi_async_destroy(env, ctx);
+    }
+    napi_close_handle_scope(env, scope);
+  }
+  napi_delete_reference(env, ref);
+}
+
+/* waitWritable(fd, cb(errno)): cb runs once fd can be written to (or has failed: errno > 0). */
+static napi_value js_wait_writable(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int32_t fd;
+  uv_loop_t *loop;
+  if (get_args(env, info, 2, argv)) return NULL;
+  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  CHECK(napi_get_uv_event_loop(env, &loop));
+  writable_t *w = calloc(1, sizeof(*w));
+  if (w == NULL) return throw_errno(env, ENOMEM, "uv_poll_init");
+  w->env = env;
+  int rc = uv_poll_init(loop, &w->poll, fd);
+  if (rc != 0) {
+    free(w);
+    return throw_errno(env, -rc, "uv_poll_init");
+  }
+  w->poll.data = w;
+  if (napi_create_reference(env, argv[1], 1, &w->cb) != napi_ok) {
+    uv_close((uv_handle_t *)&w->poll, writable_free);
+    napi_throw_error(env, NULL, "berth_native: cannot keep the callback");
+    return NULL;
+  }
+  rc = uv_poll_start(&w->poll, UV_WRITABLE | UV_DISCONNECT, writable_ready);
+  if (rc != 0) {
+    napi_delete_reference(env, w->cb);
+    uv_close((uv_handle_t *)&w->poll, writable_free);
+    return throw_errno(env, -rc, "uv_poll_start");
+  }
+  return NULL;
+}
+
 /* mount(source|null, target, fstype|null, flags, data|null) */
 static napi_value js_mount(napi_env env, napi_callback_info info) {
   napi_value argv[5];
@@ -796,6 +901,9 @@ static napi_value init(napi_env env, napi_value exports) {
     {"llistxattr", NULL, js_llistxattr, NULL, NULL, NULL, napi_enumerable, NULL},
     {"lstatXattrs", NULL, js_lstat_xattrs, NULL, NULL, NULL, napi_enumerable, NULL},
     {"setSendBuffer", NULL, js_set_send_buffer, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"dup", NULL, js_dup, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"sendfile", NULL, js_sendfile, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"waitWritable", NULL, js_wait_writable, NULL, NULL, NULL, napi_enumerable, NULL},
     {"mount", NULL, js_mount, NULL, NULL, NULL, napi_enumerable, NULL},
     {"umount2", NULL, js_umount2, NULL, NULL, NULL, napi_enumerable, NULL},
     {"umount2Async", NULL, js_umount2_async, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -11,6 +11,9 @@ interface RawBinding {
   llistxattr(path: string): string[];
   lstatXattrs(path: string, out: Float64Array, wantXattrs: boolean): string[] | undefined;
   setSendBuffer(fd: number, bytes: number): number;
+  dup(fd: number): number;
+  sendfile(outFd: number, inFd: number, offset: number, count: number): number;
+  waitWritable(fd: number, cb: (errno: number) => void): void;
   mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void;
   umount2(target: string, flags: number): void;
   umount2Async(target: string, flags: number): Promise<void>;
@@ -127,13 +130,45 @@ export function lstatXattrs(file: string, out: Float64Array, wantXattrs: boolean
  * Best effort: a socket that keeps its default works, only in smaller turns.
  */
 export function setSocketSendBuffer(socket: import('node:net').Socket, bytes: number): number | undefined {
-  const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
-  if (typeof fd !== 'number' || fd < 0) return undefined;
+  const fd = socketFd(socket);
+  if (fd === undefined) return undefined;
   try {
     return raw().setSendBuffer(fd, bytes);
   } catch {
     return undefined;
   }
+}
+
+/** The file descriptor of a plain socket (unix or TCP), undefined for any other (a TLS socket). */
+export function socketFd(socket: import('node:net').Socket): number | undefined {
+  // A TLS socket's bytes must go through OpenSSL, never straight to its descriptor.
+  if ((socket as { encrypted?: boolean }).encrypted) return undefined;
+  const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : undefined;
+}
+
+/** A close-on-exec duplicate of fd (F_DUPFD_CLOEXEC). */
+export function dup(fd: number): number {
+  try { return raw().dup(fd); } catch (err) { throw nodeError(err, 'dup', `fd ${fd}`); }
+}
+
+/**
+ * sendfile(2) of up to count bytes of inFd from offset to outFd (non-blocking): the bytes sent,
+ * 0 at the end of the file, -1 when outFd cannot take more now (see waitWritable).
+ */
+export function sendfile(outFd: number, inFd: number, offset: number, count: number): number {
+  try { return raw().sendfile(outFd, inFd, offset, count); } catch (err) { throw nodeError(err, 'sendfile', `fd ${outFd}`); }
+}
+
+/** Resolves once fd (a socket) can be written to again, polled on Node's loop (uv_poll). */
+export function waitWritable(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    try {
+      raw().waitWritable(fd, (errno) => (errno ? reject(nodeError(Object.assign(new Error('poll failed'), { errno }), 'poll', `fd ${fd}`)) : resolve()));
+    } catch (err) {
+      reject(nodeError(err, 'poll', `fd ${fd}`));
+    }
+  });
 }
 
 /** mount(2). source, fstype and data may be empty to pass NULL (as bind and remount need). */
