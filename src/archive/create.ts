@@ -506,29 +506,48 @@ export class TarProducer {
   }
 }
 
+/**
+ * Waits for room in the socket fd after a write found it full. A failed poll (the peer gone)
+ * resolves too, for the next write to report the socket's own error; should that write still
+ * find the socket full, the poll's error is thrown.
+ */
+async function roomIn(fd: number, lastPoll: { errno: number }): Promise<void> {
+  if (lastPoll.errno) throw Object.assign(new Error(`the connection failed (poll: errno ${lastPoll.errno})`), { code: 'ECONNRESET' });
+  lastPoll.errno = await waitWritable(fd);
+}
+
 /** Writes all of buf to the non-blocking socket fd, waiting for room when it is full. */
 async function writeAllToSocket(fd: number, buf: Buffer): Promise<void> {
+  const lastPoll = { errno: 0 };
   let off = 0;
   while (off < buf.length) {
     try {
       off += fs.writeSync(fd, buf, off, buf.length - off);
+      lastPoll.errno = 0;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
-      await waitWritable(fd);
+      await roomIn(fd, lastPoll);
     }
   }
 }
 
 /** Sends file.size bytes of the file to the socket fd; a file that shrank meanwhile is padded with zeros. */
 async function sendFileToSocket(fd: number, file: FilePart): Promise<void> {
+  const lastPoll = { errno: 0 };
   let done = 0;
   while (done < file.size) {
     const n = sendfile(fd, file.fd, done, file.size - done);
-    if (n > 0) done += n;
-    else if (n < 0) await waitWritable(fd);
-    else {
-      await writeAllToSocket(fd, Buffer.alloc(Math.min(file.size - done, BATCH)));
-      done += Math.min(file.size - done, BATCH);
+    if (n < 0) {
+      await roomIn(fd, lastPoll);
+      continue;
+    }
+    lastPoll.errno = 0;
+    if (n > 0) {
+      done += n;
+    } else {
+      const zeros = Math.min(file.size - done, BATCH);
+      await writeAllToSocket(fd, Buffer.alloc(zeros));
+      done += zeros;
     }
   }
 }

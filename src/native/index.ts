@@ -160,11 +160,15 @@ export function sendfile(outFd: number, inFd: number, offset: number, count: num
   try { return raw().sendfile(outFd, inFd, offset, count); } catch (err) { throw nodeError(err, 'sendfile', `fd ${outFd}`); }
 }
 
-/** Resolves once fd (a socket) can be written to again, polled on Node's loop (uv_poll). */
-export function waitWritable(fd: number): Promise<void> {
+/**
+ * Resolves once fd (a socket) can be written to again, polled on Node's loop (uv_poll), with 0,
+ * or with the errno of a failed poll (libuv reports a socket error, such as the peer resetting the
+ * connection, as EBADF): the next write on fd tells the real error.
+ */
+export function waitWritable(fd: number): Promise<number> {
   return new Promise((resolve, reject) => {
     try {
-      raw().waitWritable(fd, (errno) => (errno ? reject(nodeError(Object.assign(new Error('poll failed'), { errno }), 'poll', `fd ${fd}`)) : resolve()));
+      raw().waitWritable(fd, resolve);
     } catch (err) {
       reject(nodeError(err, 'poll', `fd ${fd}`));
     }
