@@ -202,6 +202,8 @@ export class TarProducer {
   /** The file whose body is being copied. */
   private body: { fd: number; size: number; done: number } | undefined;
   private readonly spare: Buffer[] = [];
+  /** Archive bytes handed out so far (by next(), or nextPart() as chunks and files). */
+  bytes = 0;
   /** Bodies at least this big stop next() at their start, for nextPart() to hand out as files. */
   private fileMin = Infinity;
   /** The ustar block of the entry being added: copied into a chunk before the next entry. */
@@ -246,6 +248,7 @@ export class TarProducer {
       if (this.spare.length < AHEAD) this.spare.push(chunk);
       return null;
     }
+    this.bytes += used;
     return chunk.subarray(0, used);
   }
 
@@ -260,6 +263,7 @@ export class TarProducer {
         this.body = undefined;
         const pad = padding(b.size);
         if (pad) this.pending.push(pad);
+        this.bytes += b.size;
         return { fd: b.fd, size: b.size };
       }
       const chunk = this.next();
@@ -558,8 +562,13 @@ async function sendFileToSocket(fd: number, file: FilePart): Promise<void> {
  * as one) or a directory; to follow a symlink, pass its resolved path.
  */
 export function tarPath(p: string, name: string, opts: TarOptions = {}): Readable {
+  return tarPathProducer(p, name, opts).stream();
+}
+
+/** tarPath's archive as a producer (TarProducer.writeTo reuses its chunks). */
+export function tarPathProducer(p: string, name: string, opts: TarOptions = {}): TarProducer {
   if (!name || name.includes('/')) throw new Error(`invalid root entry name ${JSON.stringify(name)}`);
-  return new TarProducer(p.replace(/\/+$/, '') || '/', 'plain', { ...opts, rootName: name }).stream();
+  return new TarProducer(p.replace(/\/+$/, '') || '/', 'plain', { ...opts, rootName: name });
 }
 
 /** A deterministic tar of the tree under dir. */
