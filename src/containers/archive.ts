@@ -342,8 +342,10 @@ export async function sendTar(res: ServerResponse, headers: Record<string, strin
   res.removeHeader('Transfer-Encoding');
   res.writeHead(200, { ...headers, Connection: 'close' });
   res.flushHeaders();
-  // The head must be in the kernel before the body goes around Node's stream (a few ticks at most).
-  while (socket.writableLength > 0 && !socket.destroyed) await new Promise((resolve) => setImmediate(resolve));
+  // The head must be in the kernel before the body goes around Node's stream. The response's
+  // writableLength counts what its socket holds and what the response itself still queues (behind
+  // an earlier response on the connection): usually nothing by now.
+  for (let i = 0; res.writableLength > 0 && !socket.destroyed; i++) await new Promise((resolve) => (i < 10 ? setImmediate(resolve) : setTimeout(resolve, 5)));
   if (socket.destroyed) throw new Error('the client closed the connection');
   setSocketSendBuffer(socket, TAR_SEND_BUFFER);
   const own = dup(fd);
