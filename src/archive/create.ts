@@ -535,12 +535,22 @@ async function writeAllToSocket(fd: number, buf: Buffer): Promise<void> {
   }
 }
 
+/** Errors of a sendfile(2) the file's file system does not support (splice). */
+const NO_SENDFILE = new Set(['EINVAL', 'ENOSYS', 'EOPNOTSUPP', 'ENOTSUP']);
+
 /** Sends file.size bytes of the file to the socket fd; a file that shrank meanwhile is padded with zeros. */
 async function sendFileToSocket(fd: number, file: FilePart): Promise<void> {
   const lastPoll = { errno: 0 };
   let done = 0;
   while (done < file.size) {
-    const n = sendfile(fd, file.fd, done, file.size - done);
+    let n: number;
+    try {
+      n = sendfile(fd, file.fd, done, file.size - done);
+    } catch (err) {
+      if (!NO_SENDFILE.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
+      await copyFileToSocket(fd, file, done);
+      return;
+    }
     if (n < 0) {
       await roomIn(fd, lastPoll);
       continue;
@@ -553,6 +563,23 @@ async function sendFileToSocket(fd: number, file: FilePart): Promise<void> {
       await writeAllToSocket(fd, Buffer.alloc(zeros));
       done += zeros;
     }
+  }
+}
+
+/** The rest of the file from offset, read and written (a file system that cannot splice). */
+async function copyFileToSocket(fd: number, file: FilePart, offset: number): Promise<void> {
+  const buf = Buffer.allocUnsafe(Math.min(BATCH, file.size - offset));
+  for (let done = offset; done < file.size;) {
+    const want = Math.min(buf.length, file.size - done);
+    let got = 0;
+    while (got < want) {
+      const r = fs.readSync(file.fd, buf, got, want - got, done + got);
+      if (r === 0) break;
+      got += r;
+    }
+    buf.fill(0, got, want); // shrank meanwhile: zeros up to the size its header gave
+    await writeAllToSocket(fd, buf.subarray(0, want));
+    done += want;
   }
 }
 
