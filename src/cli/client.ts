@@ -9,6 +9,10 @@ import type * as net from 'node:net';
 import * as os from 'node:os';
 import * as nodePath from 'node:path';
 import { Readable, type Writable } from 'node:stream';
+import { setSocketSendBuffer } from '../native';
+
+/** The send buffer of a request with a streamed body (the kernel doubles it). */
+const STREAM_SEND_BUFFER = 4 << 20;
 
 export const CLIENT_API_VERSION = '1.50';
 export const DEFAULT_HOST = 'unix:///run/berth.sock';
@@ -61,7 +65,7 @@ export type QueryValue = string | number | boolean | string[] | undefined | null
 
 export interface RequestOptions {
   query?: Record<string, QueryValue>;
-  /** A JSON value (sent as application/json), a Buffer, or a stream sent as is. */
+  /** A JSON value (sent as application/json), a Buffer, a stream sent as is, or a BodyWriter. */
   body?: unknown;
   headers?: Record<string, string>;
 }
@@ -142,11 +146,11 @@ export class ApiClient {
     return this.tls ? https : http;
   }
 
-  private requestOptions(method: string, path: string, opts: RequestOptions): { options: http.RequestOptions; payload?: Buffer | Readable } {
+  private requestOptions(method: string, path: string, opts: RequestOptions): { options: http.RequestOptions; payload?: Buffer | Readable | BodyWriter } {
     const headers: Record<string, string> = { 'User-Agent': 'berth-cli/0.1.0', ...(opts.headers ?? {}) };
-    let payload: Buffer | Readable | undefined;
+    let payload: Buffer | Readable | BodyWriter | undefined;
     const body = opts.body;
-    if (isStream(body)) {
+    if (isStream(body) || isBodyWriter(body)) {
       payload = body;
       headers['Content-Type'] ??= 'application/x-tar';
     } else if (Buffer.isBuffer(body)) {
@@ -190,7 +194,20 @@ export class ApiClient {
       });
       let payloadError: Error | undefined;
       req.on('error', (err) => reject(payloadError ?? this.connectError(err)));
-      if (isStream(payload)) {
+      if (isStream(payload) || isBodyWriter(payload)) {
+        // A streamed body (a tar for cp, a build context) runs megabytes ahead of the daemon
+        // rather than in ~200 KB turns (see setSocketSendBuffer).
+        req.once('socket', (sock) => {
+          if (sock.connecting) sock.once('connect', () => setSocketSendBuffer(sock, STREAM_SEND_BUFFER));
+          else setSocketSendBuffer(sock, STREAM_SEND_BUFFER);
+        });
+      }
+      if (isBodyWriter(payload)) {
+        payload.writeTo(req).catch((err: Error) => {
+          payloadError ??= err;
+          req.destroy(err);
+        });
+      } else if (isStream(payload)) {
         payload.on('error', (err: Error) => {
           payloadError = err;
           req.destroy(err);
@@ -241,6 +258,7 @@ export class ApiClient {
       });
       req.on('error', (err) => reject(this.connectError(err)));
       if (isStream(payload)) payload.pipe(req);
+      else if (isBodyWriter(payload)) payload.writeTo(req).catch((err: Error) => req.destroy(err));
       else req.end(payload);
     });
   }
@@ -257,6 +275,18 @@ export function openInput(file: string): fs.ReadStream {
     throw new Error(`open ${file}: ${reason}`);
   }
   return fs.createReadStream(file, { fd });
+}
+
+/**
+ * A request body that writes itself to the request and ends it (a tar whose chunks are reused
+ * once written, cli/commands/cp.ts packPath); rejects if it fails.
+ */
+export interface BodyWriter {
+  writeTo(dest: Writable): Promise<void>;
+}
+
+function isBodyWriter(v: unknown): v is BodyWriter {
+  return typeof v === 'object' && v !== null && !isStream(v) && typeof (v as { writeTo?: unknown }).writeTo === 'function';
 }
 
 /** Node streams and streamx streams (tar-stream's pack) alike. */

@@ -2,7 +2,6 @@
 // exec inspect), list filters, and the streaming endpoints (logs, attach, exec start, export).
 import { execFile } from 'node:child_process';
 import * as os from 'node:os';
-import { pipeline } from 'node:stream/promises';
 import { conflict, invalidParameter, isKind, notImplemented } from '../common/errors';
 import { boolParam, type Filters } from '../api/httputil';
 import type { ContainerBackend } from '../api/routes/containers';
@@ -14,7 +13,7 @@ import { parseReference, validateTag, type Reference } from '../images/reference
 import { applyChanges } from '../images/changes';
 import type { ImageConfig, ImageRunConfig } from '../images/types';
 import { changes as fsChanges } from '../archive/changes';
-import { overlayUpperToLayer, tarDirectory } from '../archive/create';
+import { overlayUpperToLayer, tarDirectoryProducer } from '../archive/create';
 import { readContainerLog, readContainerLogRecords } from '../logs/reader';
 import { detailsPrefix, logAttributes } from '../logs/config';
 import type { AttachStream } from '../runtime/attach';
@@ -404,7 +403,7 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
     const { dir, release } = this.svc.mountForRead(ref);
     try {
       ctx.res.writeHead(200, { 'Content-Type': 'application/x-tar' });
-      await pipeline(tarDirectory(dir, { mapOwner: this.svc.tarOwnerMap() }), ctx.res);
+      await tarDirectoryProducer(dir, { mapOwner: this.svc.tarOwnerMap() }).writeTo(ctx.res);
     } finally {
       release();
     }

@@ -8,12 +8,20 @@ import * as path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BerthError, invalidParameter, notFound } from '../common/errors';
-import { tarDirectory } from '../archive/create';
+import { tarDirectoryProducer, type TarProducer } from '../archive/create';
 import { decompressionStages } from '../archive/compression';
 import { mkdirAllOwned, type IdentityMapping } from '../security/userns';
 import { resolveInRoot, resolveScoped, type ScopedMount, type ScopedPath } from '../common/scopedpath';
 import { TarReader, type TarHeader, type TarSink } from '../archive/reader';
 import { writeAllSync } from '../common/fsutil';
+import { dup, setSocketSendBuffer, socketFd } from '../native';
+import type { ServerResponse } from 'node:http';
+
+/**
+ * The socket buffer a tar response gets (the kernel doubles it): the client reads megabytes
+ * while berthd reads the next files, instead of taking turns at the default ~200 KB.
+ */
+export const TAR_SEND_BUFFER = 4 << 20;
 
 /** A mount seen from inside the container: its destination and the host directory behind it. */
 export type ViewMount = ScopedMount;
@@ -87,7 +95,7 @@ export function encodeStat(s: PathStat): string {
 }
 
 /** A tar of the path: entries named after its base name, as docker cp produces. */
-export function archivePath(view: ContainerView, p: string): { stat: PathStat; tar: Readable } {
+export function archivePath(view: ContainerView, p: string): { stat: PathStat; tar: TarProducer } {
   // A trailing "/." or "/" asks for a directory's content (docker's semantics): follow the link.
   const follow = /\/\.?$/.test(p);
   const { stat } = statPath(view, p);
@@ -95,10 +103,10 @@ export function archivePath(view: ContainerView, p: string): { stat: PathStat; t
   if (follow && !fs.existsSync(resolved.host)) throw notFoundIn(view, p);
   const idMap = view.idMap;
   const mapOwner = idMap ? (uid: number, gid: number) => idMap.toContainer(uid, gid) : undefined;
-  if (resolved.logical === '/') return { stat, tar: tarDirectory(resolved.host, { mapOwner }) };
+  if (resolved.logical === '/') return { stat, tar: tarDirectoryProducer(resolved.host, { mapOwner }) };
   const parent = path.dirname(resolved.host);
   const base = path.basename(resolved.host);
-  return { stat, tar: tarDirectory(parent, { filter: (rel) => rel === base || rel.startsWith(`${base}/`), mapOwner }) };
+  return { stat, tar: tarDirectoryProducer(parent, { filter: (rel) => rel === base || rel.startsWith(`${base}/`), mapOwner }) };
 }
 
 /** Cleans a tar entry name to relative components; refuses one that would leave its root. */
@@ -131,7 +139,9 @@ class CopyInSink implements TarSink {
   /** Logical directory → host directory, for directories this copy resolved or made. */
   private readonly dirs = new Map<string, string>();
   private readonly dirTimes: { file: string; mtime: Date }[] = [];
-  private current: { fd: number; header: TarHeader } | undefined;
+  private current: { fd: number; header: TarHeader; modeSet: boolean } | undefined;
+  /** open(2) applies the umask: a mode it leaves whole needs no fchmod afterwards. */
+  private readonly umask = process.umask();
 
   constructor(
     private readonly view: ContainerView,
@@ -207,8 +217,12 @@ class CopyInSink implements TarSink {
         return;
       case 'file':
       case 'contiguous-file': {
-        const fd = this.place(target, logical, h, () => fs.openSync(target, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600))!;
-        this.current = { fd, header: h };
+        // Made with its final mode when nothing changes it afterwards (a chown would clear
+        // setuid bits; the umask would clear others): one syscall less per file. Otherwise it is
+        // made 0600 and chmod'ed once written.
+        const modeSet = uid === 0 && gid === 0 && mode <= 0o777 && (mode & this.umask) === 0;
+        const fd = this.place(target, logical, h, () => fs.openSync(target, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, modeSet ? mode : 0o600))!;
+        this.current = { fd, header: h, modeSet };
         return;
       }
       case 'symlink':
@@ -245,9 +259,8 @@ class CopyInSink implements TarSink {
       // Files are created by root: only another owner needs the chown.
       const { uid, gid } = this.ownerOf(h);
       if (uid !== 0 || gid !== 0) fs.fchownSync(cur.fd, uid, gid);
-      fs.fchmodSync(cur.fd, h.mode & 0o7777);
-      const mtime = new Date(h.mtime * 1000);
-      fs.futimesSync(cur.fd, mtime, mtime);
+      if (!cur.modeSet) fs.fchmodSync(cur.fd, h.mode & 0o7777);
+      fs.futimesSync(cur.fd, h.mtime, h.mtime);
     } finally {
       fs.closeSync(cur.fd);
     }
@@ -313,6 +326,46 @@ export async function extractToPath(view: ContainerView, p: string, input: Reada
   }
 }
 
+/**
+ * Sends a tar as a 200 response. On a plain socket the body is delimited by closing the
+ * connection (no chunked encoding), so that it can go to the socket directly: big file bodies by
+ * sendfile (TarProducer.writeToSocket), through a duplicate of the socket's descriptor (Node may
+ * close its own at any time; the duplicate cannot be reused for another file while in use). A
+ * TLS socket gets the tar through the response as usual.
+ */
+export async function sendTar(res: ServerResponse, headers: Record<string, string>, tar: TarProducer): Promise<void> {
+  const socket = res.socket;
+  const fd = socket ? socketFd(socket) : undefined;
+  if (!socket || fd === undefined) {
+    res.writeHead(200, headers);
+    if (socket) setSocketSendBuffer(socket, TAR_SEND_BUFFER);
+    await tar.writeTo(res);
+    return;
+  }
+  // Neither Content-Length nor chunked: the body ends where the connection does (RFC 9112 6.3).
+  res.removeHeader('Content-Length');
+  res.removeHeader('Transfer-Encoding');
+  res.writeHead(200, { ...headers, Connection: 'close' });
+  res.flushHeaders();
+  // The head must be in the kernel before the body goes around Node's stream. The response's
+  // writableLength counts what its socket holds and what the response itself still queues (behind
+  // an earlier response on the connection): usually nothing by now.
+  for (let i = 0; res.writableLength > 0 && !socket.destroyed; i++) await new Promise((resolve) => (i < 10 ? setImmediate(resolve) : setTimeout(resolve, 5)));
+  if (socket.destroyed) throw new Error('the client closed the connection');
+  setSocketSendBuffer(socket, TAR_SEND_BUFFER);
+  const own = dup(fd);
+  try {
+    await tar.writeToSocket(own);
+  } catch (err) {
+    // The client sees the connection close early: a tar cut short, not one that looks whole.
+    socket.destroy();
+    throw err;
+  } finally {
+    fs.closeSync(own);
+  }
+  res.end();
+}
+
 /** What the archive endpoints need of the container service. */
 export interface ArchiveSource {
   record(ref: string): { id: string; hostConfig: { ReadonlyRootfs?: boolean } };
@@ -347,9 +400,8 @@ export async function containerArchive(svc: ArchiveSource, ctx: { req: import('n
       ctx.res.end();
       return;
     }
-    const { stat, tar: stream } = archivePath(view, p);
-    ctx.res.writeHead(200, { 'Content-Type': 'application/x-tar', 'X-Docker-Container-Path-Stat': encodeStat(stat) });
-    await pipeline(stream, ctx.res);
+    const { stat, tar } = archivePath(view, p);
+    await sendTar(ctx.res, { 'Content-Type': 'application/x-tar', 'X-Docker-Container-Path-Stat': encodeStat(stat) }, tar);
   } finally {
     release();
   }

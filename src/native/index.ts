@@ -9,6 +9,11 @@ interface RawBinding {
   lsetxattr(path: string, name: string, value: Buffer): void;
   lgetxattr(path: string, name: string): Buffer | null;
   llistxattr(path: string): string[];
+  lstatXattrs(path: string, out: Float64Array, wantXattrs: boolean): string[] | undefined;
+  setSendBuffer(fd: number, bytes: number): number;
+  dup(fd: number): number;
+  sendfile(outFd: number, inFd: number, offset: number, count: number): number;
+  waitWritable(fd: number, cb: (errno: number) => void): void;
   mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void;
   umount2(target: string, flags: number): void;
   umount2Async(target: string, flags: number): Promise<void>;
@@ -103,6 +108,75 @@ export function lgetxattr(file: string, name: string): Buffer | null {
 /** llistxattr(2): the names of the file's extended attributes. */
 export function llistxattr(file: string): string[] {
   try { return raw().llistxattr(file); } catch (err) { throw nodeError(err, 'llistxattr', file); }
+}
+
+/** What lstatXattrs writes, in this order, into its Float64Array. */
+export const enum EntryStat { Mode, Uid, Gid, Size, MtimeSec, Nlink, Dev, Ino, RdevMajor, RdevMinor, Length }
+
+/**
+ * lstat(2) of file into out (see EntryStat for the fields) and, when wantXattrs, llistxattr(2):
+ * the attribute names, or undefined when there are none or the file system has none (ENOTSUP).
+ * One call per tar entry instead of fs.lstatSync (a Stats object with Dates) and llistxattr.
+ */
+export function lstatXattrs(file: string, out: Float64Array, wantXattrs: boolean): string[] | undefined {
+  try {
+    return raw().lstatXattrs(file, out, wantXattrs);
+  } catch (err) {
+    throw nodeError(err, (err as { syscall?: string }).syscall ?? 'lstat', file);
+  }
+}
+
+/**
+ * Raises a connected socket's send buffer (SO_SNDBUFFORCE, else SO_SNDBUF up to wmem_max) so
+ * that a big response can run megabytes ahead of its reader; returns the size the kernel now
+ * reports (twice what was asked: it counts its bookkeeping), or undefined when the socket has
+ * no file descriptor of its own (a TLS socket's is its underlying one) or the call failed.
+ * Best effort: a socket that keeps its default works, only in smaller turns.
+ */
+export function setSocketSendBuffer(socket: import('node:net').Socket, bytes: number): number | undefined {
+  const fd = socketFd(socket);
+  if (fd === undefined) return undefined;
+  try {
+    return raw().setSendBuffer(fd, bytes);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The file descriptor of a plain socket (unix or TCP), undefined for any other (a TLS socket). */
+export function socketFd(socket: import('node:net').Socket): number | undefined {
+  // A TLS socket's bytes must go through OpenSSL, never straight to its descriptor.
+  if ((socket as { encrypted?: boolean }).encrypted) return undefined;
+  const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : undefined;
+}
+
+/** A close-on-exec duplicate of fd (F_DUPFD_CLOEXEC). */
+export function dup(fd: number): number {
+  try { return raw().dup(fd); } catch (err) { throw nodeError(err, 'dup', `fd ${fd}`); }
+}
+
+/**
+ * sendfile(2) of up to count bytes of inFd from offset to outFd (non-blocking): the bytes sent,
+ * 0 at the end of the file, -1 when outFd cannot take more now (see waitWritable).
+ */
+export function sendfile(outFd: number, inFd: number, offset: number, count: number): number {
+  try { return raw().sendfile(outFd, inFd, offset, count); } catch (err) { throw nodeError(err, 'sendfile', `fd ${outFd}`); }
+}
+
+/**
+ * Resolves once fd (a socket) can be written to again, polled on Node's loop (uv_poll), with 0,
+ * or with the errno of a failed poll (libuv reports a socket error, such as the peer resetting the
+ * connection, as EBADF): the next write on fd tells the real error.
+ */
+export function waitWritable(fd: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    try {
+      raw().waitWritable(fd, resolve);
+    } catch (err) {
+      reject(nodeError(err, 'poll', `fd ${fd}`));
+    }
+  });
 }
 
 /** mount(2). source, fstype and data may be empty to pass NULL (as bind and remount need). */

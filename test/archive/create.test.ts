@@ -5,11 +5,15 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { Readable } from 'node:stream';
+import { createHash } from 'node:crypto';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import { Readable, Writable } from 'node:stream';
 import { applyLayer } from '../../src/archive/apply';
-import { overlayUpperToLayer, tarDirectory } from '../../src/archive/create';
+import { overlayUpperToLayer, tarDirectory, tarDirectoryProducer } from '../../src/archive/create';
 import { changes, ChangeKind } from '../../src/archive/changes';
 import * as native from '../../src/native';
+import { TarReader, type TarHeader } from '../../src/archive/reader';
 import { collect, listTar, sha256, tempDir } from './fixtures';
 
 const LONG = `${'long-directory-name-'.repeat(4)}/${'x'.repeat(120)}`;
@@ -178,4 +182,151 @@ test('changes reports added, modified and deleted paths like docker diff', async
     { Path: '/var/cache/a', Kind: ChangeKind.Deleted },
     { Path: '/var/cache/b', Kind: ChangeKind.Added },
   ]);
+});
+
+/** Open file descriptors of this process. */
+function openFds(): number {
+  return fs.readdirSync('/proc/self/fd').length;
+}
+
+/** Files below dir this process has open. */
+function filesOpenIn(dir: string): string[] {
+  const out: string[] = [];
+  for (const fd of fs.readdirSync('/proc/self/fd')) {
+    try {
+      const target = fs.readlinkSync(`/proc/self/fd/${fd}`);
+      if (target.startsWith(`${dir}/`)) out.push(target);
+    } catch {}
+  }
+  return out;
+}
+
+test('TarProducer.writeTo writes the same bytes as the stream, reusing a few chunks', async (t) => {
+  const dir = tempDir(t, 'create-writeto');
+  buildTree(dir);
+  // Enough data for many 1 MiB chunks, with bodies crossing chunk boundaries.
+  for (let i = 0; i < 12; i++) fs.writeFileSync(path.join(dir, `blob-${i}`), Buffer.alloc(700_000 + i * 1000, i));
+  const expected = sha256(await collect(tarDirectory(dir)));
+
+  const hash = createHash('sha256');
+  const arrayBuffers = new Set<ArrayBufferLike>();
+  let chunks = 0;
+  // A slow consumer: each chunk is "written" a tick later, as a socket would.
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      hash.update(chunk);
+      arrayBuffers.add(chunk.buffer);
+      chunks++;
+      setImmediate(cb);
+    },
+  });
+  const fdsBefore = openFds();
+  await tarDirectoryProducer(dir).writeTo(sink);
+  assert.equal(`sha256:${hash.digest('hex')}`, expected);
+  assert.ok(chunks >= 8, `${chunks} chunks`);
+  assert.ok(arrayBuffers.size <= 5, `${arrayBuffers.size} buffers for ${chunks} chunks: chunks are not reused`);
+  assert.equal(openFds(), fdsBefore);
+});
+
+test('TarProducer.writeTo stops reading and closes its file when the destination fails', async (t) => {
+  const dir = tempDir(t, 'create-writeto-fail');
+  fs.writeFileSync(path.join(dir, 'big'), Buffer.alloc(20 << 20, 1));
+  const fdsBefore = openFds();
+  let written = 0;
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      written += chunk.length;
+      if (written > 3 << 20) cb(new Error('client went away'));
+      else setImmediate(cb);
+    },
+  });
+  await assert.rejects(tarDirectoryProducer(dir).writeTo(sink), /client went away/);
+  assert.ok(written < 10 << 20, `kept producing after the failure: ${written} bytes`);
+  assert.equal(openFds(), fdsBefore, 'the file being read was closed');
+});
+
+/**
+ * A connected pair of unix sockets: the server end's descriptor (a duplicate, as sendTar uses)
+ * and the client end, paused.
+ */
+async function socketPair(t: { after(fn: () => void): void }): Promise<{ fd: number; server: net.Socket; client: net.Socket }> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-sock-'));
+  const srv = net.createServer();
+  await new Promise<void>((resolve) => srv.listen(path.join(dir, 's'), resolve));
+  const accepted = new Promise<net.Socket>((resolve) => srv.once('connection', resolve));
+  const client = net.connect(path.join(dir, 's'));
+  client.pause();
+  const server = await accepted;
+  const fd = native.dup(native.socketFd(server)!);
+  t.after(() => {
+    client.destroy();
+    server.destroy();
+    srv.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  return { fd, server, client };
+}
+
+function readAllFrom(sock: net.Socket): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  sock.on('data', (b: Buffer) => parts.push(b));
+  sock.resume();
+  return new Promise((resolve, reject) => {
+    sock.on('end', () => resolve(Buffer.concat(parts)));
+    sock.on('error', reject);
+  });
+}
+
+test('TarProducer.writeToSocket: the same bytes, big bodies by sendfile, a shrunk file padded with zeros', async (t) => {
+  const dir = tempDir(t, 'create-socket');
+  buildTree(dir);
+  const big = Buffer.alloc(3 << 20);
+  for (let i = 0; i < big.length; i += 4) big.writeUInt32LE(i, i);
+  fs.writeFileSync(path.join(dir, 'a-big'), big);
+  for (let i = 0; i < 40; i++) fs.writeFileSync(path.join(dir, `small-${i}`), Buffer.alloc(100 + i * 3000, i));
+  const expected = sha256(await collect(tarDirectory(dir)));
+
+  const { fd, client } = await socketPair(t);
+  const sent = tarDirectoryProducer(dir).writeToSocket(fd).finally(() => fs.closeSync(fd));
+  const got = readAllFrom(client);
+  await sent;
+  client.end();
+  assert.equal(sha256(await got), expected);
+  assert.deepEqual(filesOpenIn(dir), [], 'every file closed');
+
+  // The client stops reading while the big file goes out; the file shrinks meanwhile.
+  const pair = await socketPair(t);
+  const sending = tarDirectoryProducer(dir).writeToSocket(pair.fd).finally(() => fs.closeSync(pair.fd));
+  await new Promise((r) => setTimeout(r, 200)); // the socket (~200 KB) is full by now
+  fs.truncateSync(path.join(dir, 'a-big'), 1 << 20);
+  const out = readAllFrom(pair.client);
+  await sending;
+  pair.client.end();
+  const bodies = new Map<string, Buffer[]>();
+  let current: Buffer[] = [];
+  const reader = new TarReader({
+    entry(h: TarHeader) { current = []; bodies.set(h.name, current); },
+    data(chunk: Buffer) { current.push(Buffer.from(chunk)); },
+    end() {},
+  });
+  reader.write(await out);
+  reader.finish();
+  const body = Buffer.concat(bodies.get('a-big') ?? []);
+  assert.equal(body.length, big.length, 'the size its header gave');
+  assert.ok(body.subarray(0, 1 << 20).equals(big.subarray(0, 1 << 20)));
+  assert.ok(body.subarray(1 << 20).equals(Buffer.alloc(big.length - (1 << 20))), 'zeros past the new end');
+  assert.ok(bodies.has('small-39'), 'the entries after it follow');
+});
+
+test('TarProducer.writeToSocket rejects when the client goes away, and closes its files', async (t) => {
+  const dir = tempDir(t, 'create-socket-gone');
+  fs.writeFileSync(path.join(dir, 'big'), Buffer.alloc(30 << 20, 1));
+  const { fd, client } = await socketPair(t);
+  const sending = tarDirectoryProducer(dir).writeToSocket(fd);
+  await new Promise((r) => setTimeout(r, 100));
+  assert.deepEqual(filesOpenIn(dir), [path.join(dir, 'big')], 'sending the big file');
+  client.destroy();
+  await assert.rejects(sending, (err: NodeJS.ErrnoException) => err.code === 'EPIPE' || err.code === 'ECONNRESET');
+  assert.deepEqual(filesOpenIn(dir), []);
+  fs.closeSync(fd);
 });

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tar from 'tar-stream';
+import { Writable } from 'node:stream';
 import { berth, destroyDaemon, docker, startDaemon, type TestDaemon } from '../helpers/daemon';
 import { computeStats, updateBody } from '../../src/cli/commands/stats';
 import { extractTar, packPath, rebaseName, safeTarget, splitCpArg } from '../../src/cli/commands/cp';
@@ -86,6 +87,14 @@ test("cp's own tar both ways: names, modes, times, links; what an existing desti
     const packed = packPath(path.join(root, 'srclink'), 'renamed', true);
     await extractTar(packed.stream, dst, { kind: 'keep' }, false);
     assert.ok(packed.size() > 3 << 20);
+    // As a request body the same tar is written by writeTo (its chunks reused), counted alike.
+    const viaWriter = packPath(path.join(root, 'srclink'), 'renamed', true);
+    const parts: Buffer[] = [];
+    await viaWriter.writeTo(new Writable({ write(c: Buffer, _e, cb) { parts.push(Buffer.from(c)); setImmediate(cb); } }));
+    const viaStream: Buffer[] = [];
+    for await (const c of packPath(path.join(root, 'srclink'), 'renamed', true).stream) viaStream.push(c as Buffer);
+    assert.ok(Buffer.concat(parts).equals(Buffer.concat(viaStream)), 'writeTo and stream give the same tar');
+    assert.equal(viaWriter.size(), packed.size());
     const out = path.join(dst, 'renamed');
     assert.deepEqual(fs.readdirSync(out).sort(), ['exec.sh', 'hard', 'link', 'sub']);
     assert.deepEqual(fs.readFileSync(path.join(out, 'sub/deep/x.bin')), Buffer.alloc(3 << 20, 7));

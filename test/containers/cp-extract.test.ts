@@ -85,3 +85,25 @@ test('cp upload: a symlink planted in the container is resolved inside its root'
   assert.equal(fs.readFileSync(path.join(root, 'inside/g'), 'utf8'), 'through the link');
   assert.deepEqual(fs.readdirSync(outside), []);
 });
+
+test('cp upload: modes and times whatever the umask leaves, setuid bits, owners with copyUIDGID', async (t) => {
+  const { root, src, view } = setup(t);
+  const modes: Record<string, number> = { plain: 0o644, wide: 0o666, exec: 0o755, suid: 0o4755, sgid: 0o2711, none: 0o000 };
+  for (const [name, mode] of Object.entries(modes)) {
+    fs.writeFileSync(path.join(src, name), name);
+    if (name === 'suid') fs.chownSync(path.join(src, name), 1234, 5678); // before the chmod: chown clears setuid
+    fs.chmodSync(path.join(src, name), mode);
+    fs.utimesSync(path.join(src, name), 1_000_000_000.5, 1_000_000_000.5);
+  }
+  // 0o666 and 0o000 are the cases the process umask (022) would change, were it left to open(2).
+  await extractToPath(view, '/dst', tarOf(src, ...Object.keys(modes)), opts);
+  for (const [name, mode] of Object.entries(modes)) {
+    const st = fs.statSync(path.join(root, 'dst', name));
+    assert.equal(st.mode & 0o7777, mode, name);
+    assert.deepEqual([st.uid, st.gid], [0, 0], `${name}: owned by the container's root without copyUIDGID`);
+    assert.equal(Math.floor(st.mtimeMs / 1000), 1_000_000_000, name);
+  }
+  await extractToPath(view, '/dst', tarOf(src, 'suid'), { ...opts, copyUIDGID: true });
+  const st = fs.statSync(path.join(root, 'dst', 'suid'));
+  assert.deepEqual([st.uid, st.gid, st.mode & 0o7777], [1234, 5678, 0o4755], 'chown first, then the setuid bit');
+});

@@ -75,6 +75,61 @@ describe('docker cp', () => {
     await dk(['rm', 'stopped']);
   });
 
+  it('sends the tar on the bare connection (big files whole); a client leaving early frees everything', async () => {
+    const dk = env.docker;
+    assert.equal((await dk(['run', '-d', '--name', 'raw', 'busybox', 'sleep', '300'])).code, 0);
+    const big = Buffer.alloc(5 << 20);
+    for (let i = 0; i < big.length; i += 4) big.writeUInt32LE(i * 2654435761 >>> 0, i);
+    fs.mkdirSync(path.join(work, 'rawdata'));
+    fs.writeFileSync(path.join(work, 'rawdata', 'big'), big);
+    fs.writeFileSync(path.join(work, 'rawdata', 'small'), 'small\n');
+    const up = await dk(['cp', path.join(work, 'rawdata'), 'raw:/data']);
+    assert.equal(up.code, 0, up.stderr);
+    // 25 MiB in all: more than the socket holds, so that the early leaver below leaves mid-copy.
+    assert.equal((await dk(['exec', 'raw', 'sh', '-c', 'for i in 1 2 3 4; do cat /data/big > /data/copy$i; done'])).code, 0);
+
+    const get = (): Promise<http.IncomingMessage> => new Promise((resolve, reject) => {
+      http.get({ socketPath: env.d.socket, path: '/containers/raw/archive?path=/data' }, resolve).on('error', reject);
+    });
+    const res = await get();
+    assert.equal(res.statusCode, 200);
+    assert.equal(res.headers.connection, 'close');
+    assert.equal(res.headers['transfer-encoding'], undefined, 'not chunked: the body ends with the connection');
+    assert.equal(res.headers['content-length'], undefined);
+    const files = new Map<string, Buffer>();
+    const extract = tar.extract();
+    extract.on('entry', (h, stream, next) => {
+      const parts: Buffer[] = [];
+      stream.on('data', (b: unknown) => void parts.push(b as Buffer));
+      stream.on('end', () => { files.set(h.name, Buffer.concat(parts)); next(); });
+    });
+    await new Promise<void>((resolve, reject) => {
+      extract.on('finish', resolve).on('error', reject);
+      res.pipe(extract);
+    });
+    assert.ok(files.get('data/big')?.equals(big), 'the big file, byte for byte');
+    assert.equal(files.get('data/small')?.toString(), 'small\n');
+    assert.ok(files.get('data/copy4')?.equals(big));
+
+    // A client that reads a little and leaves: berthd closes what it opened, the container thaws.
+    const pid = env.d.proc.pid!;
+    const fds = (): number => fs.readdirSync(`/proc/${pid}/fd`).length;
+    const before = fds();
+    const partial = await get();
+    await new Promise((resolve) => partial.once('data', resolve));
+    partial.destroy();
+    let now = fds();
+    for (let i = 0; i < 40 && now !== before; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      now = fds();
+    }
+    assert.equal(now, before, 'berthd holds no file or socket of the abandoned copy');
+    assert.equal((await api(env.d.socket, 'GET', '/_ping')).status, 200);
+    const state = (await api(env.d.socket, 'GET', '/containers/raw/json')).json<{ State: { Status: string; Paused: boolean } }>().State;
+    assert.deepEqual([state.Status, state.Paused], ['running', false]);
+    await dk(['rm', '-f', 'raw']);
+  });
+
   it('never follows a planted symlink out of the container', async () => {
     const dk = env.docker;
     const c = await dk(['run', '--name', 'evil', 'busybox', 'sh', '-c', 'ln -s / /evil && ln -s /etc/passwd /pw && mkdir -p /etc && echo container-shadow > /etc/shadow']);

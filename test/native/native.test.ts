@@ -205,3 +205,34 @@ test('umount2Async: many at once, each on its own thread; errors look like fs er
     for (const m of targets) try { native.umount2(m, native.MNT_DETACH); } catch {}
   }
 });
+
+test('lstatXattrs: lstat fields and xattr names in one call, symlinks not followed', (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-native-lstatx-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'f');
+  fs.writeFileSync(file, 'hello');
+  fs.chownSync(file, 1234, 5678);
+  fs.utimesSync(file, new Date('2001-02-03T04:05:06.7Z'), new Date('2001-02-03T04:05:06.7Z'));
+  fs.linkSync(file, path.join(dir, 'hard'));
+  const out = new Float64Array(native.EntryStat.Length);
+  assert.equal(native.lstatXattrs(file, out, true), undefined, 'no xattrs: undefined, not []');
+  const st = fs.lstatSync(file);
+  assert.deepEqual([...out], [st.mode, 1234, 5678, 5, Math.floor(st.mtimeMs / 1000), 2, st.dev, st.ino, 0, 0]);
+
+  native.lsetxattr(file, 'user.b', Buffer.from('2'));
+  native.lsetxattr(file, 'user.a', Buffer.from('1'));
+  assert.deepEqual(native.lstatXattrs(file, out, true)?.sort(), ['user.a', 'user.b']);
+  assert.equal(native.lstatXattrs(file, out, false), undefined, 'names only when asked for');
+
+  // A symlink is described itself (lstat), never its target.
+  fs.symlinkSync(file, path.join(dir, 'link'));
+  assert.equal(native.lstatXattrs(path.join(dir, 'link'), out, true), undefined);
+  assert.equal(out[native.EntryStat.Mode] & fs.constants.S_IFMT, fs.constants.S_IFLNK);
+
+  native.mknod(path.join(dir, 'null'), fs.constants.S_IFCHR | 0o666, 1, 3);
+  native.lstatXattrs(path.join(dir, 'null'), out, true);
+  assert.deepEqual([out[native.EntryStat.RdevMajor], out[native.EntryStat.RdevMinor]], [1, 3]);
+
+  assert.throws(() => native.lstatXattrs(path.join(dir, 'missing'), out, true), (err: NodeJS.ErrnoException) => err.code === 'ENOENT' && err.syscall === 'lstat' && err.path === path.join(dir, 'missing'));
+  assert.throws(() => native.lstatXattrs(`${dir}/${'x'.repeat(5000)}`, out, true), (err: NodeJS.ErrnoException) => err.code === 'ENAMETOOLONG');
+});

@@ -4,14 +4,14 @@
 // the destination's; "SRC/." copies a directory's contents.
 //
 // The tars are made and read by berth's own archive code, as the daemon's side does: the tar going
-// in is written by tarPath/tarDirectory (file bodies read straight into 1 MiB chunks), and the one
+// in is written by TarProducer (file bodies read straight into 1 MiB chunks, reused once sent), and the one
 // coming out is parsed by TarReader and written with synchronous calls straight from the
 // response's buffers (CopyOutSink). On a tree of many files that is a few syscalls per file and
 // no stream per file.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Transform, type Readable } from 'node:stream';
-import { tarDirectory, tarPath } from '../../archive/create';
+import type { Readable, Writable } from 'node:stream';
+import { tarDirectoryProducer, tarPathProducer } from '../../archive/create';
 import { TarReader, type TarHeader, type TarSink } from '../../archive/reader';
 import { DaemonError, UsageError } from '../client';
 import type { CommandContext, CommandSpec } from '../command';
@@ -267,21 +267,22 @@ function lstatOrUndefined(p: string): fs.Stats | undefined {
 /**
  * A tar of a local path whose root entry is named rootName (its contents only when rootName is
  * ''), with a count of the bytes sent. -L (follow) resolves src itself; links below it stay links.
+ * As a request body it is written by writeTo (its 1 MiB chunks reused once sent); stream is the
+ * same tar as a Readable (made on first use; use one or the other).
  */
-export function packPath(src: string, rootName: string, follow: boolean): { stream: Readable; size: () => number } {
+export function packPath(src: string, rootName: string, follow: boolean): { readonly stream: Readable; size: () => number; writeTo(dest: Writable): Promise<void> } {
   const from = follow ? fs.realpathSync(src) : src;
   // No xattrs: the daemon's cp extraction does not set them.
-  const tar = rootName ? tarPath(from, rootName, { xattrs: false }) : tarDirectory(from, { xattrs: false });
-  let bytes = 0;
-  const counted = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      bytes += chunk.length;
-      cb(null, chunk);
+  const producer = rootName ? tarPathProducer(from, rootName, { xattrs: false }) : tarDirectoryProducer(from, { xattrs: false });
+  let stream: Readable | undefined;
+  return {
+    get stream() {
+      stream ??= producer.stream();
+      return stream;
     },
-  });
-  tar.on('error', (e) => counted.destroy(e));
-  tar.pipe(counted);
-  return { stream: counted, size: () => bytes };
+    size: () => producer.bytes,
+    writeTo: (dest) => producer.writeTo(dest),
+  };
 }
 
 async function statContainerPath(ctx: CommandContext, container: string, p: string): Promise<PathStat | undefined> {
@@ -387,7 +388,7 @@ async function copyToContainer(ctx: CommandContext, v: Record<string, unknown>, 
     rootName = path.posix.basename(dst.replace(/\/+$/, ''));
   }
   const packed = packPath(src, rootName, follow);
-  await ctx.client.call('PUT', `/containers/${enc(container)}/archive`, { query: { ...query, path: target }, body: packed.stream, headers: { 'Content-Type': 'application/x-tar' } });
+  await ctx.client.call('PUT', `/containers/${enc(container)}/archive`, { query: { ...query, path: target }, body: packed, headers: { 'Content-Type': 'application/x-tar' } });
   reportCopied(ctx, v, packed.size(), `${container}:${dst}`);
   return 0;
 }
