@@ -122,8 +122,9 @@ export class Router {
       return;
     }
     if (res.headersSent) {
-      // A streaming reply already started: the best we can do is end it.
-      if (!res.writableEnded) res.end();
+      // A streaming reply already started: the best we can do is end it (a handler whose body
+      // must not look whole when cut short has destroyed the response already).
+      if (!res.writableEnded && !res.destroyed) res.end();
       return;
     }
     res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });

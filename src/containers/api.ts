@@ -25,7 +25,7 @@ import { statusString } from './format';
 import { HEALTH_FILTER_VALUES, healthFilterValue } from '../health/state';
 import { DEFAULT_DETACH_KEYS, DetachMatcher, hijack, OutputBatcher, parseDetachKeys, STDERR, STDOUT, type HijackedConn } from './streams';
 import { processTable } from './top';
-import { containerArchive } from './archive';
+import { containerArchive, writeWholeOrCut } from './archive';
 import { parseStatsQuery, writeStats } from '../stats/stream';
 
 const RAW_STREAM = 'application/vnd.docker.raw-stream';
@@ -403,7 +403,7 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
     const { dir, release } = this.svc.mountForRead(ref);
     try {
       ctx.res.writeHead(200, { 'Content-Type': 'application/x-tar' });
-      await tarDirectoryProducer(dir, { mapOwner: this.svc.tarOwnerMap() }).writeTo(ctx.res);
+      await writeWholeOrCut(ctx.res, tarDirectoryProducer(dir, { mapOwner: this.svc.tarOwnerMap() }));
     } finally {
       release();
     }

@@ -333,13 +333,26 @@ export async function extractToPath(view: ContainerView, p: string, input: Reada
  * close its own at any time; the duplicate cannot be reused for another file while in use). A
  * TLS socket gets the tar through the response as usual.
  */
+/**
+ * Writes a tar as a response body; a failure half-way destroys the response, so the client sees
+ * a body cut short (an error), never an end that makes a partial tar look whole.
+ */
+export async function writeWholeOrCut(res: ServerResponse, tar: TarProducer): Promise<void> {
+  try {
+    await tar.writeTo(res);
+  } catch (err) {
+    res.destroy();
+    throw err;
+  }
+}
+
 export async function sendTar(res: ServerResponse, headers: Record<string, string>, tar: TarProducer): Promise<void> {
   const socket = res.socket;
   const fd = socket ? socketFd(socket) : undefined;
   if (!socket || fd === undefined) {
     res.writeHead(200, headers);
     if (socket) setSocketSendBuffer(socket, TAR_SEND_BUFFER);
-    await tar.writeTo(res);
+    await writeWholeOrCut(res, tar);
     return;
   }
   // Neither Content-Length nor chunked: the body ends where the connection does (RFC 9112 6.3).
