@@ -4,7 +4,7 @@
 // one stream when there is no TTY.
 import * as fs from 'node:fs';
 import * as http from 'node:http';
-import * as https from 'node:https';
+import type * as https from 'node:https';
 import type * as net from 'node:net';
 import * as os from 'node:os';
 import * as nodePath from 'node:path';
@@ -143,7 +143,8 @@ export class ApiClient {
 
   /** http, or https with our certificate for a TLS daemon. */
   private transport(): { request(options: https.RequestOptions): http.ClientRequest } {
-    return this.tls ? https : http;
+    // node:https is loaded only for a TLS daemon (it costs ~8 ms of start-up).
+    return this.tls ? (require('node:https') as typeof https) : http;
   }
 
   private requestOptions(method: string, path: string, opts: RequestOptions): { options: http.RequestOptions; payload?: Buffer | Readable | BodyWriter } {
