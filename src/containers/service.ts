@@ -1171,12 +1171,19 @@ export class ContainerService {
     const l = this.get(ref);
     checkAction('attach', l.rec.state.Status, l.rec);
     this.emit(l.rec, 'attach');
+    // Registered before anything waits: the client has its 101 already, and docker start -a
+    // sends the start at once; a start that gets the lock before this attach must find it.
+    const early = l.rec.state.Status !== 'running';
+    if (early) l.pendingAttach.add(client);
     await this.settled(ref);
     await l.lock(async () => {
+      // A start connected it meanwhile (or an exit gave up on it, or the client left).
+      if (early && !l.pendingAttach.has(client)) return;
       if (l.rec.state.Status !== 'running') {
         l.pendingAttach.add(client);
         return;
       }
+      l.pendingAttach.delete(client);
       let stream: AttachStream;
       try {
         stream = await this.o.runtime.attach(l.rec.id);

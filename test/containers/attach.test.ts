@@ -97,3 +97,32 @@ test('start -a replays a stopped container run; attach with logs=1', async () =>
   assert.equal(r.body.subarray(8, 13).toString(), 'once\n');
   assert.equal((await e.docker(['rm', 'again'])).code, 0);
 });
+
+test('a start sent the moment the attach is upgraded still finds the attach: no output lost', async () => {
+  // docker start -a (and compose run, through it) sends the start as soon as the 101 arrives.
+  for (let i = 0; i < 8; i++) {
+    const id = (await e.ok(['create', ...(i % 2 ? ['-t'] : []), 'busybox', 'echo', `hello-${i}`])).trim();
+    try {
+      const raw = net.connect(e.d.socket);
+      let out = '';
+      const closed = new Promise<void>((r) => raw.on('close', () => r()));
+      raw.on('data', (d: Buffer) => {
+        const first = out === '';
+        out += d.toString('latin1');
+        if (first) raw.emit('upgraded');
+      });
+      const started = new Promise<void>((resolve, reject) => {
+        raw.once('upgraded', () => {
+          api(e.d.socket, 'POST', `/containers/${id}/start`).then((r) => (r.status === 204 ? resolve() : reject(new Error(`start: ${r.status}`))), reject);
+        });
+      });
+      raw.write(`POST /v1.50/containers/${id}/attach?stream=1&stdout=1&stderr=1 HTTP/1.1\r\nHost: berth\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n`);
+      await started;
+      await closed;
+      assert.match(out, /^HTTP\/1.1 101/);
+      assert.match(out, new RegExp(`hello-${i}`), `run ${i}: the attach got ${JSON.stringify(out)}`);
+    } finally {
+      await e.ok(['rm', '-f', id]);
+    }
+  }
+});
