@@ -716,10 +716,20 @@ static int layer_open(int dirfd, const char *rel, mode_t mode) {
       if (fd >= 0) return (int)fd;
       /* EAGAIN: a rename elsewhere raced the scoped lookup; it is safe to try again. */
       if (errno == EAGAIN && attempt < 16) continue;
-      if (errno == ENOSYS) break;
-      return -1;
+      if (errno == ENOSYS) {
+        have_openat2 = 0;
+        break;
+      }
+      if (errno != EPERM) return -1;
+      /*
+       * EPERM: some seccomp profiles (older container runtimes' defaults) refuse openat2
+       * outright. If openat is allowed where openat2 was not, that is what happened: use openat
+       * from now on. Otherwise openat's own error is the answer.
+       */
+      int fd2 = openat(dirfd, rel, flags, mode);
+      if (fd2 >= 0) have_openat2 = 0;
+      return fd2;
     }
-    have_openat2 = 0;
   }
   return openat(dirfd, rel, flags, mode);
 }
