@@ -17,12 +17,11 @@ import { createHash, Hash } from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BerthError, invalidParameter, systemError } from '../common/errors';
-import { lsetxattr, mknod } from '../native';
+import { layerCreate, layerFinish, layerOpen, layerWrite, lsetxattr, mknod, type LayerFileAttrs } from '../native';
 import { decompressionStages } from './compression';
 import { PaxRecords, xattrsOf } from './pax';
 import { ThreadedExtraction } from './extract-thread';
 import { TarHeader, TarReader, TarSink } from './reader';
-import { writeAllSync } from '../common/fsutil';
 
 export interface ApplyOptions {
   /** Do not chown entries (rootless use): files stay owned by the extracting user. */
@@ -43,15 +42,25 @@ export const OVERLAY_OPAQUE_XATTR = 'trusted.overlay.opaque';
 
 type Kind = 'dir' | 'file' | 'symlink' | 'other';
 
-const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, S_IFCHR, S_IFBLK, S_IFIFO } = fs.constants;
-const CREATE_FLAGS = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW;
+const { O_RDONLY, O_DIRECTORY, S_IFCHR, S_IFBLK, S_IFIFO } = fs.constants;
+const EMPTY = Buffer.alloc(0);
 
 function refuse(name: string, why: string): BerthError {
   return invalidParameter(`refusing to extract layer entry ${JSON.stringify(name)}: ${why}`);
 }
 
+/** A name needing no normalisation: no "", "." or ".." component, not absolute. */
+const PLAIN_NAME = /^(?!\/)(?!.*(?:^|\/)\.{0,2}(?:\/|$))/s;
+
 /** Normalises a tar path to "a/b/c" (no "", ".", leading "./" or trailing "/"); refuses unsafe ones. */
 function cleanPath(name: string, entryName: string, what: string): string {
+  // Most names are "./a/b" or "a/b" (GNU tar, docker): checked by one regular expression.
+  let start = 0;
+  while (name.startsWith('./', start)) start += 2;
+  let end = name.length;
+  if (end > start + 1 && name.charCodeAt(end - 1) === 0x2f) end--;
+  const plain = start === 0 && end === name.length ? name : name.slice(start, end);
+  if (plain !== '' && PLAIN_NAME.test(plain)) return plain;
   if (name.startsWith('/')) throw refuse(entryName, `${what} is an absolute path`);
   const parts = name.split('/');
   const out: string[] = [];
@@ -100,6 +109,20 @@ export class LayerWriter implements TarSink {
    */
   private umaskKeeps(mode: number): boolean {
     return mode <= 0o777 && (mode & this.umask) === 0;
+  }
+
+  /** An fd on the root, which regular files are created relative to (opened with the first). */
+  private rootFd = -1;
+
+  private dirFd(): number {
+    if (this.rootFd < 0) this.rootFd = fs.openSync(this.root, O_RDONLY | O_DIRECTORY);
+    return this.rootFd;
+  }
+
+  private closeRoot(): void {
+    const fd = this.rootFd;
+    this.rootFd = -1;
+    if (fd >= 0) fs.closeSync(fd);
   }
 
   private abs(rel: string): string {
@@ -162,42 +185,81 @@ export class LayerWriter implements TarSink {
     }
   }
 
-  /** The regular file whose body is being written, if any. */
+  /**
+   * The regular file whose body is coming: its fd once open (-1 before). A body that arrives in
+   * one piece (most files: the input comes in 1 MiB pieces) is written with the whole file in one
+   * native call; a longer one is opened, written piece by piece and finished at its end.
+   */
   private current: { fd: number; rel: string; header: TarHeader } | undefined;
 
   entry(header: TarHeader): void {
-    const fd = this.begin(header);
-    if (fd !== undefined) this.current = { fd, rel: cleanPath(header.name, header.name, 'the name'), header };
+    const rel = this.begin(header);
+    if (rel !== undefined) this.current = { fd: -1, rel, header };
   }
 
   data(chunk: Buffer): void {
     const cur = this.current;
     if (cur === undefined) return; // the body of a link or device entry: nothing to write
-    writeAllSync(cur.fd, chunk);
+    if (cur.fd < 0) {
+      if (chunk.length === cur.header.size) {
+        this.current = undefined;
+        this.createFile(cur.rel, cur.header, chunk);
+        return;
+      }
+      cur.fd = layerOpen(this.dirFd(), cur.rel, cur.header.mode & 0o7777, this.abs(cur.rel));
+    }
+    layerWrite(cur.fd, chunk, this.abs(cur.rel));
   }
 
   end(): void {
     const cur = this.current;
     if (cur === undefined) return;
     this.current = undefined;
-    try {
-      this.finishFile(cur.fd, cur.rel, cur.header);
-    } catch (err) {
-      try { fs.closeSync(cur.fd); } catch { /* the first error is the one to report */ }
-      throw err;
+    if (cur.fd < 0) {
+      this.createFile(cur.rel, cur.header, EMPTY);
+      return;
     }
-    fs.closeSync(cur.fd);
+    // Closes the fd whatever happens.
+    layerFinish(cur.fd, this.fileAttrs(cur.header), this.abs(cur.rel));
+    this.fileXattrs(cur.rel, cur.header);
   }
 
-  /** Closes the file being written, if any (the extraction failed). */
+  /** Closes what is open (the extraction failed or ended). */
   abort(): void {
     const cur = this.current;
     this.current = undefined;
-    if (cur !== undefined) fs.closeSync(cur.fd);
+    try {
+      if (cur !== undefined && cur.fd >= 0) fs.closeSync(cur.fd);
+    } finally {
+      this.closeRoot();
+    }
   }
 
-  /** Handles one entry; for regular files returns the fd to write the body into. */
-  private begin(header: TarHeader): number | undefined {
+  /** Owner, mode and times of a regular file; see finishFile in the native addon. */
+  private fileAttrs(header: TarHeader): LayerFileAttrs {
+    // Files are created root-owned: chown only when that is not right. open(2)'s mode went
+    // through the umask; when the umask took nothing away it is exact and needs no chmod.
+    const chown = this.chown && (header.uid !== 0 || header.gid !== 0);
+    const mode = header.mode & 0o7777;
+    const t = timesOf(header);
+    return { uid: chown ? header.uid : -1, gid: chown ? header.gid : -1, chmod: this.umaskKeeps(mode) ? -1 : mode, atime: t.atime, mtime: t.mtime };
+  }
+
+  /** xattrs go last: chown clears file capabilities (and they do not change the times). */
+  private fileXattrs(rel: string, header: TarHeader): void {
+    if (header.pax && xattrsOf(header.pax)) this.setXattrs(this.abs(rel), header.pax, header.name);
+  }
+
+  private createFile(rel: string, header: TarHeader, body: Buffer): void {
+    layerCreate(this.dirFd(), rel, header.mode & 0o7777, body, this.fileAttrs(header), this.abs(rel));
+    this.fileXattrs(rel, header);
+  }
+
+  /**
+   * Handles one entry; for a regular file, makes room for it and returns its clean name (the file
+   * itself is created with its body).
+   */
+  private begin(header: TarHeader): string | undefined {
     const entryName = header.name;
     const pax = header.pax;
     const rel = cleanPath(entryName, entryName, 'the name');
@@ -215,9 +277,8 @@ export class LayerWriter implements TarSink {
         if (rel === '') throw refuse(entryName, 'a non-directory cannot replace the layer root');
         this.removeExisting(rel);
         this.ensureParents(rel, entryName);
-        const fd = fs.openSync(this.abs(rel), CREATE_FLAGS, mode);
         this.made.set(rel, 'file');
-        return fd;
+        return rel;
       }
       case 'directory': {
         let exact = false;
@@ -290,17 +351,6 @@ export class LayerWriter implements TarSink {
     }
   }
 
-  /** Completes a regular file whose body has been written to fd. */
-  private finishFile(fd: number, rel: string, header: TarHeader): void {
-    // chown clears setuid/setgid and file capabilities, so: owner, then mode, then xattrs.
-    if (this.chown && (header.uid !== 0 || header.gid !== 0)) fs.fchownSync(fd, header.uid, header.gid);
-    // open(2)'s mode went through the umask; when the umask took nothing away it is exact.
-    if (!this.umaskKeeps(header.mode & 0o7777)) fs.fchmodSync(fd, header.mode & 0o7777);
-    if (header.pax && xattrsOf(header.pax)) this.setXattrs(this.abs(rel), header.pax, header.name);
-    const t = timesOf(header);
-    fs.futimesSync(fd, t.atime, t.mtime);
-  }
-
   private whiteout(rel: string, base: string, header: TarHeader, entryName: string): void {
     if (base === WHITEOUT_OPAQUE) {
       // The parent directory hides everything below it in lower layers.
@@ -322,6 +372,7 @@ export class LayerWriter implements TarSink {
 
   /** Directory times last: writing entries below a directory changes its mtime. */
   finish(): void {
+    this.closeRoot();
     for (const [rel, t] of this.dirTimes) {
       if (this.made.get(rel) === 'dir') fs.utimesSync(this.abs(rel), t.atime, t.mtime);
     }
@@ -383,6 +434,42 @@ export class LayerExtractor extends Writable {
     let n = 0;
     const bufs = chunks.map((c) => { n += c.chunk.length; return c.chunk; });
     this.take(bufs, n, cb);
+  }
+
+  /** Whether takeBatch() passes batches over shared memory to a thread (rather than parsing them in the call). */
+  get threaded(): boolean {
+    return this.thread !== undefined;
+  }
+
+  /**
+   * Takes bytes beside the stream interface (the caller then only end()s the stream): a buffer
+   * over a SharedArrayBuffer goes to the extraction thread without a copy; done runs once
+   * nothing reads it any more (at once for other buffers, which are copied or parsed in the
+   * call). Returns a promise when the caller should wait before handing more (too much in
+   * flight). A failure destroys the stream, as one in write() would.
+   */
+  takeBatch(batch: Buffer, done: () => void): Promise<void> | undefined {
+    if (this.destroyed) {
+      done();
+      return undefined;
+    }
+    try {
+      if (this.hash) this.hash.update(batch);
+      this.bytes += batch.length;
+      if (this.local) {
+        this.local.reader.write(batch);
+        done();
+        return undefined;
+      }
+      const t = this.thread!;
+      if (t.failure) throw t.failure;
+      t.writeShared(batch, done);
+      return t.inFlight <= MAX_IN_FLIGHT ? undefined : t.waitBelow(MAX_IN_FLIGHT);
+    } catch (err) {
+      done();
+      this.destroy(err as Error);
+      return undefined;
+    }
   }
 
   private take(chunks: Buffer[], n: number, cb: (err?: Error | null) => void): void {

@@ -23,11 +23,13 @@ export interface WireError {
 export type ToWorker =
   | { type: 'start'; id: number; dir: string; opts: ApplyOptions; cancel: SharedArrayBuffer }
   | { type: 'data'; id: number; buf: ArrayBuffer; length: number }
+  | { type: 'shared'; id: number; buf: SharedArrayBuffer; offset: number; length: number }
   | { type: 'end'; id: number }
   | { type: 'abort'; id: number };
 
 export type FromWorker =
   | { type: 'ack'; id: number; bytes: number; buf: ArrayBuffer }
+  | { type: 'sharedAck'; id: number; bytes: number }
   | { type: 'done'; id: number }
   | { type: 'error'; id: number; error: WireError }
   | { type: 'aborted'; id: number };
@@ -163,6 +165,27 @@ export class ThreadedExtraction {
     this.post({ type: 'data', id: this.id, buf, length }, [buf]);
   }
 
+  /** What to call as the thread finishes with each buffer writeShared() lent it, in order. */
+  private readonly lent: (() => void)[] = [];
+
+  /**
+   * Hands the thread a buffer over shared memory without copying it: onDone runs once the
+   * thread has written what it holds, and until then the caller must not change it. Other
+   * buffers are copied (as write() does).
+   */
+  writeShared(buf: Buffer, onDone: () => void): void {
+    if (!(buf.buffer instanceof SharedArrayBuffer)) {
+      this.write([buf]);
+      onDone();
+      return;
+    }
+    // Whatever is staged came first.
+    this.flush();
+    this.inFlight += buf.length;
+    this.lent.push(onDone);
+    this.post({ type: 'shared', id: this.id, buf: buf.buffer, offset: buf.byteOffset, length: buf.length });
+  }
+
   /** Resolves once at most limit bytes are in flight (or the job failed). */
   waitBelow(limit: number): Promise<void> {
     if (this.below(limit)) return Promise.resolve();
@@ -234,6 +257,11 @@ export class ThreadedExtraction {
         // The thread hands the buffer back: reused, so a layer allocates a few buffers in all
         // rather than one per MiB (external memory that would keep the GC busy).
         if (m.buf.byteLength === STAGING_BYTES) this.spare.push(Buffer.from(m.buf));
+        this.wake();
+        return;
+      case 'sharedAck':
+        this.inFlight -= m.bytes;
+        this.lent.shift()?.();
         this.wake();
         return;
       case 'error':

@@ -57,6 +57,18 @@ port.on('message', (m: ToWorker) => {
       port.postMessage({ type: 'ack', id: m.id, bytes: m.length, buf: m.buf } satisfies FromWorker, [m.buf]);
       return;
     }
+    case 'shared': {
+      if (job !== undefined && job.id === m.id && !job.failed && Atomics.load(job.cancel, 0) === 0) {
+        try {
+          job.reader.write(Buffer.from(m.buf, m.offset, m.length));
+        } catch (err) {
+          fail(err);
+        }
+      }
+      // The memory is the main thread's again (nothing here keeps a view of it).
+      post({ type: 'sharedAck', id: m.id, bytes: m.length });
+      return;
+    }
     case 'end': {
       if (job === undefined || job.id !== m.id || job.failed) return;
       try {

@@ -95,14 +95,19 @@ function isZeroBlock(buf: Buffer, offset: number): boolean {
 /** Verifies the header checksum: unsigned, or the signed variant some old tars wrote. */
 function checksumOK(buf: Buffer, offset: number): boolean {
   const stored = readNumber(buf, offset + 148, 8, 'checksum');
-  let unsigned = 0;
-  let signed = 0;
+  // The checksum field itself counts as eight spaces. One header per entry: a branch-free loop
+  // over the other bytes, and the signed sum only when the unsigned one does not match.
+  let unsigned = 8 * 0x20;
+  for (let i = offset; i < offset + 148; i++) unsigned += buf[i];
+  for (let i = offset + 156; i < offset + BLOCK; i++) unsigned += buf[i];
+  if (stored === unsigned) return true;
+  let signed = 8 * 0x20;
   for (let i = 0; i < BLOCK; i++) {
-    const b = i >= 148 && i < 156 ? 0x20 : buf[offset + i];
-    unsigned += b;
+    if (i >= 148 && i < 156) continue;
+    const b = buf[offset + i];
     signed += b > 127 ? b - 256 : b;
   }
-  return stored === unsigned || stored === signed;
+  return stored === signed;
 }
 
 function typeOf(flag: number): TarEntryType | 'pax' | 'pax-global' | 'gnu-long-name' | 'gnu-long-link' {
@@ -254,6 +259,9 @@ export class TarReader {
       linkname: readString(buf, off + 157, 100),
       devmajor: readNumber(buf, off + 329, 8, 'devmajor'),
       devminor: readNumber(buf, off + 337, 8, 'devminor'),
+      // Present from the start, so that every header object has the same shape.
+      atime: undefined,
+      pax: undefined,
     };
     this.applyPending(header);
     if (header.type === 'file' && header.name.endsWith('/')) header.type = 'directory';

@@ -12,6 +12,7 @@ import { finished, Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ApplyOptions, extractionError, LayerExtractor } from './apply';
 import { Compression, decompressor, detectCompression, peek } from './compression';
+import { copyBytes } from '../native';
 
 export interface TeeOptions extends ApplyOptions {
   /**
@@ -38,6 +39,12 @@ export interface TeeResult {
 const MAX_QUEUED_BYTES = 16 << 20;
 /** Input is handed on in batches of about this size. */
 const BATCH_BYTES = 1 << 20;
+/**
+ * How long pieces of a plain tar wait to fill a batch before they go on to the extractor (and
+ * the store) as a short one: long enough that a steady upload fills whole batches, short enough
+ * that an input which pauses (or waits for the verdict on what it sent) gets it.
+ */
+const PARTIAL_BATCH_MS = 20;
 
 /** Hashes and counts what is written to it. */
 class DigestSink extends Writable {
@@ -94,10 +101,16 @@ export async function teeLayer(input: Readable, store: (chunk: Buffer) => Promis
   //
   // Every taker is done with a batch once its write has completed, so batch buffers are reused:
   // fresh buffers for every megabyte (a Buffer.concat per batch, as a plain tar's batches once
-  // were) made V8 run a full GC every few dozen megabytes (external memory pressure). A plain
-  // tar's extractor gets each piece as it comes instead (it copies what it keeps), so that it
-  // sees a bad entry at once, not only when a whole batch has gathered behind it.
-  const plainSink = compression === 'none' ? downstream : undefined;
+  // were) made V8 run a full GC every few dozen megabytes (external memory pressure).
+  //
+  // A plain tar's extractor takes the same batches (LayerExtractor.takeBatch): they are made
+  // over shared memory, which its thread reads in place, so each byte is copied once on this
+  // thread (into the batch), not twice (into a batch for the store and into a message for the
+  // thread). So that a bad entry is seen soon, not only once a whole batch has gathered behind
+  // it, pieces waiting longer than PARTIAL_BATCH_MS go on as a short batch.
+  const batchSink = compression === 'none' ? extractor : undefined;
+  const shared = batchSink?.threaded === true;
+  let partialTimer: NodeJS.Timeout | undefined;
   const spare: Buffer[] = [];
   /** The batch buffers this call made (only those are reused). */
   const own = new WeakSet<Buffer>();
@@ -114,13 +127,13 @@ export async function teeLayer(input: Readable, store: (chunk: Buffer) => Promis
     while (gatheredBytes >= BATCH_BYTES) {
       let batch = spare.pop();
       if (batch === undefined) {
-        batch = Buffer.allocUnsafeSlow(BATCH_BYTES);
+        batch = shared ? Buffer.from(new SharedArrayBuffer(BATCH_BYTES)) : Buffer.allocUnsafeSlow(BATCH_BYTES);
         own.add(batch);
       }
       let filled = 0;
       while (filled < BATCH_BYTES) {
         const piece = gathered[0];
-        const n = piece.copy(batch, filled, 0, Math.min(piece.length, BATCH_BYTES - filled));
+        const n = shared ? copyBytes(batch, filled, piece) : piece.copy(batch, filled, 0, Math.min(piece.length, BATCH_BYTES - filled));
         filled += n;
         if (n === piece.length) gathered.shift();
         else gathered[0] = piece.subarray(n);
@@ -153,7 +166,8 @@ export async function teeLayer(input: Readable, store: (chunk: Buffer) => Promis
   let queuedBytes = 0;
   let storing: Promise<void> | undefined;
   let storeFailure: { err: unknown } | undefined;
-  let wakeWriter: (() => void) | undefined;
+  /** Waiters for the store's queue to shrink; each returns whether it is settled. */
+  let storeWaiters: (() => boolean)[] = [];
   const pump = async (): Promise<void> => {
     while (queue.length > 0 && storeFailure === undefined) {
       // Batches are big already: stored one by one, not copied together.
@@ -166,19 +180,19 @@ export async function teeLayer(input: Readable, store: (chunk: Buffer) => Promis
         storeFailure = { err };
       }
       queuedBytes -= n;
-      wakeWriter?.();
+      storeWaiters = storeWaiters.filter((settled) => !settled());
     }
     storing = undefined;
   };
+  // Several may wait: a write and a short batch passed on by the timer (passPartial).
   const stored = (): Promise<void> => new Promise<void>((resolve, reject) => {
-    const check = (): void => {
+    const settled = (): boolean => {
       if (storeFailure !== undefined) reject(storeFailure.err);
       else if (queuedBytes <= MAX_QUEUED_BYTES) resolve();
-      else return;
-      wakeWriter = undefined;
+      else return false;
+      return true;
     };
-    wakeWriter = check;
-    check();
+    if (!settled()) storeWaiters.push(settled);
   });
   const allStored = async (): Promise<void> => {
     while (storing !== undefined) await storing;
@@ -187,13 +201,18 @@ export async function teeLayer(input: Readable, store: (chunk: Buffer) => Promis
   // Hands batches on to the store and downstream; resolves when both can take more.
   const passOn = (batches: Buffer[]): Promise<unknown> | undefined => {
     if (batches.length === 0) return undefined;
-    const d = plainSink === undefined ? downstream : undefined;
+    const d = batchSink === undefined ? downstream : undefined;
     let passed: Promise<unknown> | undefined;
     for (const batch of batches) {
-      users.set(batch, d === undefined ? 1 : 2);
+      users.set(batch, d === undefined && batchSink === undefined ? 1 : 2);
       queue.push(batch);
       queuedBytes += batch.length;
       storing ??= pump();
+      if (batchSink !== undefined) {
+        const wait = batchSink.takeBatch(batch, () => release(batch));
+        if (wait !== undefined) passed ??= wait;
+        continue;
+      }
       if (d === undefined) continue;
       // The decompressor's own buffer is small (16 KiB): its "full" is ignored up to the bound,
       // so that batches queue there while the pool works instead of each waiting for the last.
@@ -204,6 +223,14 @@ export async function teeLayer(input: Readable, store: (chunk: Buffer) => Promis
     return Promise.all([stored(), passed]);
   };
 
+  /** Pieces have waited long enough for a whole batch: they go on as they are. */
+  const passPartial = (): void => {
+    partialTimer = undefined;
+    if (storeFailure !== undefined || downstreamFailure !== undefined) return;
+    // Backpressure is the next write's business; a failure shows through failedEarly.
+    passOn(rest())?.then(undefined, () => {});
+  };
+
   const tee = new Writable({
     highWaterMark: BATCH_BYTES,
     write(chunk: Buffer, _enc, cb) {
@@ -212,13 +239,21 @@ export async function teeLayer(input: Readable, store: (chunk: Buffer) => Promis
         return;
       }
       rawSize += chunk.length;
-      // The plain tar's sink copies the piece inside write() (to post it to its thread).
-      const extracted = plainSink !== undefined && !plainSink.write(chunk) ? once(plainSink, 'drain').catch(markDownstream) : undefined;
-      const passed = passOn(gather(chunk));
-      if (passed === undefined && extracted === undefined) cb();
-      else Promise.race([Promise.all([passed, extracted]), failedEarly]).then(() => cb(), cb);
+      const full = gather(chunk);
+      const passed = passOn(full);
+      if (batchSink !== undefined) {
+        if (full.length > 0 || gatheredBytes === 0) {
+          clearTimeout(partialTimer);
+          partialTimer = undefined;
+        }
+        if (gatheredBytes > 0) partialTimer ??= setTimeout(passPartial, PARTIAL_BATCH_MS);
+      }
+      if (passed === undefined) cb();
+      else Promise.race([passed, failedEarly]).then(() => cb(), cb);
     },
     final(cb) {
+      clearTimeout(partialTimer);
+      partialTimer = undefined;
       const waiting = passOn(rest());
       Promise.race([Promise.resolve(waiting), failedEarly]).then(() => {
         downstream?.end();
@@ -240,6 +275,7 @@ export async function teeLayer(input: Readable, store: (chunk: Buffer) => Promis
   } catch (err) {
     // Decided before the teardown below, whose own "premature close" must not mask the cause.
     const failure = downstreamFailure !== undefined ? extractionError(downstreamFailure) : err;
+    clearTimeout(partialTimer);
     stream.unpipe(tee);
     tee.destroy();
     downstream?.destroy();

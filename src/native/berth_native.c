@@ -17,7 +17,9 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/mman.h>
@@ -1005,6 +1007,261 @@ static napi_value js_signal_in_cgroup(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/*
+ * Regular files of a layer, for archive/apply.ts's LayerWriter. Creating a file through Node's
+ * fs took four calls (open, write, futimes, close), each with its JS-side validation and error
+ * context; these do the same syscalls in one call per file, relative to a directory fd the
+ * writer holds on the layer root (no walk of the root's own path per file).
+ *
+ * Files are opened with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS):
+ * the writer already refuses names that could leave the root (it tracks what the layer made), so
+ * this is a second, kernel-enforced guard: no symlink is followed and nothing outside dirfd is
+ * reached, whatever the name. Kernels without openat2 (before 5.6) get openat.
+ */
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+struct berth_open_how {
+  uint64_t flags;
+  uint64_t mode;
+  uint64_t resolve;
+};
+#define BERTH_RESOLVE_NO_MAGICLINKS 0x02
+#define BERTH_RESOLVE_NO_SYMLINKS 0x04
+#define BERTH_RESOLVE_BENEATH 0x08
+
+static int have_openat2 = 1;
+
+/* Creates rel below dirfd (O_EXCL, never following a symlink); returns the fd or -1 (errno). */
+static int layer_open(int dirfd, const char *rel, mode_t mode) {
+  int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+  if (have_openat2) {
+    struct berth_open_how how = {
+      .flags = (uint64_t)flags,
+      .mode = mode,
+      .resolve = BERTH_RESOLVE_BENEATH | BERTH_RESOLVE_NO_SYMLINKS | BERTH_RESOLVE_NO_MAGICLINKS,
+    };
+    for (int attempt = 0;; attempt++) {
+      long fd = syscall(SYS_openat2, dirfd, rel, &how, sizeof how);
+      if (fd >= 0) return (int)fd;
+      /* EAGAIN: a rename elsewhere raced the scoped lookup; it is safe to try again. */
+      if (errno == EAGAIN && attempt < 16) continue;
+      if (errno == ENOSYS) {
+        have_openat2 = 0;
+        break;
+      }
+      if (errno != EPERM) return -1;
+      /*
+       * EPERM: some seccomp profiles (older container runtimes' defaults) refuse openat2
+       * outright. If openat is allowed where openat2 was not, that is what happened: use openat
+       * from now on. Otherwise openat's own error is the answer.
+       */
+      int fd2 = openat(dirfd, rel, flags, mode);
+      if (fd2 >= 0) have_openat2 = 0;
+      return fd2;
+    }
+  }
+  return openat(dirfd, rel, flags, mode);
+}
+
+static int write_all(int fd, const char *data, size_t len) {
+  while (len > 0) {
+    ssize_t n = write(fd, data, len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    data += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+/* Seconds as a double to a timespec, as libuv does for fs.futimes (microsecond resolution). */
+static struct timespec to_timespec(double t) {
+  struct timespec ts;
+  ts.tv_sec = (time_t)t;
+  ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
+  ts.tv_nsec -= ts.tv_nsec % 1000;
+  if (ts.tv_nsec < 0) {
+    ts.tv_nsec += 1000000000;
+    ts.tv_sec -= 1;
+  }
+  return ts;
+}
+
+typedef struct {
+  int64_t uid, gid;  /* -1: no chown */
+  int64_t chmod;     /* -1: no chmod (open's mode is already exact) */
+  double atime, mtime;
+} finish_t;
+
+/* Owner, then mode (chown clears setuid bits), then times, then close; the fd is always closed. */
+static int layer_finish(int fd, const finish_t *f, const char **syscall_out) {
+  int err = 0;
+  if (f->uid >= 0 && fchown(fd, (uid_t)f->uid, (gid_t)f->gid) != 0) {
+    err = errno;
+    *syscall_out = "fchown";
+  } else if (f->chmod >= 0 && fchmod(fd, (mode_t)f->chmod) != 0) {
+    err = errno;
+    *syscall_out = "fchmod";
+  } else {
+    struct timespec ts[2] = {to_timespec(f->atime), to_timespec(f->mtime)};
+    if (futimens(fd, ts) != 0) {
+      err = errno;
+      *syscall_out = "futimens";
+    }
+  }
+  if (close(fd) != 0 && err == 0 && errno != EINTR) {
+    err = errno;
+    *syscall_out = "close";
+  }
+  return err;
+}
+
+static int get_finish(napi_env env, napi_value *argv, finish_t *f) {
+  if (napi_get_value_int64(env, argv[0], &f->uid) != napi_ok ||
+      napi_get_value_int64(env, argv[1], &f->gid) != napi_ok ||
+      napi_get_value_int64(env, argv[2], &f->chmod) != napi_ok ||
+      napi_get_value_double(env, argv[3], &f->atime) != napi_ok ||
+      napi_get_value_double(env, argv[4], &f->mtime) != napi_ok) {
+    napi_throw_type_error(env, NULL, "uid, gid, chmod, atime and mtime must be numbers");
+    return -1;
+  }
+  return 0;
+}
+
+static int get_buffer(napi_env env, napi_value v, void **data, size_t *len) {
+  bool is_buffer = false;
+  if (napi_is_buffer(env, v, &is_buffer) != napi_ok || !is_buffer) {
+    napi_throw_type_error(env, NULL, "expected a Buffer");
+    return -1;
+  }
+  if (napi_get_buffer_info(env, v, data, len) != napi_ok) {
+    napi_throw_error(env, NULL, "berth_native: napi_get_buffer_info failed");
+    return -1;
+  }
+  return 0;
+}
+
+/* layerOpen(dirfd, rel, mode) -> fd: creates rel for writing (see layer_open). */
+static napi_value js_layer_open(napi_env env, napi_callback_info info) {
+  napi_value argv[3], result;
+  int32_t dirfd;
+  uint32_t mode;
+  char *rel;
+  if (get_args(env, info, 3, argv)) return NULL;
+  if (napi_get_value_int32(env, argv[0], &dirfd) != napi_ok || napi_get_value_uint32(env, argv[2], &mode) != napi_ok) {
+    napi_throw_type_error(env, NULL, "dirfd and mode must be numbers");
+    return NULL;
+  }
+  if (get_string(env, argv[1], 0, &rel)) return NULL;
+  int fd = layer_open(dirfd, rel, (mode_t)mode);
+  int err = errno;
+  free(rel);
+  if (fd < 0) return throw_errno(env, err, "open");
+  CHECK(napi_create_int32(env, fd, &result));
+  return result;
+}
+
+/* layerWrite(fd, data: Buffer): writes all of data. */
+static napi_value js_layer_write(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int32_t fd;
+  void *data;
+  size_t len;
+  if (get_args(env, info, 2, argv)) return NULL;
+  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
+    napi_throw_type_error(env, NULL, "fd must be a number");
+    return NULL;
+  }
+  if (get_buffer(env, argv[1], &data, &len)) return NULL;
+  if (write_all(fd, data, len) != 0) return throw_errno(env, errno, "write");
+  return NULL;
+}
+
+/* layerFinish(fd, uid, gid, chmod, atime, mtime): see layer_finish; fd is closed in any case. */
+static napi_value js_layer_finish(napi_env env, napi_callback_info info) {
+  napi_value argv[6];
+  int32_t fd;
+  finish_t f;
+  const char *sc = NULL;
+  if (get_args(env, info, 6, argv)) return NULL;
+  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
+    napi_throw_type_error(env, NULL, "fd must be a number");
+    return NULL;
+  }
+  if (get_finish(env, argv + 1, &f)) {
+    close(fd);
+    return NULL;
+  }
+  int err = layer_finish(fd, &f, &sc);
+  if (err != 0) return throw_errno(env, err, sc);
+  return NULL;
+}
+
+/*
+ * layerCreate(dirfd, rel, mode, data: Buffer, uid, gid, chmod, atime, mtime): a whole regular
+ * file in one call (open, write, owner, mode, times, close). Nothing stays open on failure.
+ */
+static napi_value js_layer_create(napi_env env, napi_callback_info info) {
+  napi_value argv[9];
+  int32_t dirfd;
+  uint32_t mode;
+  void *data;
+  size_t len;
+  finish_t f;
+  char *rel;
+  const char *sc = "open";
+  if (get_args(env, info, 9, argv)) return NULL;
+  if (napi_get_value_int32(env, argv[0], &dirfd) != napi_ok || napi_get_value_uint32(env, argv[2], &mode) != napi_ok) {
+    napi_throw_type_error(env, NULL, "dirfd and mode must be numbers");
+    return NULL;
+  }
+  if (get_buffer(env, argv[3], &data, &len)) return NULL;
+  if (get_finish(env, argv + 4, &f)) return NULL;
+  if (get_string(env, argv[1], 0, &rel)) return NULL;
+  int fd = layer_open(dirfd, rel, (mode_t)mode);
+  int err = fd < 0 ? errno : 0;
+  free(rel);
+  if (fd >= 0) {
+    if (write_all(fd, data, len) != 0) {
+      err = errno;
+      sc = "write";
+      close(fd);
+    } else {
+      err = layer_finish(fd, &f, &sc);
+    }
+  }
+  if (err != 0) return throw_errno(env, err, sc);
+  return NULL;
+}
+
+/*
+ * copyBytes(target, targetStart, source): memcpy of all of source into target at targetStart;
+ * returns the bytes copied. Buffer.copy into memory backed by a SharedArrayBuffer goes through
+ * V8's relaxed (atomics-safe) byte copy, several times slower than memcpy; the tee that fills
+ * batches shared with the extraction thread copies hundreds of megabytes so. The caller makes
+ * sure no other thread touches the target range meanwhile.
+ */
+static napi_value js_copy_bytes(napi_env env, napi_callback_info info) {
+  napi_value argv[3], result;
+  void *target, *source;
+  size_t target_len, source_len;
+  int64_t start;
+  if (get_args(env, info, 3, argv)) return NULL;
+  if (get_buffer(env, argv[0], &target, &target_len) || get_buffer(env, argv[2], &source, &source_len)) return NULL;
+  if (napi_get_value_int64(env, argv[1], &start) != napi_ok || start < 0 || (uint64_t)start > target_len) {
+    napi_throw_range_error(env, NULL, "targetStart out of range");
+    return NULL;
+  }
+  size_t n = target_len - (size_t)start;
+  if (source_len < n) n = source_len;
+  memcpy((char *)target + start, source, n);
+  CHECK(napi_create_int64(env, (int64_t)n, &result));
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"mknod", NULL, js_mknod, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -1026,6 +1283,11 @@ static napi_value init(napi_env env, napi_value exports) {
     {"netnsCreate", NULL, js_netns_create, NULL, NULL, NULL, napi_enumerable, NULL},
     {"vethJoin", NULL, js_veth_join, NULL, NULL, NULL, napi_enumerable, NULL},
     {"vethLeave", NULL, js_veth_leave, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"layerOpen", NULL, js_layer_open, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"layerWrite", NULL, js_layer_write, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"layerFinish", NULL, js_layer_finish, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"layerCreate", NULL, js_layer_create, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"copyBytes", NULL, js_copy_bytes, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok) return NULL;
   return exports;

@@ -24,6 +24,11 @@ interface RawBinding {
   netnsCreate(file: string): Promise<void>;
   vethJoin(netns: string, bridge: string, ifname: string, mac: string, ip: string, prefix: number, gateway: string, mtu: number, metric: number): Promise<string>;
   vethLeave(netns: string, ifname: string): Promise<void>;
+  layerOpen(dirfd: number, rel: string, mode: number): number;
+  layerWrite(fd: number, data: Buffer): void;
+  layerFinish(fd: number, uid: number, gid: number, chmod: number, atime: number, mtime: number): void;
+  layerCreate(dirfd: number, rel: string, mode: number, data: Buffer, uid: number, gid: number, chmod: number, atime: number, mtime: number): void;
+  copyBytes(target: Buffer, targetStart: number, source: Buffer): number;
 }
 
 // This file compiles to dist/src/native/index.js; the addon is built in place under src/native.
@@ -70,9 +75,13 @@ export const MNT_DETACH = 0x2;
 export const MNT_EXPIRE = 0x4;
 export const UMOUNT_NOFOLLOW = 0x8;
 
-/** Rebuilds the addon's plain error (positive errno) as the error fs would have thrown. */
-function nodeError(err: unknown, syscall: string, file: string): Error {
-  const e = err as { errno?: unknown; message?: string };
+/**
+ * Rebuilds the addon's plain error (positive errno) as the error fs would have thrown. Where one
+ * addon call makes several syscalls, the one that failed (the error's own syscall) is named.
+ */
+function nodeError(err: unknown, fallbackSyscall: string, file: string): Error {
+  const e = err as { errno?: unknown; message?: string; syscall?: unknown };
+  const syscall = typeof e?.syscall === 'string' ? e.syscall : fallbackSyscall;
   if (typeof e?.errno !== 'number') return err as Error;
   const errno = e.errno;
   let code = `Unknown system error ${errno}`;
@@ -292,4 +301,53 @@ export async function vethLeave(netns: string, ifname: string): Promise<void> {
  */
 export function signalInCgroup(pid: number, signal: number, cgroupPath: string): boolean {
   try { return raw().signalInCgroup(pid, signal, cgroupPath); } catch (err) { throw nodeError(err, 'pidfd_send_signal', `pid ${pid}`); }
+}
+
+/** What to do to a regular file of a layer once its body is written. */
+export interface LayerFileAttrs {
+  /** chown to these (-1: leave the file owned by the creator). */
+  uid: number;
+  gid: number;
+  /** fchmod to this mode (-1: open's mode, after the umask, is already the right one). */
+  chmod: number;
+  /** Seconds since the epoch (fractions kept to the microsecond, as fs.futimes does). */
+  atime: number;
+  mtime: number;
+}
+
+/**
+ * Creates a new regular file rel below the directory dirfd for writing and returns its fd:
+ * openat2 with O_CREAT|O_EXCL and RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS (no symlink followed,
+ * nothing outside dirfd reached; plain openat on kernels without openat2). file names the entry
+ * in errors.
+ */
+export function layerOpen(dirfd: number, rel: string, mode: number, file: string): number {
+  try { return raw().layerOpen(dirfd, rel, mode); } catch (err) { throw nodeError(err, 'open', file); }
+}
+
+/** Writes all of data to fd. */
+export function layerWrite(fd: number, data: Buffer, file: string): void {
+  try { raw().layerWrite(fd, data); } catch (err) { throw nodeError(err, 'write', file); }
+}
+
+/** Sets owner, mode and times of a file layerOpen made, then closes it (also on failure). */
+export function layerFinish(fd: number, a: LayerFileAttrs, file: string): void {
+  try { raw().layerFinish(fd, a.uid, a.gid, a.chmod, a.atime, a.mtime); } catch (err) { throw nodeError(err, 'close', file); }
+}
+
+/**
+ * layerOpen, layerWrite and layerFinish in one call: a whole small file costs one crossing into
+ * C instead of four fs calls. Nothing stays open on failure (a file already created stays).
+ */
+export function layerCreate(dirfd: number, rel: string, mode: number, data: Buffer, a: LayerFileAttrs, file: string): void {
+  try { raw().layerCreate(dirfd, rel, mode, data, a.uid, a.gid, a.chmod, a.atime, a.mtime); } catch (err) { throw nodeError(err, 'open', file); }
+}
+
+/**
+ * Copies as much of source as fits into target at targetStart (memcpy); returns the bytes
+ * copied. For targets over a SharedArrayBuffer, which Buffer.copy fills through V8's much
+ * slower atomics-safe copy.
+ */
+export function copyBytes(target: Buffer, targetStart: number, source: Buffer): number {
+  return raw().copyBytes(target, targetStart, source);
 }

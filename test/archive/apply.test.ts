@@ -79,6 +79,26 @@ test('applyLayer: the root entry "./" sets the root directory metadata; entries 
   assert.equal(fs.readFileSync(path.join(dir, 'a/b'), 'utf8'), 'b');
 });
 
+test('applyLayer: names are normalised ("./", "//", "/./", a trailing "/"); dot-named files are ordinary', async (t) => {
+  const dir = tempDir(t);
+  const layer = await makeTar([
+    { name: './././d/', mode: 0o750 },
+    { name: 'd//e/./f', body: 'f' },
+    { name: './d/.hidden', body: 'h' },
+    { name: 'd/...', body: 'dots' },
+    { name: 'd/..x', body: 'x' },
+    { name: 'd/e/', mode: 0o700 },
+  ]);
+  await applyLayer(Readable.from([layer]), dir);
+  assert.equal(fs.statSync(path.join(dir, 'd')).mode & 0o7777, 0o750);
+  assert.equal(fs.statSync(path.join(dir, 'd/e')).mode & 0o7777, 0o700);
+  assert.equal(fs.readFileSync(path.join(dir, 'd/e/f'), 'utf8'), 'f');
+  assert.equal(fs.readFileSync(path.join(dir, 'd/.hidden'), 'utf8'), 'h');
+  assert.equal(fs.readFileSync(path.join(dir, 'd/...'), 'utf8'), 'dots');
+  assert.equal(fs.readFileSync(path.join(dir, 'd/..x'), 'utf8'), 'x');
+  assert.deepEqual(fs.readdirSync(dir), ['d']);
+});
+
 test('applyLayer: corrupt input is InvalidParameter and leaves the target empty', async (t) => {
   const dir = tempDir(t);
   const layer = await makeTar([{ name: 'a', body: 'aaaa' }, { name: 'b', body: 'b'.repeat(5000) }]);

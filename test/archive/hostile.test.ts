@@ -52,6 +52,12 @@ test('refuses ".." in the middle of a name (a/../../escape)', async (t) => {
   await expectRefused(t, () => [{ name: 'harmless/../../escape', body: 'evil' }], /"harmless\/\.\.\/\.\.\/escape".*"\.\."/);
 });
 
+test('refuses ".." hidden among "." and "//" components (./a/.//../../escape, a/..)', async (t) => {
+  await expectRefused(t, () => [{ name: './a/.//../../escape', body: 'x' }], /"\.\." component/);
+  await expectRefused(t, () => [{ name: 'harmless/..', body: 'x' }], /"\.\." component/);
+  await expectRefused(t, () => [{ name: '..', type: 'directory' }], /"\.\." component/);
+});
+
 test('refuses an absolute name (/etc/evil)', async (t) => {
   await expectRefused(t, () => [{ name: '/etc/evil', body: 'evil' }], /"\/etc\/evil": the name is an absolute path/, () => {
     assert.equal(fs.existsSync('/etc/evil'), false);

@@ -4,6 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
@@ -228,4 +229,52 @@ test('teeLayer: a hostile entry fails as InvalidParameter, stops storing, and le
   input.end(filler);
   await drained;
   assert.equal(fs.existsSync(path.join(dir, '..', 'escape')), false);
+});
+
+test('header checksums: unsigned, or the signed sum old tars wrote; anything else is refused', () => {
+  // A name with bytes above 127, where the two sums differ.
+  const h = header('caf\u00e9', '0', 2);
+  const sumOf = (signed: boolean): number => {
+    let sum = 0;
+    for (let i = 0; i < 512; i++) {
+      const b = i >= 148 && i < 156 ? 0x20 : h[i];
+      sum += signed && b > 127 ? b - 256 : b;
+    }
+    return sum;
+  };
+  assert.notEqual(sumOf(true), sumOf(false));
+  for (const signed of [false, true]) {
+    const b = Buffer.from(h);
+    b.write(`${sumOf(signed).toString(8).padStart(6, '0')}\0 `, 148);
+    const [e] = parse(Buffer.concat([b, block('ok')]));
+    assert.equal(e.header.name, 'caf\u00e9');
+    assert.equal(e.body.toString(), 'ok');
+    b.write(`${(sumOf(signed) + 1).toString(8).padStart(6, '0')}\0 `, 148);
+    assert.throws(() => parse(Buffer.concat([b, block('ok')])), /checksum/);
+  }
+});
+
+test('teeLayer, plain tar: batches shared with the extraction thread; a pausing input and a slow store both finish', { timeout: 60_000 }, async (t) => {
+  // More than the store's queue bound (16 MiB) of files, sent in socket-sized pieces with pauses
+  // longer than the tee's wait for a whole batch, into a slow store: short batches go on while
+  // the store's queue is full and a write waits for it (both must be woken; a lost waiter hung
+  // the upload). Every stored byte and every file must come out right.
+  const bodies = Array.from({ length: 80 }, (_, i) => randomBytes(((i * 7919) % 1024) * 1024 + i));
+  const layer = await makeTar(bodies.map((body, i) => ({ name: `d/f${i}`, body })));
+  assert.ok(layer.length > 32 << 20);
+  async function* upload(): AsyncGenerator<Buffer> {
+    for (let off = 0, n = 0; off < layer.length; off += 60_000, n++) {
+      if (n % 100 === 99) await new Promise((r) => setTimeout(r, 40));
+      yield layer.subarray(off, off + 60_000);
+    }
+  }
+  const dir = tempDir(t, 'tee');
+  const stored: Buffer[] = [];
+  const res = await teeLayer(Readable.from(upload()), async (c) => {
+    await new Promise((r) => setTimeout(r, 30));
+    stored.push(Buffer.from(c));
+  }, { extractTo: dir });
+  assert.equal(res.rawSize, layer.length);
+  assert.ok(Buffer.concat(stored).equals(layer), 'stored bytes');
+  bodies.forEach((body, i) => assert.ok(fs.readFileSync(path.join(dir, 'd', `f${i}`)).equals(body), `f${i}`));
 });

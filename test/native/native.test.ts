@@ -236,3 +236,105 @@ test('lstatXattrs: lstat fields and xattr names in one call, symlinks not follow
   assert.throws(() => native.lstatXattrs(path.join(dir, 'missing'), out, true), (err: NodeJS.ErrnoException) => err.code === 'ENOENT' && err.syscall === 'lstat' && err.path === path.join(dir, 'missing'));
   assert.throws(() => native.lstatXattrs(`${dir}/${'x'.repeat(5000)}`, out, true), (err: NodeJS.ErrnoException) => err.code === 'ENAMETOOLONG');
 });
+
+/** How many fds this process has open (to see that failures leave none behind). */
+function openFds(): number {
+  return fs.readdirSync('/proc/self/fd').length;
+}
+
+test('layerCreate and layerOpen/layerWrite/layerFinish: body, owner, mode (setuid too) and times, relative to a dir fd', (t) => {
+  const dir = tempDir(t);
+  fs.mkdirSync(path.join(dir, 'sub'));
+  const dirfd = fs.openSync(dir, 'r');
+  t.after(() => fs.closeSync(dirfd));
+  const fds = openFds();
+
+  // Whole file in one call; chown, then chmod (setuid survives, as chown would clear it), times
+  // to the microsecond as fs.futimes keeps them.
+  native.layerCreate(dirfd, 'sub/small', 0o600, Buffer.from('hello'), { uid: 1234, gid: 5678, chmod: 0o4755, atime: 1_600_000_000.25, mtime: 1_500_000_000.1234567 }, path.join(dir, 'sub/small'));
+  let st = fs.statSync(path.join(dir, 'sub/small'), { bigint: true });
+  assert.equal(fs.readFileSync(path.join(dir, 'sub/small'), 'utf8'), 'hello');
+  assert.deepEqual([Number(st.uid), Number(st.gid), Number(st.mode & 0o7777n)], [1234, 5678, 0o4755]);
+  assert.equal(st.mtimeNs, 1_500_000_000_123_456_000n);
+  assert.equal(st.atimeNs, 1_600_000_000_250_000_000n);
+
+  // -1: no chown (root-owned, as created) and no chmod (open's mode, through the umask).
+  const old = process.umask(0o022);
+  t.after(() => process.umask(old));
+  native.layerCreate(dirfd, 'empty', 0o644, Buffer.alloc(0), { uid: -1, gid: -1, chmod: -1, atime: 0, mtime: 86400 }, 'empty');
+  st = fs.statSync(path.join(dir, 'empty'), { bigint: true });
+  assert.deepEqual([Number(st.uid), Number(st.size), Number(st.mode & 0o7777n), Number(st.mtimeMs)], [0, 0, 0o644, 86_400_000]);
+
+  // In pieces.
+  const fd = native.layerOpen(dirfd, 'sub/big', 0o640, 'sub/big');
+  native.layerWrite(fd, Buffer.alloc(3 << 20, 'a'), 'sub/big');
+  native.layerWrite(fd, Buffer.from('tail'), 'sub/big');
+  native.layerFinish(fd, { uid: 7, gid: 8, chmod: -1, atime: 10, mtime: 20 }, 'sub/big');
+  st = fs.statSync(path.join(dir, 'sub/big'), { bigint: true });
+  assert.deepEqual([Number(st.size), Number(st.uid), Number(st.gid), Number(st.mtimeMs)], [(3 << 20) + 4, 7, 8, 20_000]);
+  assert.equal(fs.readFileSync(path.join(dir, 'sub/big')).subarray(-4).toString(), 'tail');
+  assert.equal(openFds(), fds, 'every fd is closed');
+});
+
+test('layerOpen/layerCreate never leave the dir fd: symlinks, "..", absolute names; failures close what they opened', (t) => {
+  const dir = tempDir(t);
+  const root = path.join(dir, 'root');
+  const outside = path.join(dir, 'outside');
+  fs.mkdirSync(root);
+  fs.mkdirSync(outside);
+  fs.symlinkSync(outside, path.join(root, 'abs-link'));
+  fs.symlinkSync('../outside', path.join(root, 'rel-link'));
+  fs.symlinkSync('.', path.join(root, 'self-link'));
+  fs.writeFileSync(path.join(root, 'exists'), 'old');
+  const dirfd = fs.openSync(root, 'r');
+  t.after(() => fs.closeSync(dirfd));
+  const fds = openFds();
+  const attrs = { uid: -1, gid: -1, chmod: -1, atime: 0, mtime: 0 };
+
+  // A symlink anywhere on the path is refused by the kernel (RESOLVE_NO_SYMLINKS), even one
+  // that stays inside.
+  for (const rel of ['abs-link/x', 'rel-link/x', 'self-link/x']) {
+    assert.throws(() => native.layerCreate(dirfd, rel, 0o644, Buffer.from('x'), attrs, rel), { code: 'ELOOP', syscall: 'open', path: rel });
+    assert.throws(() => native.layerOpen(dirfd, rel, 0o644, rel), { code: 'ELOOP' });
+  }
+  // ".." and absolute names cannot leave the root (RESOLVE_BENEATH).
+  for (const rel of ['../outside/x', `${outside}/x`]) {
+    assert.throws(() => native.layerCreate(dirfd, rel, 0o644, Buffer.from('x'), attrs, rel), { code: 'EXDEV' });
+  }
+  assert.deepEqual(fs.readdirSync(outside), []);
+  // A final symlink or an existing file is never written through: O_CREAT|O_EXCL.
+  assert.throws(() => native.layerCreate(dirfd, 'abs-link', 0o644, Buffer.from('x'), attrs, 'abs-link'), { code: 'EEXIST' });
+  assert.throws(() => native.layerCreate(dirfd, 'exists', 0o644, Buffer.from('x'), attrs, 'exists'), { code: 'EEXIST' });
+  assert.equal(fs.readFileSync(path.join(root, 'exists'), 'utf8'), 'old');
+
+  const fd = native.layerOpen(dirfd, 'pieces', 0o644, 'pieces');
+  native.layerFinish(fd, attrs, 'pieces');
+  assert.throws(() => fs.fstatSync(fd), { code: 'EBADF' }, 'layerFinish closed the fd');
+  assert.equal(openFds(), fds);
+
+  // A failure after the open (a write to a full file system) closes the file, and the error
+  // names the syscall that failed.
+  const small = path.join(dir, 'small');
+  fs.mkdirSync(small);
+  native.mount('tmpfs', small, 'tmpfs', 0, 'size=64k');
+  try {
+    const smallfd = fs.openSync(small, 'r');
+    try {
+      assert.throws(() => native.layerCreate(smallfd, 'big', 0o644, Buffer.alloc(1 << 20), attrs, 'big'), { code: 'ENOSPC', syscall: 'write', path: 'big' });
+    } finally {
+      fs.closeSync(smallfd);
+    }
+  } finally {
+    native.umount2(small, native.MNT_DETACH);
+  }
+  assert.equal(openFds(), fds);
+});
+
+test('copyBytes copies into SharedArrayBuffer-backed buffers, as much as fits', () => {
+  const target = Buffer.from(new SharedArrayBuffer(10));
+  assert.equal(native.copyBytes(target, 2, Buffer.from('abcd')), 4);
+  assert.equal(native.copyBytes(target, 8, Buffer.from('xyz')), 2);
+  assert.equal(native.copyBytes(target, 10, Buffer.from('q')), 0);
+  assert.equal(target.toString('latin1'), '\0\0abcd\0\0xy');
+  assert.throws(() => native.copyBytes(target, 11, Buffer.from('q')), RangeError);
+});
