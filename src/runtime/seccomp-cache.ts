@@ -34,7 +34,7 @@ export class SeccompBpfCache {
 
   /**
    * The cache key of a spec's filter under a runtime binary, or undefined when the spec has no
-   * seccomp section or sets the program itself (a label named like the annotation).
+   * seccomp section or sets the program itself (docker run --annotation run.oci.seccomp_bpf_data=...).
    */
   key(runtimePath: string, spec: SpecLike): string | undefined {
     if (!spec.linux?.seccomp || spec.annotations?.[SECCOMP_BPF_ANNOTATION] !== undefined) return undefined;
