@@ -233,7 +233,7 @@ export class ContainerService {
       probes: execProbes(this),
       log: o.log,
     });
-    this.probes = new ProbeLauncher({ log: o.log });
+    this.probes = new ProbeLauncher({ log: o.log, binaries: o.runtime.binaries });
     mkdirp(path.join(o.paths.dataRoot, 'containers'), 0o700);
     mkdirp(o.paths.execRoot, 0o700);
   }

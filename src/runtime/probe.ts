@@ -3,11 +3,8 @@
 // no conmon (nothing to attach to later, no terminal to resize, and berthd waits for the exit
 // itself), and the process spec is written once per container run and reused, not per probe.
 //
-// The runtime binary is run from a sealed memfd copy (native sealedCopy) that berthd keeps open.
-// crun and runc copy themselves before every exec as their CVE-2019-5736 defence (a read-only
-// bind mount or memfd, then a second execve, which doubles their start-up cost); a binary that
-// already runs from a fully sealed memfd is recognised as safe and the copy is skipped. The
-// protection is the same: the container can neither write the memfd nor reach the host's file.
+// The runtime binary is run from a sealed memfd copy that berthd keeps open (sealed.ts), so crun
+// and runc skip their per-command self-copy.
 //
 // What the probe runs as is exactly what `<runtime> exec` gives any exec: the container's
 // namespaces, cgroup, seccomp filter, and the user, env, cwd, capabilities and no-new-privileges
@@ -18,7 +15,8 @@ import * as net from 'node:net';
 import { Readable } from 'node:stream';
 import { writeFileAtomic } from '../common/fsutil';
 import { silentLogger, type Logger } from '../common/logger';
-import { sealedCopy, spawnWatched } from '../native';
+import { spawnWatched } from '../native';
+import { SealedBinaries } from './sealed';
 import type { OciProcess } from './spec';
 import { runtimeMessage } from './runtime';
 
@@ -48,12 +46,6 @@ export interface ProbeRun {
   kill(): void;
 }
 
-interface SealedBinary {
-  fd: number;
-  /** Identity of the file it was copied from: a replaced binary (upgrade) is copied again. */
-  stamp: string;
-}
-
 /**
  * The last line of a runtime failure before the process ran (crun's exec child prints it on
  * stderr and exits 255): a missing or unexecutable command, a bad working directory.
@@ -63,16 +55,19 @@ const START_FAILURE = /^(executable file `[^`]*` not found in \$PATH|open execut
 const RUNC_ERROR = /^time="[^"]*" level=(error|fatal) msg="/;
 
 export class ProbeLauncher {
-  private readonly binaries = new Map<string, SealedBinary>();
+  private readonly binaries: SealedBinaries;
+  /** The binaries were given (shared with the runtime): closing them is the giver's business. */
+  private readonly sharedBinaries: boolean;
   /** Process specs already written, by container: the key says what they were written from. */
   private readonly specs = new Map<string, { key: string; file: string }>();
   private readonly log: Logger;
-  private warned = false;
   /** The runtime's environment: berthd's, without what would make it talk to systemd. */
   private readonly envp: string[];
 
-  constructor(o: { log?: Logger } = {}) {
+  constructor(o: { log?: Logger; binaries?: SealedBinaries } = {}) {
     this.log = o.log ?? silentLogger;
+    this.binaries = o.binaries ?? new SealedBinaries(this.log);
+    this.sharedBinaries = o.binaries !== undefined;
     this.envp = Object.entries(process.env)
       .filter(([k, v]) => v !== undefined && k !== 'NOTIFY_SOCKET' && k !== 'LISTEN_PID' && k !== 'LISTEN_FDS')
       .map(([k, v]) => `${k}=${v}`);
@@ -97,7 +92,7 @@ export class ProbeLauncher {
   }
 
   async run(t: ProbeTarget, processFile: string): Promise<ProbeRun> {
-    const exe = this.executable(t.runtimePath);
+    const exe = this.binaries.executable(t.runtimePath);
     const args = [path.basename(t.runtimePath), `--root=${t.runtimeRoot}`, ...t.runtimeArgs, 'exec', '--process', processFile, t.id];
     let done = false;
     let onExit: (code: number, signal: number) => void = () => {};
@@ -159,46 +154,10 @@ export class ProbeLauncher {
     };
   }
 
-  /** Closes the sealed copies (after a grace period: a spawn may still be on its way). */
+  /** Closes the sealed copies, unless they were given (after a grace period: see sealed.ts). */
   close(): void {
-    for (const b of this.binaries.values()) retire(b.fd);
-    this.binaries.clear();
+    if (!this.sharedBinaries) this.binaries.close();
   }
-
-  /** /proc/<berthd>/fd/<n> of the sealed copy of the runtime, or the runtime itself if that fails. */
-  private executable(runtimePath: string): string {
-    let st: fs.Stats;
-    try {
-      st = fs.statSync(runtimePath);
-    } catch {
-      return runtimePath;
-    }
-    const stamp = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`;
-    let b = this.binaries.get(runtimePath);
-    if (b?.stamp !== stamp) {
-      if (b) retire(b.fd);
-      this.binaries.delete(runtimePath);
-      try {
-        b = { fd: sealedCopy(runtimePath, path.basename(runtimePath)), stamp };
-        this.binaries.set(runtimePath, b);
-      } catch (err) {
-        if (!this.warned) this.log.warn('cannot make a sealed copy of the runtime for probes; running it from disk', { path: runtimePath, error: (err as Error).message });
-        this.warned = true;
-        return runtimePath;
-      }
-    }
-    return `/proc/${process.pid}/fd/${b.fd}`;
-  }
-}
-
-/**
- * Closes a sealed copy a minute from now: a spawn queued a moment ago may still be about to exec
- * /proc/<pid>/fd/<n>, and closing it at once could let that number name some other file by then.
- */
-function retire(fd: number): void {
-  setTimeout(() => {
-    try { fs.closeSync(fd); } catch {}
-  }, 60_000).unref();
 }
 
 /** Pids of a process's children (/proc/<pid>/task/<pid>/children). */

@@ -11,6 +11,7 @@
 //
 // Per container, the only processes spawned are conmon (which runs `<runtime> create`) and
 // `<runtime> start`; state and exit are read from files, exits are seen through one fs.watch.
+// The runtime runs from a sealed memfd copy (sealed.ts), so it does not copy itself each time.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as net from 'node:net';
@@ -23,6 +24,7 @@ import { silentLogger, type Logger } from '../common/logger';
 import { AttachStream, connectAttach, writeResize } from './attach';
 import { removeCgroup } from './cgroups';
 import { signalInCgroup, spawnPiped, spawnWatched } from '../native';
+import { SealedBinaries } from './sealed';
 import type { OciProcess } from './spec';
 import type { ProbeTarget } from './probe';
 
@@ -132,6 +134,8 @@ export interface ConmonRuntimeOptions {
   stateRoot: string;
   conmonPath?: string;
   log?: Logger;
+  /** Sealed copies of the runtime binaries to run (default: its own). */
+  binaries?: SealedBinaries;
 }
 
 /** Error from the OCI runtime or conmon, carrying the runtime's own message. */
@@ -268,12 +272,15 @@ export class ConmonRuntime implements OciRuntime {
   private readonly exitWaiters = new Map<string, { resolve: (e: ExitStatus) => void; promise: Promise<ExitStatus> }>();
   private watcher?: fs.FSWatcher;
   private sweepTimer?: NodeJS.Timeout;
+  /** What the runtime binaries are run from (health probes share them). */
+  readonly binaries: SealedBinaries;
 
   constructor(opts: ConmonRuntimeOptions) {
     this.stateRoot = path.resolve(opts.stateRoot);
     this.exitsDir = path.join(this.stateRoot, 'exits');
     this.conmonPath = opts.conmonPath ?? '/usr/bin/conmon';
     this.log = opts.log ?? silentLogger;
+    this.binaries = opts.binaries ?? new SealedBinaries(this.log);
     mkdirp(this.exitsDir, 0o700);
     mkdirp(path.join(this.stateRoot, 'ctr'), 0o700);
   }
@@ -314,7 +321,7 @@ export class ConmonRuntime implements OciRuntime {
     const env = Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined).map(([k, v]) => `${k}=${v}`);
     let spawned: { stdoutFd: number; stderrFd: number };
     try {
-      spawned = await spawnWatched(rec.runtimePath, [rec.runtimePath, ...this.runtimeGlobalArgs(rec), ...args], env, (code, signal) => onExit(code, signal));
+      spawned = await spawnWatched(this.binaries.executable(rec.runtimePath), [rec.runtimePath, ...this.runtimeGlobalArgs(rec), ...args], env, (code, signal) => onExit(code, signal));
     } catch (err) {
       throw fail((err as Error).message);
     }
@@ -370,7 +377,7 @@ export class ConmonRuntime implements OciRuntime {
     const args = [
       '--api-version', '1',
       '-c', id, '-u', id, '-n', opts.name ?? id,
-      '-r', rec.runtimePath,
+      '-r', this.binaries.executable(rec.runtimePath),
       '-b', rec.bundleDir,
       '-p', path.join(dir, 'pid'),
       '-P', path.join(dir, 'conmon.pid'),
@@ -723,7 +730,7 @@ export class ConmonRuntime implements OciRuntime {
     const args = [
       '--api-version', '1',
       '-c', id, '-u', execId,
-      '-r', rec.runtimePath,
+      '-r', this.binaries.executable(rec.runtimePath),
       '-b', dir,
       '-p', path.join(dir, 'pid'),
       '-P', path.join(dir, 'conmon.pid'),
