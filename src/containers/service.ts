@@ -515,12 +515,17 @@ export class ContainerService {
     };
 
     // Storage first, the record last: a record always has its layer.
+    const t0 = performance.now();
+    const phases: Record<string, number> = {};
     this.prepareLayers(id, this.o.images.topChainID(image));
+    phases.layers = msSince(t0);
     try {
       // Volumes are created (and the request's mounts validated against the host) with the record.
       this.o.mounts?.create(id, { Binds: hc.Binds, Mounts: hc.Mounts as never, Tmpfs: hc.Tmpfs as never, VolumesFrom: hc.VolumesFrom as never, Volumes: Object.keys({ ...(ic.Volumes ?? {}), ...(req.Volumes ?? {}) }) }, (ref) => this.get(ref).rec.id);
       mkdirp(this.o.paths.dir(id), 0o700);
+      phases.mounts = msSince(t0);
       await this.o.network?.recordCreate(id, endpoints);
+      phases.network = msSince(t0);
       for (let attempt = 0; ; attempt++) {
         if (!wanted) rec.name = generateName(attempt);
         if (this.o.store.insert(rec)) break;
@@ -538,7 +543,8 @@ export class ContainerService {
       throw err;
     }
     this.live.set(id, new Live(rec));
-    this.log.debug('container created', { id, name: rec.name });
+    phases.record = msSince(t0);
+    this.log.debug('container created', { id, name: rec.name, ms: phases });
     this.emit(rec, 'create');
     return { Id: id, Warnings: warnings };
   }
@@ -1106,6 +1112,8 @@ export class ContainerService {
         });
       }
       await l.lock(async () => {
+        const t0 = performance.now();
+        const phases: Record<string, number> = {};
         const from = l.rec.state.Status;
         l.rec.state.Status = transition(from, 'removing', l.rec);
         this.save(l);
@@ -1113,17 +1121,23 @@ export class ContainerService {
           await this.o.runtime.delete(l.rec.id, { force: true }).catch((err) => {
             if (!isKind(err, 'NotFound')) throw err;
           });
+          phases.runtimeDelete = msSince(t0);
           await this.cleanupRun(l.rec.id);
+          phases.unmount = msSince(t0);
           // An explicit removal returns with the networking gone; the auto-removal of a --rm
           // container leaves its teardown to the background (see applyExit).
           await this.o.network?.stop(l.rec.id, { background: opts.auto === true });
+          phases.network = msSince(t0);
           // The writable layer's files (as many as the container wrote) go on the thread pool
           // after the removal is answered; the main thread waited for them before.
           this.removeLayers(l.rec.id, { background: true });
+          phases.layers = msSince(t0);
           // On the thread pool: on a busy disk, removing files waits on the journal.
           await fs.promises.rm(this.o.paths.dir(l.rec.id), { recursive: true, force: true });
+          phases.files = msSince(t0);
           this.o.store.delete(l.rec.id);
           this.o.mounts?.forget(l.rec.id, { removeAnonymous: opts.volumes === true });
+          phases.records = msSince(t0);
         } catch (err) {
           l.rec.state.Status = transition('removing', 'dead', l.rec);
           l.rec.state.Error = (err as Error).message;
@@ -1136,7 +1150,7 @@ export class ContainerService {
         for (const execId of l.execs) this.execs.delete(execId);
         const result = { StatusCode: l.rec.state.ExitCode, Error: null };
         for (const w of [...l.nextExitWaiters.splice(0), ...l.notRunningWaiters.splice(0), ...l.removedWaiters.splice(0)]) w(result);
-        this.log.debug('container removed', { id: l.rec.id });
+        this.log.debug('container removed', { id: l.rec.id, ms: phases });
         this.emit(l.rec, 'destroy');
       });
     } finally {

@@ -57,6 +57,7 @@ const FLAGS: (FlagSpec & { key: string })[] = [
   { name: 'max-concurrent-downloads', type: 'int', key: 'max-concurrent-downloads', description: 'Set the max concurrent downloads' },
   { name: 'max-concurrent-uploads', type: 'int', key: 'max-concurrent-uploads', description: 'Set the max concurrent uploads' },
   { name: 'cgroup-parent', type: 'string', key: 'cgroup-parent', description: 'Set parent cgroup for all containers' },
+  { name: 'cgroup-favor-dynmods', type: 'bool', key: 'cgroup-favor-dynmods', description: 'Remount cgroup2 with favordynmods (faster container starts; a host-wide kernel setting)' },
   { name: 'tlsverify', type: 'bool', key: 'tlsverify', description: 'Use TLS and verify the remote (required for tcp:// listeners)' },
   { name: 'tlscacert', type: 'string', key: 'tlscacert', description: 'Trust certs signed only by this CA' },
   { name: 'tlscert', type: 'string', key: 'tlscert', description: 'Path to TLS certificate file' },
@@ -154,7 +155,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
   const extra: Record<string, unknown> = {};
   for (const k of FILE_ONLY_KEYS) if (k in file && k !== 'runtimes') extra[k] = file[k];
   // Settings with flags that only later subsystems read travel in extra too (the network service).
-  for (const k of ['bip', 'bridge', 'iptables']) {
+  for (const k of ['bip', 'bridge', 'iptables', 'cgroup-favor-dynmods']) {
     const v = pick<string | boolean | undefined>(k, k, undefined);
     if (v !== undefined) extra[k] = v;
   }

@@ -28,7 +28,7 @@ import { execRoutes } from '../api/routes/exec';
 import { eventRoutes } from '../api/routes/events';
 import { EventsService } from '../events';
 import { ConmonRuntime } from '../runtime/runtime';
-import { ensureCgroupsUsable } from '../runtime/cgroups';
+import { ensureCgroupsUsable, favorCgroupMigrations } from '../runtime/cgroups';
 import { ContainerPaths, ContainerStore } from '../containers/store';
 import { ContainerService } from '../containers/service';
 import { ContainerApi } from '../containers/api';
@@ -90,6 +90,7 @@ export class Daemon implements SystemBackend {
     } catch (err) {
       log.warn(`cgroups are not usable by the OCI runtime: ${(err as Error).message}`);
     }
+    if (cfg.extra['cgroup-favor-dynmods'] !== false) favorCgroupMigrations(log);
     this.networks = new NetworkService(this.meta, { dataRoot: root, execRoot: cfg.execRoot, log, ...optionsFromDaemonConfig(cfg.extra) });
     await this.networks.init();
     const containerPaths = new ContainerPaths(root, cfg.execRoot);

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { parseCgroupMounts, ensureCgroupsUsable, detectCgroupLayout, cgroupDirs, removeCgroup, cgroupPids } from '../../src/runtime/cgroups';
+import { parseCgroupMounts, ensureCgroupsUsable, detectCgroupLayout, cgroupDirs, removeCgroup, cgroupPids, cgroup2Mount, favorCgroupMigrations } from '../../src/runtime/cgroups';
 import { silentLogger } from '../../src/common/logger';
 
 const HYBRID = `31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
@@ -30,6 +30,35 @@ test('parseCgroupMounts: hybrid, v1 and v2 layouts', () => {
   assert.equal(v2.v1.size, 0);
   const esc = parseCgroupMounts('1 2 0:1 / /mnt/with\\040space rw - cgroup cgroup rw,pids\n');
   assert.equal(esc.v1.get('pids'), '/mnt/with space');
+});
+
+test('cgroup2Mount: where cgroup2 is and whether it has favordynmods', () => {
+  assert.deepEqual(cgroup2Mount(HYBRID), { mountPoint: '/sys/fs/cgroup/unified', favorDynmods: false });
+  assert.deepEqual(cgroup2Mount('30 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate,favordynmods\n'), { mountPoint: '/sys/fs/cgroup', favorDynmods: true });
+  assert.equal(cgroup2Mount(HYBRID.split('\n').filter((l) => !l.includes('cgroup2')).join('\n')), undefined);
+});
+
+test('favorCgroupMigrations: remounts this machine\'s cgroup2 with favordynmods, keeping its other options; a failing remount is only logged', () => {
+  const before = cgroup2Mount(fs.readFileSync('/proc/self/mountinfo', 'utf8'));
+  assert.ok(before, 'this machine mounts cgroup2');
+  const optionsOf = (): string[] => {
+    const line = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.includes(' - cgroup2 '))!;
+    return [...line.split(' ')[5].split(','), ...line.split(' - ')[1].split(' ')[2].split(',')].filter((o) => o !== 'favordynmods').sort();
+  };
+  const kept = optionsOf();
+  if (!before.favorDynmods) {
+    const calls: string[] = [];
+    assert.equal(favorCgroupMigrations(silentLogger, (mp) => {
+      calls.push(mp);
+      throw new Error('mount: unknown option');
+    }), 'unavailable');
+    assert.deepEqual(calls, [before.mountPoint]);
+  }
+  const r = favorCgroupMigrations(silentLogger);
+  assert.equal(r, before.favorDynmods ? 'already' : 'set');
+  assert.equal(cgroup2Mount(fs.readFileSync('/proc/self/mountinfo', 'utf8'))?.favorDynmods, true);
+  assert.deepEqual(optionsOf(), kept);
+  assert.equal(favorCgroupMigrations(silentLogger, () => assert.fail('no second remount')), 'already');
 });
 
 test('ensureCgroupsUsable: leaves no controller on the cgroup2 hierarchy of this hybrid machine', () => {

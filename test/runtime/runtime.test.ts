@@ -96,6 +96,32 @@ test('create leaves the container created; start runs it; a duplicate create is 
   assert.deepEqual(env.runtime.list(), []);
 });
 
+test('start through crun\'s exec FIFO: the process runs and crun says running; an init that died is crun start\'s error, not a hang; a second start is refused', async (t) => {
+  const env = makeEnv(t);
+  const b = env.bundle({ args: ['sleep', '30'] });
+  const { pid } = await env.runtime.create(b.id, b.bundleDir, opts(b));
+  const fifo = path.join(env.runtime.stateRoot, 'runtime-crun', b.id, 'exec.fifo');
+  assert.ok(fs.existsSync(fifo), 'crun create leaves its exec FIFO');
+  await env.runtime.start(b.id);
+  assert.equal(fs.existsSync(fifo), false);
+  assert.equal((await env.runtime.state(b.id)).status, 'running');
+  // The init has exec'd the process.
+  const deadline = Date.now() + 5000;
+  while (!fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('sleep') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0], 'sleep');
+  // crun start's own answer (its FIFO is gone), as before.
+  await assert.rejects(withTimeout(env.runtime.start(b.id), 5000, 'second start'), /No such container/);
+  await env.runtime.delete(b.id, { force: true });
+
+  const c = env.bundle({ args: ['sleep', '30'] });
+  const created = await env.runtime.create(c.id, c.bundleDir, opts(c));
+  const exited = env.runtime.onExit(c.id);
+  process.kill(created.pid, 'SIGKILL');
+  await withTimeout(exited, 5000, 'exit of the killed init');
+  await assert.rejects(withTimeout(env.runtime.start(c.id), 5000, 'start of a dead init'), /is not running/);
+  await env.runtime.delete(c.id, { force: true });
+});
+
 test('create of a missing executable fails with the runtime message and leaves nothing', async (t) => {
   const env = makeEnv(t);
   const b = env.bundle({ args: ['/bin/no-such-command'] });
