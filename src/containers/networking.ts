@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BerthError, conflict, forbidden, invalidParameter, isKind } from '../common/errors';
-import { writeFileAtomic, writeFileAtomicAsync } from '../common/fsutil';
+import { writeFileAtomic, writeFileAtomicAsync, writeFileReplace } from '../common/fsutil';
 import type { Logger } from '../common/logger';
 import type { EventPublisher } from '../events';
 import type { NetworkService } from '../network/service';
@@ -208,10 +208,17 @@ export class ContainerNetworks {
   /**
    * Records the endpoints of a new container (its directory exists). Durable like every later
    * change, but with the fsyncs on the thread pool: on a busy disk they blocked the event loop,
-   * and with it every other request, for tens of milliseconds per create.
+   * and with it every other request, for tens of milliseconds per create. Endpoints that say
+   * nothing beyond the network mode (`docker run` without --network options: {"bridge":{}}) are
+   * what endpoints() makes of a missing or empty file: losing them in a power loss changes
+   * nothing, so they are replaced atomically without the fsyncs, which were most of a create's
+   * wall time on a busy disk (4-20 ms here).
    */
-  async recordCreate(id: string, eps: Record<string, EndpointRequest>): Promise<void> {
-    await writeFileAtomicAsync(this.file(id), JSON.stringify(eps));
+  async recordCreate(id: string, eps: Record<string, EndpointRequest>, networkMode: string | undefined): Promise<void> {
+    const mode = normalizeNetworkMode(networkMode);
+    const implicit = Object.entries(eps).every(([name, ep]) => name === mode && !ep?.ipv4Address && !ep?.macAddress && !(ep?.aliases && ep.aliases.length > 0));
+    if (implicit) writeFileReplace(this.file(id), JSON.stringify(eps));
+    else await writeFileAtomicAsync(this.file(id), JSON.stringify(eps));
   }
 
   private sandboxRequest(rec: ContainerRecord): SandboxRequest {

@@ -400,6 +400,9 @@ export class ContainerService {
   // ---- create ----
 
   async create(name: string | null, req: CreateRequest): Promise<{ Id: string; Warnings: string[] }> {
+    // Where a create's time goes, for the debug log.
+    const t0 = performance.now();
+    const phases: Record<string, number> = {};
     if (!req || typeof req !== 'object') throw invalidParameter('config cannot be empty in order to create a container');
     if (!req.Image) throw invalidParameter('No image specified');
     let wanted = name ? normalizeName(name) : '';
@@ -514,17 +517,20 @@ export class ContainerService {
       args: argv.slice(1),
     };
 
-    // Storage first, the record last: a record always has its layer.
-    const t0 = performance.now();
-    const phases: Record<string, number> = {};
-    this.prepareLayers(id, this.o.images.topChainID(image));
-    phases.layers = msSince(t0);
+    // Storage first, the record last: a record always has its layer and its networks.json.
+    phases.checked = msSince(t0);
+    mkdirp(this.o.paths.dir(id), 0o700);
+    // networks.json goes to disk (durably: fsyncs on the thread pool) while this thread makes the
+    // layers; the record waits for both.
+    const endpointsWritten = this.o.network?.recordCreate(id, endpoints, hostConfig.NetworkMode);
+    endpointsWritten?.catch(() => {});
     try {
+      this.prepareLayers(id, this.o.images.topChainID(image));
+      phases.layers = msSince(t0);
       // Volumes are created (and the request's mounts validated against the host) with the record.
       this.o.mounts?.create(id, { Binds: hc.Binds, Mounts: hc.Mounts as never, Tmpfs: hc.Tmpfs as never, VolumesFrom: hc.VolumesFrom as never, Volumes: Object.keys({ ...(ic.Volumes ?? {}), ...(req.Volumes ?? {}) }) }, (ref) => this.get(ref).rec.id);
-      mkdirp(this.o.paths.dir(id), 0o700);
       phases.mounts = msSince(t0);
-      await this.o.network?.recordCreate(id, endpoints);
+      await endpointsWritten;
       phases.network = msSince(t0);
       for (let attempt = 0; ; attempt++) {
         if (!wanted) rec.name = generateName(attempt);
@@ -537,6 +543,8 @@ export class ContainerService {
       }
       wanted = rec.name;
     } catch (err) {
+      // The write must be over before its directory goes.
+      await endpointsWritten?.catch(() => {});
       this.removeLayers(id);
       this.o.mounts?.forget(id, { removeAnonymous: true });
       fs.rmSync(this.o.paths.dir(id), { recursive: true, force: true });
