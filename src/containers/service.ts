@@ -833,12 +833,14 @@ export class ContainerService {
     await this.logRotation.unwatch(id);
     const t0 = performance.now();
     const phases: Record<string, number> = {};
-    await this.o.runtime.delete(id, { force: true }).catch((err) => {
-      if (!isKind(err, 'NotFound')) this.log.warn('runtime delete failed', { id, error: (err as Error).message });
-    });
-    phases.runtimeDelete = msSince(t0);
-    await this.cleanupRun(id);
-    phases.unmount = msSince(t0);
+    // The runtime's delete (a process) and the unmount (a thread) at once: neither needs the
+    // other, since the container's init is gone, and with it (its own PID namespace) the rest.
+    await Promise.all([
+      this.o.runtime.delete(id, { force: true }).catch((err) => {
+        if (!isKind(err, 'NotFound')) this.log.warn('runtime delete failed', { id, error: (err as Error).message });
+      }).then(() => (phases.runtimeDelete = msSince(t0))),
+      this.cleanupRun(id).then(() => (phases.unmount = msSince(t0))),
+    ]);
     // A --rm container is removed next, with a client waiting for that: its network teardown
     // (netavark, most of an exit's cost) finishes in the background. AutoRemove excludes
     // restart policies, so nothing starts it again meanwhile (and a start would wait for it).

@@ -25,7 +25,7 @@ import { BridgeIsolation } from './isolation';
 import { chooseAddress, DEFAULT_ADDRESS_POOLS, pickSubnet, poolFromConfig, type AddressPool } from './ipam';
 import { formatIP, formatSubnet, hostRange, overlaps, parseCIDR, type Subnet } from './ipnet';
 import { AARDVARK_PATHS, findBinary, Netavark, NETAVARK_PATHS, type NvOptions, type NvStatus } from './netavark';
-import { createNetns, isNetnsMounted, removeNetns } from './netns';
+import { createNetns, isNetnsMounted, removeNetns, removeNetnsAsync } from './netns';
 import { PortReservations } from './ports';
 import { NetworkStore, type SandboxRecord } from './store';
 import type { EndpointRecord, EndpointRequest, EndpointSettings, IPAMPool, NetworkRecord, SandboxInfo, SandboxRequest } from './types';
@@ -691,7 +691,7 @@ export class NetworkService {
     }
     this.ports.release(containerID);
     this.store.deleteSandbox(containerID);
-    if (sb.netnsPath) removeNetns(sb.netnsPath);
+    if (sb.netnsPath) await removeNetnsAsync(sb.netnsPath);
     if (sb.mode === 'bridge') await this.removeEmptyPortChains(eps.map((e) => e.networkID));
   }
 
