@@ -12,6 +12,7 @@ import { contentSize, mkdirp } from '../common/fsutil';
 import type { Logger } from '../common/logger';
 import type { ImageService } from '../images/service';
 import type { Snapshotter } from '../snapshots/types';
+import { initLayerKey } from '../snapshots/overlay';
 import { mountAll, unmountAll, unmountAllAsync } from '../snapshots/mount';
 import type { ConmonRuntime, ExitStatus } from '../runtime/runtime';
 import { hostNofileLimit } from '../runtime/runtime';
@@ -557,10 +558,26 @@ export class ContainerService {
     return { Id: id, Warnings: warnings };
   }
 
-  /** The container's writable layer on a small init layer (mount points) on the image. */
+  /** The container's writable layer, on the image's init layer (initLayer). */
   private prepareLayers(id: string, parent: string | undefined): void {
-    const initKey = `${id}-init`;
-    const mounts = this.o.snapshotter.prepare(`${initKey}-tmp`, parent);
+    this.o.snapshotter.prepare(id, this.initLayer(parent));
+  }
+
+  /**
+   * The init layer under an image's containers: docker's empty mount points (/etc/hosts, /proc,
+   * ...), so that diff and commit do not show them. Its content depends on nothing but the layer
+   * below, so it is made once per image top layer (`init-<chain ID>`) and shared by that image's
+   * containers; per container it was a dozen new directories and files on every create, and on
+   * a busy ext4 making inodes is most of what a create costs. The image's removal removes it
+   * (ImageService.collectStorage); containers made before keep their own `<id>-init`.
+   */
+  private initLayer(parent: string | undefined): string {
+    const key = initLayerKey(parent);
+    if (this.o.snapshotter.tryStat(key)?.kind === 'committed') return key;
+    const tmp = `${key}-tmp`;
+    // Left by a daemon killed between prepare and commit.
+    try { this.o.snapshotter.remove(tmp); } catch {}
+    const mounts = this.o.snapshotter.prepare(tmp, parent);
     try {
       const dir = writableDirOf(mounts);
       for (const d of INIT_LAYER_DIRS) mkdirp(path.join(dir, d), 0o755);
@@ -569,17 +586,12 @@ export class ContainerService {
         mkdirp(path.dirname(p), 0o755);
         fs.writeFileSync(p, '', { mode: f === INIT_PATH ? 0o755 : 0o644 });
       }
-      this.o.snapshotter.commit(initKey, `${initKey}-tmp`);
+      this.o.snapshotter.commit(key, tmp);
     } catch (err) {
-      try { this.o.snapshotter.remove(`${initKey}-tmp`); } catch {}
+      try { this.o.snapshotter.remove(tmp); } catch {}
       throw err;
     }
-    try {
-      this.o.snapshotter.prepare(id, initKey);
-    } catch (err) {
-      try { this.o.snapshotter.remove(initKey); } catch {}
-      throw err;
-    }
+    return key;
   }
 
   /** background: the files go on the thread pool after the records (see Snapshotter.remove). */

@@ -9,7 +9,7 @@ import type { Logger } from '../common/logger';
 import type { ContentStore } from '../content/store';
 import type { Snapshotter } from '../snapshots/types';
 import { teeLayer } from '../archive/tee';
-import { EXTRACT_KEY_PREFIX } from '../snapshots/overlay';
+import { EXTRACT_KEY_PREFIX, initLayerKey } from '../snapshots/overlay';
 import { applyChanges } from './changes';
 import type { ImageRecord, ImageStore } from './store';
 import { MediaTypes, type ImageConfig, type ImageLayer, type ImageRunConfig } from './types';
@@ -335,6 +335,13 @@ export class ImageService {
   private async collectStorage(record: ImageRecord): Promise<void> {
     for (const l of [...record.layers].reverse()) {
       if (!this.store.chainInUse(l.chainID)) {
+        // The init layer its containers shared (containers/service.ts initLayer), unless one
+        // still uses it (Conflict below).
+        try {
+          this.snapshotter.remove(initLayerKey(l.chainID));
+        } catch (err) {
+          if (!isKind(err, 'NotFound') && !isKind(err, 'Conflict')) throw err;
+        }
         try {
           this.snapshotter.remove(l.chainID);
         } catch (err) {

@@ -23,6 +23,15 @@ import { shiftTree, type IdentityMapping } from '../security/userns';
 /** Active snapshots with keys starting with this are unpack scratch space, dropped on open. */
 export const EXTRACT_KEY_PREFIX = 'extract-';
 
+/**
+ * The key of the init layer (docker's empty mount points) that the containers of an image share,
+ * on the image's top layer (its chain ID; none for an image without layers). Made by the
+ * container service, removed with the image's layers.
+ */
+export function initLayerKey(parent: string | undefined): string {
+  return `init-${parent ?? 'scratch'}`;
+}
+
 const SCHEMA_VERSION = 1;
 
 interface Row {

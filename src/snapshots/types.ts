@@ -61,6 +61,8 @@ export interface Snapshotter {
    */
   remove(key: string, opts?: { background?: boolean }): void;
   stat(key: string): SnapshotInfo;
+  /** stat, or undefined when there is no such snapshot. */
+  tryStat(key: string): SnapshotInfo | undefined;
   usage(key: string): Usage;
   walk(): SnapshotInfo[];
   close(): void;
