@@ -1,7 +1,7 @@
 // The per-container /etc/hostname, /etc/hosts and /etc/resolv.conf, written under the container's
 // directory and bind-mounted into it, as docker does (so the image's own files stay untouched).
-// These loopback-only versions are what a container without a network sandbox gets; a sandbox's
-// own files (src/network/hostfiles.ts, with the container's addresses) replace them at start.
+// These loopback-only versions are what a container without a network sandbox gets; one with a
+// sandbox gets the sandbox's own files (src/network/hostfiles.ts, with its addresses) instead.
 import * as fs from 'node:fs';
 import { writeFileReplace } from '../common/fsutil';
 import { buildHosts, buildResolvConf } from '../network/hostfiles';
@@ -32,8 +32,9 @@ export function writeHostFiles(paths: { hostname: string; hosts: string; resolvC
   dns: string[];
   dnsSearch: string[];
   dnsOptions: string[];
-}): void {
+}, opts: { hostnameOnly?: boolean } = {}): void {
   writeRegeneratedFile(paths.hostname, `${o.hostname}\n`);
+  if (opts.hostnameOnly) return;
   writeRegeneratedFile(paths.hosts, hostsFile(o.extraHosts));
   let host = '';
   try {

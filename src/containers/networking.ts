@@ -40,6 +40,8 @@ export interface StartNetworking {
    * rejection the sandbox is already undone.
    */
   ready: Promise<void>;
+  /** /etc/hosts and /etc/resolv.conf were written (from the sandbox, or the peer's). */
+  hostFiles: boolean;
 }
 
 /** HostConfig.NetworkMode as stored: docker's "default" (and no value) is the default bridge. */
@@ -240,9 +242,10 @@ export class ContainerNetworks {
 
   /**
    * Gives a starting container its network: a sandbox from the network service (a netns with
-   * its interfaces, addresses, published ports and DNS entries), whose /etc/hosts and
-   * /etc/resolv.conf replace the loopback-only ones written before. Files are written before
-   * the container exists, so atomic replacement is fine here. On failure nothing is left.
+   * its interfaces, addresses, published ports and DNS entries) with its /etc/hosts and
+   * /etc/resolv.conf (hostFiles; without them the caller writes loopback-only ones). Files are
+   * written before the container exists, so atomic replacement is fine here. On failure nothing
+   * is left.
    */
   async start(rec: ContainerRecord, peers: PeerLookup): Promise<StartNetworking> {
     const mode = normalizeNetworkMode(rec.hostConfig.NetworkMode);
@@ -256,11 +259,11 @@ export class ContainerNetworks {
       for (const [from, to] of [[this.paths.hostsPath(peer.id), hostsPath], [this.paths.resolvConfPath(peer.id), resolvPath]]) {
         writeRegeneratedFile(to, fs.readFileSync(from));
       }
-      return { namespace: { path: `/proc/${peer.state.Pid}/ns/net` }, ready: Promise.resolve() };
+      return { namespace: { path: `/proc/${peer.state.Pid}/ns/net` }, ready: Promise.resolve(), hostFiles: true };
     }
     if (mode === 'none' || this.net.get(mode).driver === 'null') {
       // A private namespace: the OCI runtime creates it and brings lo up; nothing to tear down.
-      return { namespace: 'private', ready: Promise.resolve() };
+      return { namespace: 'private', ready: Promise.resolve(), hostFiles: false };
     }
     // A sandbox left by a crash between exit and clean-up would make setUp refuse.
     await this.net.tearDown(rec.id);
@@ -287,7 +290,7 @@ export class ContainerNetworks {
       throw err;
     }
     for (const [name, ep] of Object.entries(info.networks)) this.emitNetwork('connect', ep.NetworkID, name, rec.id);
-    return { namespace: info.netnsPath === null ? 'host' : { path: info.netnsPath }, ready };
+    return { namespace: info.netnsPath === null ? 'host' : { path: info.netnsPath }, ready, hostFiles: true };
   }
 
   /**

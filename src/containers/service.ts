@@ -652,13 +652,16 @@ export class ContainerService {
         onDiscard: (upper) => this.log.warn('discarded a volatile writable layer mounted before a reboot', { id, upper }),
       });
       const hostname = rec.config.Hostname;
+      phases.mount = msSince(t0);
+      // The network sandbox (and the hosts/resolv.conf that go with it) before the spec names its netns.
+      net = this.o.network ? await this.o.network.start(rec, (ref) => this.record(ref)) : undefined;
+      // Loopback-only hosts and resolv.conf where the network wrote none (no sandbox): writing
+      // them first and replacing them made two files more per start.
       writeHostFiles(
         { hostname: paths.hostnamePath(id), hosts: paths.hostsPath(id), resolvConf: paths.resolvConfPath(id) },
         { hostname, extraHosts: rec.hostConfig.ExtraHosts ?? [], dns: rec.hostConfig.Dns ?? [], dnsSearch: rec.hostConfig.DnsSearch ?? [], dnsOptions: rec.hostConfig.DnsOptions ?? [] },
+        { hostnameOnly: net?.hostFiles === true },
       );
-      // The network sandbox (and the hosts/resolv.conf that go with it) before the spec names its netns.
-      phases.mount = msSince(t0);
-      net = this.o.network ? await this.o.network.start(rec, (ref) => this.record(ref)) : undefined;
       phases.network = msSince(t0);
       if (this.o.userns) {
         // Root inside may edit its /etc/hosts, resolv.conf and hostname (docker lets it).

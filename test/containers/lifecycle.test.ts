@@ -95,6 +95,31 @@ test('run -d, ps with filters and --format, inspect', async () => {
   await ok(['rm', '-f', 'web', 'done3']);
 });
 
+test('the init layer (empty mount points) is one per image, shared by its containers, not in diff, and removed with the image', async () => {
+  const lowerOf = async (ref: string): Promise<string> => {
+    const j = await api(e.d.socket, 'GET', `/containers/${ref}/json`);
+    return j.json<{ GraphDriver: { Data: { LowerDir: string } } }>().GraphDriver.Data.LowerDir.split(':')[0];
+  };
+  await ok(['run', '--name', 'init1', 'busybox', 'sh', '-c', 'echo x > /f']);
+  await ok(['create', '--name', 'init2', 'busybox']);
+  const init = await lowerOf('init1');
+  assert.equal(await lowerOf('init2'), init);
+  assert.equal(fs.statSync(`${init}/etc/hosts`).size, 0);
+  assert.ok(fs.statSync(`${init}/proc`).isDirectory());
+  assert.deepEqual((await ok(['diff', 'init1'])).trim().split('\n'), ['A /f']);
+  await ok(['commit', 'init1', 'initimg']);
+  await ok(['create', '--name', 'init3', 'initimg']);
+  const imgInit = await lowerOf('init3');
+  assert.notEqual(imgInit, init);
+  assert.equal((await ok(['run', '--rm', 'initimg', 'cat', '/f'])).trim(), 'x');
+  // In use by init3: the image goes, its layers stay (as before).
+  await ok(['rm', 'init3']);
+  await ok(['rmi', 'initimg']);
+  assert.equal(fs.existsSync(imgInit), false, 'the image\'s init layer went with it');
+  assert.ok(fs.existsSync(init), 'busybox\'s stays');
+  await ok(['rm', 'init1', 'init2']);
+});
+
 test('name conflicts (409), invalid names, missing images (404)', async () => {
   const id = (await ok(['create', '--name', 'taken', 'busybox'])).trim();
   const r = await e.docker(['create', '--name', 'taken', 'busybox']);
