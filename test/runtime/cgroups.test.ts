@@ -6,6 +6,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseCgroupMounts, ensureCgroupsUsable, detectCgroupLayout, cgroupDirs, removeCgroup, cgroupPids, cgroup2Mount, favorCgroupMigrations } from '../../src/runtime/cgroups';
 import { silentLogger } from '../../src/common/logger';
+import { loadConfig } from '../../src/daemon/config';
+import * as os from 'node:os';
 
 const HYBRID = `31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
 32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
@@ -59,6 +61,22 @@ test('favorCgroupMigrations: remounts this machine\'s cgroup2 with favordynmods,
   assert.equal(cgroup2Mount(fs.readFileSync('/proc/self/mountinfo', 'utf8'))?.favorDynmods, true);
   assert.deepEqual(optionsOf(), kept);
   assert.equal(favorCgroupMigrations(silentLogger, () => assert.fail('no second remount')), 'already');
+});
+
+test('--cgroup-favor-dynmods / daemon.json cgroup-favor-dynmods reach the daemon (unset: on)', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-cgcfg-'));
+  try {
+    const of = (file: object, args: string[] = []): unknown => {
+      fs.writeFileSync(path.join(dir, 'daemon.json'), JSON.stringify(file));
+      return loadConfig(['--config-file', path.join(dir, 'daemon.json'), ...args], {}).extra['cgroup-favor-dynmods'];
+    };
+    assert.equal(of({}), undefined);
+    assert.equal(of({}, ['--cgroup-favor-dynmods=false']), false);
+    assert.equal(of({ 'cgroup-favor-dynmods': false }), false);
+    assert.equal(of({ 'cgroup-favor-dynmods': true }), true);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('ensureCgroupsUsable: leaves no controller on the cgroup2 hierarchy of this hybrid machine', () => {
