@@ -63,18 +63,23 @@ export function findCommand(commands: CommandSpec[], argv: string[]): { spec: Co
   return best;
 }
 
+/** A command's line in a list: the first line of its description, as docker lists its Short text. */
+function shortDescription(description: string): string {
+  return description.split('\n')[0].replace(/\.$/, '');
+}
+
 function topHelp(commands: CommandSpec[]): string {
   const lines = [`Usage:  ${PROG} [OPTIONS] COMMAND`, '', 'A self-sufficient runtime for containers', '', 'Management Commands:'];
   for (const g of GROUPS) lines.push(`  ${g.name.padEnd(11)} ${g.description}`);
   lines.push('', 'Commands:');
-  const top = commands.flatMap((c) => c.paths.filter((p) => p.length === 1).map((p) => [p[0], c.description] as const));
+  const top = commands.flatMap((c) => c.paths.filter((p) => p.length === 1).map((p) => [p[0], shortDescription(c.description)] as const));
   for (const [name, desc] of top.sort((a, b) => a[0].localeCompare(b[0]))) lines.push(`  ${name.padEnd(11)} ${desc}`);
   lines.push('', 'Global Options:', formatFlags(GLOBAL_FLAGS.filter((f) => f.name !== 'help')), '', `Run '${PROG} COMMAND --help' for more information on a command.`, '');
   return lines.join('\n');
 }
 
 function groupHelp(group: GroupSpec, commands: CommandSpec[]): string {
-  const subs = commands.flatMap((c) => c.paths.filter((p) => p.length === 2 && p[0] === group.name).slice(0, 1).map((p) => [p[1], c.description] as const));
+  const subs = commands.flatMap((c) => c.paths.filter((p) => p.length === 2 && p[0] === group.name).slice(0, 1).map((p) => [p[1], shortDescription(c.description)] as const));
   const lines = [`Usage:  ${PROG} ${group.name} COMMAND`, '', group.description, '', 'Commands:'];
   for (const [name, desc] of subs.sort((a, b) => a[0].localeCompare(b[0]))) lines.push(`  ${name.padEnd(11)} ${desc}`);
   lines.push('', `Run '${PROG} ${group.name} COMMAND --help' for more information on a command.`, '');

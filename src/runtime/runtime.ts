@@ -183,6 +183,19 @@ function isConmonOf(pid: number, id: string): boolean {
   }
 }
 
+/** A caller of onExit, and the conmon last seen watching that container. */
+interface ExitWaiter {
+  resolve: (e: ExitStatus) => void;
+  promise: Promise<ExitStatus>;
+  /** conmon's pid once read and checked against its cmdline; 0 until then. */
+  conmonPid: number;
+  /** When conmonPid's cmdline was last checked (ms since the epoch). */
+  verifiedAt: number;
+}
+
+/** How often a remembered conmon pid is checked against its cmdline again (pid reuse). */
+const VERIFY_EVERY_MS = 30_000;
+
 function readPid(file: string): number {
   try {
     const n = Number(fs.readFileSync(file, 'utf8').trim());
@@ -270,7 +283,7 @@ export class ConmonRuntime implements OciRuntime {
   private readonly log: Logger;
   /** In-memory cache of records; everything here can be rebuilt from disk. */
   private readonly records = new Map<string, ContainerRecord>();
-  private readonly exitWaiters = new Map<string, { resolve: (e: ExitStatus) => void; promise: Promise<ExitStatus> }>();
+  private readonly exitWaiters = new Map<string, ExitWaiter>();
   private watcher?: fs.FSWatcher;
   private sweepTimer?: NodeJS.Timeout;
   /** What the runtime binaries are run from (health probes share them). */
@@ -631,7 +644,7 @@ export class ConmonRuntime implements OciRuntime {
     if (existing) return existing.promise;
     let resolve!: (e: ExitStatus) => void;
     const promise = new Promise<ExitStatus>((r) => (resolve = r));
-    this.exitWaiters.set(id, { resolve, promise });
+    this.exitWaiters.set(id, { resolve, promise, conmonPid: 0, verifiedAt: 0 });
     this.ensureWatching();
     // After the watch is in place, so that an exit landing in between is not missed.
     this.checkExit(id);
@@ -663,10 +676,24 @@ export class ConmonRuntime implements OciRuntime {
     }
   }
 
+  /**
+   * Once a second: is each waited-for container's conmon still there? A waiter's conmon pid is
+   * read and checked against /proc/<pid>/cmdline once, then only kill(pid, 0) each second (with
+   * a hundred containers, re-reading two files each per second was most of an idle daemon's CPU);
+   * the cmdline is checked again every VERIFY_EVERY_MS, so a pid reused by another process after
+   * conmon died unnoticed is caught then.
+   */
   private sweepLostMonitors(): void {
-    for (const id of [...this.exitWaiters.keys()]) {
+    const now = Date.now();
+    for (const [id, waiter] of [...this.exitWaiters]) {
+      if (waiter.conmonPid > 0 && isAlive(waiter.conmonPid) && now - waiter.verifiedAt < VERIFY_EVERY_MS) continue;
       const pid = readPid(path.join(this.ctrDir(id), 'conmon.pid'));
-      if (pid > 0 && isAlive(pid) && isConmonOf(pid, id)) continue;
+      if (pid > 0 && isAlive(pid) && isConmonOf(pid, id)) {
+        waiter.conmonPid = pid;
+        waiter.verifiedAt = now;
+        continue;
+      }
+      waiter.conmonPid = 0;
       this.checkExit(id);
       const w = this.exitWaiters.get(id);
       if (!w) continue;

@@ -53,6 +53,11 @@ test('help: per command, groups, aliases', async () => {
   assert.match(g.stdout, /Usage: {2}berth image COMMAND[\s\S]*\n {2}ls +List images\n[\s\S]*\n {2}seed +Build a base image/);
   const top = await cli(['--help']);
   assert.match(top.stdout, /Management Commands:\n {2}container +Manage containers/);
+  // Lists show a command's first description line, as docker's Short text: one line each.
+  const listed = top.stdout.split('\nCommands:\n')[1].split('\n\n')[0].split('\n');
+  for (const line of listed) assert.match(line, /^ {2}[a-z]+ +[A-Z].*[^.]$/, line);
+  assert.ok(listed.includes('  cp          Copy files/folders between a container and the local filesystem'));
+  assert.ok(listed.includes('  login       Authenticate to a registry'));
   // run's -h is --hostname; --help still prints help.
   const r = await cli(['run', '--help']);
   assert.equal(r.code, 0);

@@ -101,7 +101,10 @@ test('compose 2.4: build, service_healthy, links, env_file, aliases, exit-code-f
   });
 
   await t.test('run --rm, up -d --scale, logs --tail, restart', async () => {
-    const out = await ok(['run', '--rm', '-T', '--no-deps', 'tests', 'sh', '-c', 'echo run-$$INLINE-$$FROM_FILE'.replace(/\$\$/g, '$')]);
+    // compose 1.29 (COMPOSE_INTERACTIVE_NO_CLI) makes its attach requests only after the start
+    // (dockerpty's sockets() is a lazy map, unpacked after start_container), so output written
+    // before they arrive is not theirs, with dockerd too: the command waits a moment first.
+    const out = await ok(['run', '--rm', '-T', '--no-deps', 'tests', 'sh', '-c', 'sleep 1; echo run-$$INLINE-$$FROM_FILE'.replace(/\$\$/g, '$')]);
     assert.match(out, /run-inline-value-from-env-file/);
     await ok(['up', '-d', '--scale', 'web=2', 'web']);
     const webs = (await projectContainers()).filter((c) => c.Labels['com.docker.compose.service'] === 'web' && c.State === 'running');

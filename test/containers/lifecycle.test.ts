@@ -218,7 +218,10 @@ test('stop (StopSignal, then SIGKILL), start, restart, kill -s, wait', async () 
   assert.equal((await inspect('stubborn')).State.ExitCode, 137);
 
   // A shell that exits on TERM with its own code.
-  await ok(['run', '-d', '--name', 'polite', 'busybox', 'sh', '-c', 'trap "exit 42" TERM; while true; do sleep 0.1; done']);
+  // Signals reach the shell only once its trap is set (as PID 1 it ignores TERM until then).
+  const trapped = (name: string): Promise<unknown> => until(`${name}'s trap`, async () => (await ok(['logs', name])).includes('ready'));
+  await ok(['run', '-d', '--name', 'polite', 'busybox', 'sh', '-c', 'trap "exit 42" TERM; echo ready; while true; do sleep 0.1; done']);
+  await trapped('polite');
   await ok(['stop', 'polite']);
   assert.equal((await inspect('polite')).State.ExitCode, 42);
   const startedBefore = (await inspect('polite')).State.StartedAt;
@@ -230,8 +233,8 @@ test('stop (StopSignal, then SIGKILL), start, restart, kill -s, wait', async () 
   assert.equal((await inspect('polite')).State.Status, 'running');
 
   await ok(['kill', '-s', 'USR1', 'polite']);
-  await ok(['run', '-d', '--name', 'usr', 'busybox', 'sh', '-c', 'trap "exit 10" USR1; while true; do sleep 0.1; done']);
-  await new Promise((r) => setTimeout(r, 300));
+  await ok(['run', '-d', '--name', 'usr', 'busybox', 'sh', '-c', 'trap "exit 10" USR1; echo ready; while true; do sleep 0.1; done']);
+  await trapped('usr');
   await ok(['kill', '-s', 'SIGUSR1', 'usr']);
   assert.equal(await ok(['wait', 'usr']), '10\n');
   await ok(['run', '-d', '--name', 'usr2', 'busybox', 'sleep', '300']);

@@ -314,6 +314,22 @@ test('daemon restart: a new Runtime finds running, exited and lost containers fr
   assert.deepEqual(second.list(), []);
 });
 
+test('a waiter learns of a conmon killed outright: the exit is reported lost', async (t) => {
+  const env = makeEnv(t);
+  const c = await run(env, ['sleep', '60']);
+  // Past the first sweeps, so the waiter has remembered and checked its conmon's pid.
+  await new Promise((r) => setTimeout(r, 2500));
+  let settled = false;
+  void c.exited.then(() => (settled = true));
+  assert.equal(settled, false, 'nothing reported while conmon watches');
+  const conmon = Number(fs.readFileSync(path.join(env.runtime.stateRoot, 'ctr', c.id, 'conmon.pid'), 'utf8'));
+  process.kill(conmon, 'SIGKILL');
+  const exit = await withTimeout(c.exited, 5000, 'lost exit');
+  assert.equal(exit.lost, true);
+  assert.equal(exit.exitCode, 255);
+  await env.runtime.delete(c.id, { force: true });
+});
+
 test('runc works through conmon too', async (t) => {
   const env = makeEnv(t);
   const c = await run(env, ['sh', '-c', 'echo from-runc; exit 3'], { runtimePath: RUNC });
