@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { BerthError, conflict, hasCode, invalidParameter, isKind, notFound, systemError } from '../common/errors';
+import { BerthError, conflict, invalidParameter, isKind, notFound, systemError } from '../common/errors';
 import { contentSize, mkdirp } from '../common/fsutil';
 import type { Logger } from '../common/logger';
 import type { ImageService } from '../images/service';
@@ -53,8 +53,6 @@ const DEFAULT_PATH_ENV = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin
  * that they never show up in `docker diff` or a commit. */
 const INIT_LAYER_FILES = ['/etc/hostname', '/etc/hosts', '/etc/resolv.conf', INIT_PATH, '/.dockerenv'];
 const INIT_LAYER_DIRS = ['/proc', '/sys', '/dev', '/dev/pts', '/dev/shm', '/etc'];
-/** containers/<this><id>: the files of a removed container, deleted in the background. */
-const REMOVED_DIR_PREFIX = '.removed-';
 const RESTART_BACKOFF_START_MS = 100;
 const RESTART_BACKOFF_MAX_MS = 60_000;
 const RESTART_RESET_AFTER_MS = 10_000;
@@ -238,10 +236,6 @@ export class ContainerService {
     });
     this.probes = new ProbeLauncher({ log: o.log, binaries: o.runtime.binaries });
     mkdirp(path.join(o.paths.dataRoot, 'containers'), 0o700);
-    // Directories of removed containers that a stopped daemon had not finished deleting (remove).
-    for (const name of fs.readdirSync(path.join(o.paths.dataRoot, 'containers'))) {
-      if (name.startsWith(REMOVED_DIR_PREFIX)) void fs.promises.rm(path.join(o.paths.dataRoot, 'containers', name), { recursive: true, force: true }).catch(() => {});
-    }
     mkdirp(o.paths.execRoot, 0o700);
   }
 
@@ -1165,17 +1159,8 @@ export class ContainerService {
           // after the removal is answered; the main thread waited for them before.
           this.removeLayers(l.rec.id, { background: true });
           phases.layers = msSince(t0);
-          // The container's files (logs included) are renamed out of the way here and deleted on
-          // the thread pool after the removal is answered; a daemon stopped meanwhile deletes
-          // them at its next start.
-          const dir = this.o.paths.dir(l.rec.id);
-          const trash = path.join(path.dirname(dir), `${REMOVED_DIR_PREFIX}${l.rec.id}`);
-          try {
-            fs.renameSync(dir, trash);
-            void fs.promises.rm(trash, { recursive: true, force: true }).catch(() => {});
-          } catch (err) {
-            if (!hasCode(err, 'ENOENT')) throw err;
-          }
+          // On the thread pool: on a busy disk, removing files waits on the journal.
+          await fs.promises.rm(this.o.paths.dir(l.rec.id), { recursive: true, force: true });
           phases.files = msSince(t0);
           this.o.store.delete(l.rec.id);
           this.o.mounts?.forget(l.rec.id, { removeAnonymous: opts.volumes === true });
