@@ -326,6 +326,11 @@ export class ContentStore implements Provider, Ingester {
 
 /** How a writer keeps the digest of what it has written. */
 interface Hasher {
+  /**
+   * chunk is about to be written at offset at: a hasher that hashes it from memory meanwhile
+   * returns a promise that settles once it no longer reads chunk. written() follows either way.
+   */
+  hashing?(chunk: Uint8Array, at: number): Promise<void> | undefined;
   /** chunk has been written, ending at offset upTo. */
   written(chunk: Uint8Array, upTo: number): void;
   /** Digest of the first size bytes; the hasher is not used again after final. */
@@ -369,6 +374,13 @@ class BackgroundHasher implements Hasher {
   private advance(upTo: number): void {
     this.job.advance(upTo);
     this.told = upTo;
+  }
+
+  hashing(chunk: Uint8Array, at: number): Promise<void> | undefined {
+    const p = this.job.hashBytes(chunk, at);
+    // Hashed from memory: nothing to read back up to its end.
+    if (p !== undefined) this.told = at + chunk.byteLength;
+    return p;
   }
 
   written(_chunk: Uint8Array, upTo: number): void {
@@ -421,11 +433,24 @@ class Writer implements ContentWriter {
 
   async write(chunk: Uint8Array): Promise<void> {
     this.checkOpen();
-    let written = 0;
-    while (written < chunk.byteLength) {
-      const { bytesWritten } = await this.fh.write(chunk, written, chunk.byteLength - written, this.bytes + written);
-      written += bytesWritten;
+    // A background hasher may hash a shared buffer while it is written (see filedigest.ts).
+    const hashing = this.hasher.hashing?.(chunk, this.bytes);
+    try {
+      let written = 0;
+      while (written < chunk.byteLength) {
+        const { bytesWritten } = await this.fh.write(chunk, written, chunk.byteLength - written, this.bytes + written);
+        written += bytesWritten;
+      }
+    } catch (err) {
+      // The caller may reuse chunk once this settles: not while the worker still reads it.
+      if (hashing !== undefined) {
+        await hashing.catch(() => {});
+        // It hashed bytes the file may not hold: a writer that goes on hashes the file again.
+        this.hasher.reset();
+      }
+      throw err;
     }
+    if (hashing !== undefined) await hashing;
     this.bytes += chunk.byteLength;
     this.hasher.written(chunk, this.bytes);
   }
