@@ -1,6 +1,7 @@
 // The body of the file-digest worker thread (see filedigest.ts): it hashes ingest files as they
-// grow, from shared buffers the writer is writing or reading back what it has written. Messages are handled in order; each job keeps
-// its file open and its hash state until it is finished or dropped.
+// grow, from shared buffers the writer is writing, or reading back what it has written. Messages
+// are handled in order; each job keeps its file open and its hash state until it is finished or
+// dropped.
 import { createHash, type Hash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { parentPort } from 'node:worker_threads';
