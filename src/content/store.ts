@@ -85,7 +85,17 @@ export interface WriterOptions {
    * round trip at commit, and spares the main thread the hashing.
    */
   hashInBackground?: boolean;
+  /**
+   * Start writing the data back to disk while it is still being written (an fdatasync after
+   * every SYNC_AHEAD_BYTES, not waited for), so that commit's fsync finds little left to do. For
+   * big blobs ingested alongside other work (a layer extracted as it is stored): the writeback
+   * then overlaps that work instead of holding up the commit at the end.
+   */
+  syncAhead?: boolean;
 }
+
+/** How much a syncAhead writer writes between two early syncs. */
+const SYNC_AHEAD_BYTES = 32 << 20;
 
 /** Writes content. */
 export interface Ingester {
@@ -272,7 +282,7 @@ export class ContentStore implements Provider, Ingester {
         await fh.close();
         throw err;
       }
-      return new Writer(this, ref, dir, dataFile, fh, hasher, offset, expected, release);
+      return new Writer(this, ref, dir, dataFile, fh, hasher, offset, expected, release, opts.syncAhead === true);
     } catch (err) {
       release();
       throw err;
@@ -421,7 +431,31 @@ class Writer implements ContentWriter {
     private bytes: number,
     private readonly expected: Expected,
     private readonly release: () => void,
+    private readonly syncAhead: boolean,
   ) {}
+
+  /** The early sync in flight (syncAhead), and how far the last one started reached. */
+  private syncing: Promise<void> | undefined;
+  private syncStartedAt = 0;
+  /** An early sync's failure: after a failed fsync the kernel may report the next one clean. */
+  private syncFailure: unknown;
+
+  private syncEarly(): void {
+    if (!this.syncAhead || this.syncing !== undefined || this.bytes - this.syncStartedAt < SYNC_AHEAD_BYTES) return;
+    this.syncStartedAt = this.bytes;
+    this.syncing = this.fh.datasync().then(
+      () => { this.syncing = undefined; },
+      (err: unknown) => {
+        this.syncFailure ??= err;
+        this.syncing = undefined;
+      },
+    );
+  }
+
+  /** Waits for an early sync in flight (the file is not closed under it); never rejects. */
+  private async syncSettled(): Promise<void> {
+    while (this.syncing !== undefined) await this.syncing;
+  }
 
   get offset(): number {
     return this.bytes;
@@ -453,6 +487,7 @@ class Writer implements ContentWriter {
     if (hashing !== undefined) await hashing;
     this.bytes += chunk.byteLength;
     this.hasher.written(chunk, this.bytes);
+    this.syncEarly();
   }
 
   digest(): Promise<Digest> {
@@ -465,6 +500,7 @@ class Writer implements ContentWriter {
     await this.fh.truncate(0);
     this.hasher.reset();
     this.bytes = 0;
+    this.syncStartedAt = 0;
   }
 
   async commit(expected: Expected = {}): Promise<Digest> {
@@ -479,7 +515,8 @@ class Writer implements ContentWriter {
     } else {
       try {
         // The sync runs while the hash is finished (on a worker, for a background hasher).
-        [digest] = await Promise.all([this.hasher.digest(this.bytes, true), this.fh.sync()]);
+        [digest] = await Promise.all([this.hasher.digest(this.bytes, true), this.syncSettled().then(() => this.fh.sync())]);
+        if (this.syncFailure !== undefined) throw this.syncFailure;
       } catch (err) {
         // Nothing wrong with the data as far as is known: keep it for a later writer.
         await this.close();
@@ -507,6 +544,7 @@ class Writer implements ContentWriter {
     this.hasher.drop();
     if (!this.done) {
       this.done = true;
+      await this.syncSettled();
       await this.fh.close().catch(() => {});
     }
     try {
@@ -521,6 +559,7 @@ class Writer implements ContentWriter {
     this.hasher.drop();
     this.done = true;
     try {
+      await this.syncSettled();
       await this.fh.close();
     } finally {
       this.release();

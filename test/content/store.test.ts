@@ -270,3 +270,33 @@ test('the digest worker refuses shared bytes for an offset it has passed', async
   other.advance(6);
   assert.equal(await other.digest(6), digestOf(Buffer.from('abcdef')));
 });
+
+test('syncAhead: early syncs while writing; commit, abort and close wait for one in flight', async (t) => {
+  const root = tempDir(t);
+  const store = new ContentStore(root);
+  const opts = { hashInBackground: true, syncAhead: true };
+  const chunk = Buffer.from(new SharedArrayBuffer(1 << 20));
+  const parts: Buffer[] = [];
+  const w = await store.writer('ahead', {}, opts);
+  for (let i = 0; i < 70; i++) {
+    chunk.set(randomBytes(chunk.length));
+    parts.push(Buffer.from(chunk));
+    await w.write(chunk);
+  }
+  const all = Buffer.concat(parts);
+  assert.equal(await w.commit({ size: all.length }), digestOf(all));
+  assert.deepEqual(fs.readFileSync(await store.blobPath(digestOf(all))), all);
+
+  // Ended right after the write that starts an early sync (the 32nd MiB): nothing is left open.
+  const aborted = await store.writer('ahead-abort', {}, opts);
+  for (let i = 0; i < 32; i++) await aborted.write(chunk);
+  await aborted.abort();
+  assert.deepEqual(await store.ingests(), []);
+  const closed = await store.writer('ahead-close', {}, opts);
+  for (let i = 0; i < 32; i++) await closed.write(chunk);
+  await closed.close();
+  const resumed = await store.writer('ahead-close', {}, opts);
+  assert.equal(resumed.offset, 32 << 20);
+  await resumed.write(Buffer.from('tail'));
+  assert.equal(await resumed.commit(), digestOf(Buffer.concat([...Array<Buffer>(32).fill(chunk), Buffer.from('tail')])));
+});
