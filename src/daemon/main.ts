@@ -1,13 +1,9 @@
 // berthd's entry point: parse flags and daemon.json, take the data-root lock, start the daemon,
 // and shut it down cleanly on SIGTERM/SIGINT.
-import { setFlagsFromString } from 'node:v8';
 import { FlagError } from '../common/flags';
 import { Logger } from '../common/logger';
 import { loadConfig, usage } from './config';
 import { Daemon, BERTH_VERSION } from './daemon';
-
-/** V8's own default (node --v8-options, Node 20). */
-const V8_DEFAULT_INTERRUPT_BUDGET = 67584;
 
 export async function main(argv: string[]): Promise<void> {
   let cfg;
@@ -38,14 +34,6 @@ export async function main(argv: string[]): Promise<void> {
     await daemon.stop().catch(() => {});
     process.exit(1);
   }
-  // bin/berthd starts V8 with a 16x interrupt budget, so that run-once start-up code stays
-  // interpreted (an idle daemon does not page in the optimizing compiler). From here on, work
-  // repeats, and V8 reads the flag whenever it resets a function's budget: the default budget
-  // again. With the 16x one, the per-piece path of a request body (the HTTP parser's callback,
-  // stream plumbing, the tee) stayed in baseline code for a whole 512 MB import (~9,000 pieces),
-  // and so did the extraction thread's per-entry code for most of a layer: 0.2-0.3 CPU-s more on
-  // each of those threads.
-  setFlagsFromString(`--interrupt-budget=${V8_DEFAULT_INTERRUPT_BUDGET}`);
   let stopping = false;
   const shutdown = (sig: string): void => {
     if (stopping) return;
