@@ -280,6 +280,40 @@ function cpuSecondsOf(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
 }
 
+/** Per-thread user and system CPU seconds so far, by thread ID (with the thread's name). */
+function threadCpuOf(pid: number): Map<number, { name: string; user: number; sys: number }> {
+  const out = new Map<number, { name: string; user: number; sys: number }>();
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    let stat: string;
+    try {
+      stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    } catch {
+      continue; // ended meanwhile
+    }
+    const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    out.set(Number(tid), { name, user: Number(fields[11]) / CLOCK_TICKS, sys: Number(fields[12]) / CLOCK_TICKS });
+  }
+  return out;
+}
+
+/**
+ * The threads that used at least 0.05 CPU-s between two threadCpuOf() readings, busiest first:
+ * "main" for the main thread, otherwise the thread's name and ID; user+system each.
+ */
+function threadDeltas(pid: number, before: ReturnType<typeof threadCpuOf>, after: ReturnType<typeof threadCpuOf>): string {
+  const rows: { label: string; user: number; sys: number }[] = [];
+  for (const [tid, a] of after) {
+    const b = before.get(tid) ?? { user: 0, sys: 0 };
+    const user = a.user - b.user;
+    const sys = a.sys - b.sys;
+    if (user + sys < 0.05) continue;
+    rows.push({ label: tid === pid ? 'main' : `${a.name}:${tid}`, user, sys });
+  }
+  rows.sort((x, y) => y.user + y.sys - (x.user + x.sys));
+  return rows.map((r) => `${r.label} ${r.user.toFixed(2)}u+${r.sys.toFixed(2)}s`).join(', ');
+}
+
 const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
 
 /** Streams a body to the daemon and returns the response. */
@@ -367,10 +401,15 @@ async function main(): Promise<void> {
     // CPU seconds of tar, and of berthd during each step: steadier than wall time when the
     // machine is busy, so printed beside it.
     const cpu = { tar: [] as number[], import: [] as number[], load: [] as number[] };
-    const daemonCpu = async (fn: () => Promise<void>): Promise<number> => {
-      const before = cpuSecondsOf(d!.proc.pid!);
+    // Per-thread figures of each step, to tell the main thread's share from the workers'.
+    const threads = { import: [] as string[], load: [] as string[] };
+    const daemonCpu = async (fn: () => Promise<void>, into: string[]): Promise<number> => {
+      const pid = d!.proc.pid!;
+      const before = cpuSecondsOf(pid);
+      const beforeThreads = threadCpuOf(pid);
       await fn();
-      return cpuSecondsOf(d!.proc.pid!) - before;
+      into.push(threadDeltas(pid, beforeThreads, threadCpuOf(pid)));
+      return cpuSecondsOf(pid) - before;
     };
     for (let i = 0; i < opts.runs; i++) {
       const dest = path.join(d.dir, `tar-x-${i}`);
@@ -383,7 +422,7 @@ async function main(): Promise<void> {
       times.import.push(await timed(async () => {
         cpu.import.push(await daemonCpu(async () => {
           checkResponse('import', await post(socket, `/images/create?fromSrc=-&repo=bench/imported&tag=run${i}`, imp));
-        }));
+        }, threads.import));
       }));
 
       const load = await loadBody(data, `load-${i}`, `bench/loaded:run${i}`);
@@ -391,7 +430,7 @@ async function main(): Promise<void> {
       times.load.push(await timed(async () => {
         cpu.load.push(await daemonCpu(async () => {
           checkResponse('load', await post(socket, '/images/load?quiet=1', load));
-        }));
+        }, threads.load));
       }));
       log(`run ${i + 1}: tar -x ${times.tar[i].toFixed(2)} s, import ${times.import[i].toFixed(2)} s, load ${times.load[i].toFixed(2)} s`);
     }
@@ -432,6 +471,9 @@ async function main(): Promise<void> {
       `wall seconds: tar -x ${list(times.tar)}, import ${list(times.import)}, load ${list(times.load)}`,
       `CPU seconds:  tar -x ${list(cpu.tar)}, import ${list(cpu.import)}, load ${list(cpu.load)} (berthd's, all threads)`,
       `by CPU time (less noisy on a busy machine): import ${(bestCpu(cpu.tar) / bestCpu(cpu.import) * 100).toFixed(0)}% of tar, load ${(bestCpu(cpu.tar) / bestCpu(cpu.load) * 100).toFixed(0)}% of tar`,
+      'berthd per thread (CPU-s, user+system), each run:',
+      ...threads.import.map((t, i) => `  import ${i + 1}: ${t}`),
+      ...threads.load.map((t, i) => `  load ${i + 1}: ${t}`),
       `berthd RSS right after that work: ${(rssAfterWork / MiB).toFixed(1)} MB`,
       '',
     ].join('\n'));

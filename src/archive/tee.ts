@@ -108,8 +108,12 @@ export async function teeLayer(input: Readable, store: (chunk: Buffer) => Promis
   // thread (into the batch), not twice (into a batch for the store and into a message for the
   // thread). So that a bad entry is seen soon, not only once a whole batch has gathered behind
   // it, pieces waiting longer than PARTIAL_BATCH_MS go on as a short batch.
+  //
+  // Batches are made over shared memory whatever takes them: the content store's background
+  // hasher (content/filedigest.ts) hashes such a batch in place while it is written, instead of
+  // reading it back from the file. They are filled with the addon's copyBytes (V8 copies into
+  // shared memory with a slow atomics-safe loop).
   const batchSink = compression === 'none' ? extractor : undefined;
-  const shared = batchSink?.threaded === true;
   let partialTimer: NodeJS.Timeout | undefined;
   const spare: Buffer[] = [];
   /** The batch buffers this call made (only those are reused). */
@@ -127,13 +131,13 @@ export async function teeLayer(input: Readable, store: (chunk: Buffer) => Promis
     while (gatheredBytes >= BATCH_BYTES) {
       let batch = spare.pop();
       if (batch === undefined) {
-        batch = shared ? Buffer.from(new SharedArrayBuffer(BATCH_BYTES)) : Buffer.allocUnsafeSlow(BATCH_BYTES);
+        batch = Buffer.from(new SharedArrayBuffer(BATCH_BYTES));
         own.add(batch);
       }
       let filled = 0;
       while (filled < BATCH_BYTES) {
         const piece = gathered[0];
-        const n = shared ? copyBytes(batch, filled, piece) : piece.copy(batch, filled, 0, Math.min(piece.length, BATCH_BYTES - filled));
+        const n = copyBytes(batch, filled, piece);
         filled += n;
         if (n === piece.length) gathered.shift();
         else gathered[0] = piece.subarray(n);

@@ -1,6 +1,7 @@
 // The body of the file-digest worker thread (see filedigest.ts): it hashes ingest files as they
-// grow, reading back what the writer has written. Messages are handled in order; each job keeps
-// its file open and its hash state until it is finished or dropped.
+// grow, from shared buffers the writer is writing, or reading back what it has written. Messages
+// are handled in order; each job keeps its file open and its hash state until it is finished or
+// dropped.
 import { createHash, type Hash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { parentPort } from 'node:worker_threads';
@@ -52,6 +53,24 @@ parentPort!.on('message', (m: DigestRequest) => {
       } catch (err) {
         jobs.set(m.id, { fd: -1, hash: createHash('sha256'), hashed: 0, failure: (err as Error).message });
       }
+      break;
+    }
+    case 'bytes': {
+      const job = jobs.get(m.id);
+      if (job) {
+        // Bytes before these that came by advance() only are read back first.
+        hashUpTo(job, m.at);
+        if (job.failure === undefined) {
+          if (job.hashed === m.at) {
+            job.hash.update(new Uint8Array(m.buf, m.offset, m.length));
+            job.hashed += m.length;
+          } else {
+            job.failure = `bytes for offset ${m.at} came after offset ${job.hashed} was hashed`;
+          }
+        }
+      }
+      // The buffer is the writer's again; a failure is reported by the finish.
+      parentPort!.postMessage({ ack: m.seq } satisfies DigestReply);
       break;
     }
     case 'advance': {

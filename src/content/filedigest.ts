@@ -1,8 +1,12 @@
-// sha256 of a file that is being written, computed on a worker thread: the writer reports how far
-// the file is written (advance) and the worker reads that much back and hashes it. Node's hashes
-// are synchronous, so hashing a big layer download inline took a quarter of the main thread's time
-// in a pull; read back from the page cache on another thread it costs the main thread a message
-// per write. The digest is of the bytes on disk, which is what a commit must vouch for.
+// sha256 of a file that is being written, computed on a worker thread. Node's hashes are
+// synchronous, so hashing a big layer download inline took a quarter of the main thread's time in
+// a pull; on another thread it costs the main thread a message per write. The worker gets the
+// bytes one of two ways, in file order:
+// - a buffer over shared memory (the 1 MiB batches archive/tee.ts makes) is hashed in place, as
+//   it is being written: the very bytes handed to write(2), with no read back (which cost the
+//   worker about as much as the hashing);
+// - otherwise the writer reports how far the file is written (advance) and the worker reads that
+//   much back from the file.
 //
 // One worker serves the whole process (jobs are interleaved in message order); it is started on
 // first use and referenced only while a digest is awaited, so it never keeps the process alive.
@@ -14,10 +18,12 @@ import type { Digest } from './digest';
 export type DigestRequest =
   | { op: 'open'; id: number; path: string }
   | { op: 'advance'; id: number; upTo: number }
+  /** Bytes that go into the file at offset at; answered with { ack: seq } once hashed. */
+  | { op: 'bytes'; id: number; seq: number; at: number; buf: SharedArrayBuffer; offset: number; length: number }
   | { op: 'finish'; id: number; size: number }
   | { op: 'drop'; id: number };
 
-export type DigestReply = { id: number; digest: Digest } | { id: number; error: string };
+export type DigestReply = { id: number; digest: Digest } | { id: number; error: string } | { ack: number };
 
 interface Pending {
   resolve: (d: Digest) => void;
@@ -33,16 +39,26 @@ interface Running {
 let running: Running | undefined;
 let nextId = 1;
 const pending = new Map<number, Pending>();
+/** Shared buffers the worker is hashing (by seq): their owner must not change them until acked. */
+const lent = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
+let nextSeq = 1;
 
 function theWorker(): Running {
   if (running?.alive) return running;
   const w = new Worker(path.join(__dirname, 'digest-worker.js'));
   const r: Running = { worker: w, alive: true };
   w.on('message', (m: DigestReply) => {
+    if ('ack' in m) {
+      const l = lent.get(m.ack);
+      lent.delete(m.ack);
+      if (pending.size === 0 && lent.size === 0) w.unref();
+      l?.resolve();
+      return;
+    }
     const p = pending.get(m.id);
     if (!p) return;
     pending.delete(m.id);
-    if (pending.size === 0) w.unref();
+    if (pending.size === 0 && lent.size === 0) w.unref();
     if ('digest' in m) p.resolve(m.digest);
     else p.reject(new Error(`hashing failed: ${m.error}`));
   });
@@ -52,6 +68,9 @@ function theWorker(): Running {
     // Every pending job was this worker's: there is only ever one running.
     for (const p of pending.values()) p.reject(new Error(`hashing failed: ${err.message}`));
     pending.clear();
+    // A dead worker reads no buffer any more: their owners may have them back.
+    for (const l of lent.values()) l.reject(new Error(`hashing failed: ${err.message}`));
+    lent.clear();
   };
   w.on('error', fail);
   w.on('exit', (code) => fail(new Error(`digest worker exited with code ${code}`)));
@@ -74,6 +93,23 @@ export class FileDigest {
 
   private post(m: DigestRequest): void {
     if (this.r.alive) this.r.worker.postMessage(m);
+  }
+
+  /**
+   * Hashes bytes that go into the file at offset at (everything before at having been written
+   * or handed here already) straight from chunk, if it is a view of shared memory: resolves once
+   * the worker is done with it (the caller must not change it until then). Returns undefined for
+   * other buffers: those bytes are read back from the file after advance().
+   */
+  hashBytes(chunk: Uint8Array, at: number): Promise<void> | undefined {
+    if (!(chunk.buffer instanceof SharedArrayBuffer) || this.ended) return undefined;
+    if (!this.r.alive) return Promise.reject(new Error('hashing failed: the digest worker stopped'));
+    const seq = nextSeq++;
+    return new Promise<void>((resolve, reject) => {
+      lent.set(seq, { resolve, reject });
+      this.r.worker.ref();
+      this.post({ op: 'bytes', id: this.id, seq, at, buf: chunk.buffer as SharedArrayBuffer, offset: chunk.byteOffset, length: chunk.byteLength });
+    });
   }
 
   /** The file holds its final bytes up to upTo: hash them (in the background). */

@@ -85,7 +85,17 @@ export interface WriterOptions {
    * round trip at commit, and spares the main thread the hashing.
    */
   hashInBackground?: boolean;
+  /**
+   * Start writing the data back to disk while it is still being written (an fdatasync after
+   * every SYNC_AHEAD_BYTES, not waited for), so that commit's fsync finds little left to do. For
+   * big blobs ingested alongside other work (a layer extracted as it is stored): the writeback
+   * then overlaps that work instead of holding up the commit at the end.
+   */
+  syncAhead?: boolean;
 }
+
+/** How much a syncAhead writer writes between two early syncs. */
+const SYNC_AHEAD_BYTES = 32 << 20;
 
 /** Writes content. */
 export interface Ingester {
@@ -272,7 +282,7 @@ export class ContentStore implements Provider, Ingester {
         await fh.close();
         throw err;
       }
-      return new Writer(this, ref, dir, dataFile, fh, hasher, offset, expected, release);
+      return new Writer(this, ref, dir, dataFile, fh, hasher, offset, expected, release, opts.syncAhead === true);
     } catch (err) {
       release();
       throw err;
@@ -326,6 +336,11 @@ export class ContentStore implements Provider, Ingester {
 
 /** How a writer keeps the digest of what it has written. */
 interface Hasher {
+  /**
+   * chunk is about to be written at offset at: a hasher that hashes it from memory meanwhile
+   * returns a promise that settles once it no longer reads chunk. written() follows either way.
+   */
+  hashing?(chunk: Uint8Array, at: number): Promise<void> | undefined;
   /** chunk has been written, ending at offset upTo. */
   written(chunk: Uint8Array, upTo: number): void;
   /** Digest of the first size bytes; the hasher is not used again after final. */
@@ -371,6 +386,13 @@ class BackgroundHasher implements Hasher {
     this.told = upTo;
   }
 
+  hashing(chunk: Uint8Array, at: number): Promise<void> | undefined {
+    const p = this.job.hashBytes(chunk, at);
+    // Hashed from memory: nothing to read back up to its end.
+    if (p !== undefined) this.told = at + chunk.byteLength;
+    return p;
+  }
+
   written(_chunk: Uint8Array, upTo: number): void {
     if (upTo - this.told >= ADVANCE_STEP) this.advance(upTo);
   }
@@ -409,7 +431,31 @@ class Writer implements ContentWriter {
     private bytes: number,
     private readonly expected: Expected,
     private readonly release: () => void,
+    private readonly syncAhead: boolean,
   ) {}
+
+  /** The early sync in flight (syncAhead), and how far the last one started reached. */
+  private syncing: Promise<void> | undefined;
+  private syncStartedAt = 0;
+  /** An early sync's failure: after a failed fsync the kernel may report the next one clean. */
+  private syncFailure: unknown;
+
+  private syncEarly(): void {
+    if (!this.syncAhead || this.syncing !== undefined || this.bytes - this.syncStartedAt < SYNC_AHEAD_BYTES) return;
+    this.syncStartedAt = this.bytes;
+    this.syncing = this.fh.datasync().then(
+      () => { this.syncing = undefined; },
+      (err: unknown) => {
+        this.syncFailure ??= err;
+        this.syncing = undefined;
+      },
+    );
+  }
+
+  /** Waits for an early sync in flight (the file is not closed under it); never rejects. */
+  private async syncSettled(): Promise<void> {
+    while (this.syncing !== undefined) await this.syncing;
+  }
 
   get offset(): number {
     return this.bytes;
@@ -421,13 +467,27 @@ class Writer implements ContentWriter {
 
   async write(chunk: Uint8Array): Promise<void> {
     this.checkOpen();
-    let written = 0;
-    while (written < chunk.byteLength) {
-      const { bytesWritten } = await this.fh.write(chunk, written, chunk.byteLength - written, this.bytes + written);
-      written += bytesWritten;
+    // A background hasher may hash a shared buffer while it is written (see filedigest.ts).
+    const hashing = this.hasher.hashing?.(chunk, this.bytes);
+    try {
+      let written = 0;
+      while (written < chunk.byteLength) {
+        const { bytesWritten } = await this.fh.write(chunk, written, chunk.byteLength - written, this.bytes + written);
+        written += bytesWritten;
+      }
+    } catch (err) {
+      // The caller may reuse chunk once this settles: not while the worker still reads it.
+      if (hashing !== undefined) {
+        await hashing.catch(() => {});
+        // It hashed bytes the file may not hold: a writer that goes on hashes the file again.
+        this.hasher.reset();
+      }
+      throw err;
     }
+    if (hashing !== undefined) await hashing;
     this.bytes += chunk.byteLength;
     this.hasher.written(chunk, this.bytes);
+    this.syncEarly();
   }
 
   digest(): Promise<Digest> {
@@ -440,6 +500,7 @@ class Writer implements ContentWriter {
     await this.fh.truncate(0);
     this.hasher.reset();
     this.bytes = 0;
+    this.syncStartedAt = 0;
   }
 
   async commit(expected: Expected = {}): Promise<Digest> {
@@ -454,7 +515,8 @@ class Writer implements ContentWriter {
     } else {
       try {
         // The sync runs while the hash is finished (on a worker, for a background hasher).
-        [digest] = await Promise.all([this.hasher.digest(this.bytes, true), this.fh.sync()]);
+        [digest] = await Promise.all([this.hasher.digest(this.bytes, true), this.syncSettled().then(() => this.fh.sync())]);
+        if (this.syncFailure !== undefined) throw this.syncFailure;
       } catch (err) {
         // Nothing wrong with the data as far as is known: keep it for a later writer.
         await this.close();
@@ -482,6 +544,7 @@ class Writer implements ContentWriter {
     this.hasher.drop();
     if (!this.done) {
       this.done = true;
+      await this.syncSettled();
       await this.fh.close().catch(() => {});
     }
     try {
@@ -496,6 +559,7 @@ class Writer implements ContentWriter {
     this.hasher.drop();
     this.done = true;
     try {
+      await this.syncSettled();
       await this.fh.close();
     } finally {
       this.release();

@@ -423,8 +423,9 @@ async function downloadOnce(dc: DistributionContext, repo: RemoteRepository, t: 
   const { content } = dc.images;
   const { digest, size } = t.desc;
   // One ingest per blob digest: an interrupted download (this pull's or an earlier one's) resumes.
-  // Layers are big: their digest is computed on the digest worker, off the main thread.
-  const w = await content.writer(`pull-${digest}`, { digest, size }, { hashInBackground: true });
+  // Layers are big: their digest is computed on the digest worker, off the main thread, and they
+  // are written back to disk as they come (commit then has little left to fsync).
+  const w = await content.writer(`pull-${digest}`, { digest, size }, { hashInBackground: true, syncAhead: true });
   let finished = false;
   try {
     if (await content.info(digest)) {

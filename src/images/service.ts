@@ -237,9 +237,11 @@ export class ImageService {
    */
   async ingestLayerStream(input: Readable, opts: { extractTo?: string } = {}): Promise<Omit<ImageLayer, 'chainID'>> {
     const ref = `import-${randomBytes(8).toString('hex')}`;
-    // The blob's sha256 is computed on the digest worker from the written file (the main thread
-    // hashing hundreds of megabytes inline held up the request and the extraction it feeds).
-    const w = await this.content.writer(ref, {}, { hashInBackground: true });
+    // The blob's sha256 is computed on the digest worker (the main thread hashing hundreds of
+    // megabytes inline held up the request and the extraction it feeds), and the blob is written
+    // back to disk as it goes: commit's fsync of a 512 MB layer, after the extraction, took
+    // 0.15-0.6 s at the end of an import.
+    const w = await this.content.writer(ref, {}, { hashInBackground: true, syncAhead: true });
     try {
       const t = await teeLayer(input, (chunk) => w.write(chunk), { extractTo: opts.extractTo });
       if (t.rawSize === 0) throw invalidParameter('empty tar stream: nothing to import');

@@ -225,3 +225,78 @@ test('the digest worker: a missing file or one shorter than the size asked fails
   dropped.drop();
   await assert.rejects(dropped.digest(12), /already finished/);
 });
+
+test('background hashing takes shared buffers in place (not read back), mixed in order with others; a buffer is free again once write() resolves', async (t) => {
+  const root = tempDir(t);
+  const store = new ContentStore(root);
+  const w = await store.writer('shared', {}, { hashInBackground: true });
+  const batch = Buffer.from(new SharedArrayBuffer(1 << 20));
+  const parts: Buffer[] = [];
+  for (let i = 0; i < 6; i++) {
+    // The same shared buffer is refilled for every write, as the tee reuses its batches: a hash
+    // still reading it after write() resolved would see the next fill.
+    const piece = i % 3 === 2 ? randomBytes(70_000) : batch.subarray(0, (i + 1) * 100_000);
+    if (piece.buffer instanceof SharedArrayBuffer) piece.set(randomBytes(piece.length));
+    parts.push(Buffer.from(piece));
+    await w.write(piece);
+  }
+  assert.equal(await w.digest(), digestOf(Buffer.concat(parts)), 'a digest mid-way');
+  const last = batch.subarray(0, 300_000);
+  last.set(randomBytes(last.length));
+  parts.push(Buffer.from(last));
+  await w.write(last);
+  // Changing the file behind the writer's back after the shared write does not change the
+  // digest: those bytes were hashed as they were handed to write(2), not read back.
+  const [dir] = fs.readdirSync(path.join(root, 'ingest'));
+  const fd = fs.openSync(path.join(root, 'ingest', dir, 'data'), 'r+');
+  const end = parts.reduce((n, p) => n + p.length, 0);
+  fs.writeSync(fd, Buffer.from('X'), 0, 1, end - 1);
+  fs.closeSync(fd);
+  assert.equal(await w.commit(), digestOf(Buffer.concat(parts)));
+});
+
+test('the digest worker refuses shared bytes for an offset it has passed', async (t) => {
+  const root = tempDir(t);
+  const file = path.join(root, 'f');
+  fs.writeFileSync(file, 'abcdef');
+  const job = new FileDigest(file);
+  const bytes = Buffer.from(new SharedArrayBuffer(3));
+  bytes.write('abc');
+  await job.hashBytes(bytes, 0);
+  await job.hashBytes(bytes, 0);
+  await assert.rejects(job.digest(6), /hashing failed: bytes for offset 0 came after offset 3 was hashed/);
+  const other = new FileDigest(file);
+  assert.equal(other.hashBytes(Buffer.from('abc'), 0), undefined, 'other buffers are read back from the file');
+  other.advance(6);
+  assert.equal(await other.digest(6), digestOf(Buffer.from('abcdef')));
+});
+
+test('syncAhead: early syncs while writing; commit, abort and close wait for one in flight', async (t) => {
+  const root = tempDir(t);
+  const store = new ContentStore(root);
+  const opts = { hashInBackground: true, syncAhead: true };
+  const chunk = Buffer.from(new SharedArrayBuffer(1 << 20));
+  const parts: Buffer[] = [];
+  const w = await store.writer('ahead', {}, opts);
+  for (let i = 0; i < 70; i++) {
+    chunk.set(randomBytes(chunk.length));
+    parts.push(Buffer.from(chunk));
+    await w.write(chunk);
+  }
+  const all = Buffer.concat(parts);
+  assert.equal(await w.commit({ size: all.length }), digestOf(all));
+  assert.deepEqual(fs.readFileSync(await store.blobPath(digestOf(all))), all);
+
+  // Ended right after the write that starts an early sync (the 32nd MiB): nothing is left open.
+  const aborted = await store.writer('ahead-abort', {}, opts);
+  for (let i = 0; i < 32; i++) await aborted.write(chunk);
+  await aborted.abort();
+  assert.deepEqual(await store.ingests(), []);
+  const closed = await store.writer('ahead-close', {}, opts);
+  for (let i = 0; i < 32; i++) await closed.write(chunk);
+  await closed.close();
+  const resumed = await store.writer('ahead-close', {}, opts);
+  assert.equal(resumed.offset, 32 << 20);
+  await resumed.write(Buffer.from('tail'));
+  assert.equal(await resumed.commit(), digestOf(Buffer.concat([...Array<Buffer>(32).fill(chunk), Buffer.from('tail')])));
+});
