@@ -11,14 +11,17 @@ import { Worker } from 'node:worker_threads';
 import { BerthError, type ErrorKind } from '../common/errors';
 import type { ApplyOptions } from './apply';
 import type { CopyInJob } from './copy-in';
+import type { Rebase } from './copy-out';
 
 /**
- * What a thread extracts: an image layer into a directory (apply.ts' LayerWriter), or a docker cp
- * upload into a container's file system (copy-in.ts' CopyInSink).
+ * What a thread extracts: an image layer into a directory (apply.ts' LayerWriter), a docker cp
+ * upload into a container's file system (copy-in.ts' CopyInSink, in berthd), or a tar from the
+ * daemon into a local directory (copy-out.ts' CopyOutSink, in `berth cp`).
  */
 export type ExtractionJob =
   | { kind: 'layer'; dir: string; opts: ApplyOptions }
-  | ({ kind: 'copy-in' } & CopyInJob);
+  | ({ kind: 'copy-in' } & CopyInJob)
+  | { kind: 'copy-out'; root: string; rebase: Rebase; keepOwner: boolean };
 
 export interface WireError {
   message: string;

@@ -1,12 +1,14 @@
 // The body of an extraction thread (see extract-thread.ts): parses tar bytes posted by the main
 // thread and writes them to disk, one job at a time: an image layer with the same LayerWriter the
-// in-thread path uses, a docker cp upload with CopyInSink. Every message is answered in order, so the main thread always knows how far the writes
+// in-thread path uses, a docker cp upload with CopyInSink (berthd), a cp download with
+// CopyOutSink (`berth cp`). Every message is answered in order, so the main thread always knows how far the writes
 // have got; after a failure the job is quiet (file closed, nothing more written) *before* the
 // error is posted, and an abort is confirmed only once the writer is closed.
 import { parentPort } from 'node:worker_threads';
 import { BerthError } from '../common/errors';
 import { LayerWriter } from './apply';
 import { CopyInSink } from './copy-in';
+import { CopyOutSink } from './copy-out';
 import { TarReader } from './reader';
 import type { ToWorker, FromWorker, WireError } from './extract-thread';
 
@@ -46,7 +48,8 @@ function fail(err: unknown): void {
 port.on('message', (m: ToWorker) => {
   switch (m.type) {
     case 'start': {
-      const writer = m.job.kind === 'layer' ? new LayerWriter(m.job.dir, m.job.opts) : new CopyInSink(m.job);
+      const j = m.job;
+      const writer = j.kind === 'layer' ? new LayerWriter(j.dir, j.opts) : j.kind === 'copy-in' ? new CopyInSink(j) : new CopyOutSink(j.root, j.rebase, j.keepOwner);
       job = { id: m.id, writer, reader: new TarReader(writer), failed: false, cancel: new Int32Array(m.cancel) };
       return;
     }
