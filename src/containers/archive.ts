@@ -5,14 +5,13 @@
 // outside the container's root and its mounts.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Readable, Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { pipeline as pipelineCb, type Duplex, type Readable } from 'node:stream';
 import { BerthError, invalidParameter, notFound } from '../common/errors';
 import { tarDirectoryProducer, type TarProducer } from '../archive/create';
 import { decompressionStages } from '../archive/compression';
 import type { IdentityMapping } from '../security/userns';
 import { resolveInRoot, resolveScoped, type ScopedMount, type ScopedPath } from '../common/scopedpath';
-import { ThreadedExtraction } from '../archive/extract-thread';
+import { extractCopy } from '../archive/copy-stream';
 import { dup, setSocketSendBuffer, socketFd } from '../native';
 import type { ServerResponse } from 'node:http';
 
@@ -22,8 +21,6 @@ import type { ServerResponse } from 'node:http';
  */
 export const TAR_SEND_BUFFER = 4 << 20;
 
-/** Bytes of an upload handed to the extraction thread and not yet written, before reading pauses. */
-const COPY_IN_AHEAD = 8 << 20;
 
 /** A mount seen from inside the container: its destination and the host directory behind it. */
 export type ViewMount = ScopedMount;
@@ -113,7 +110,7 @@ export function archivePath(view: ContainerView, p: string): { stat: PathStat; t
 
 /**
  * Extracts a tar into the directory p of the container (copy-in.ts' CopyInSink, on an extraction
- * thread). Every entry's parent is resolved inside the container (links followed within it); the
+ * thread for a big tar: copy-stream.ts). Every entry's parent is resolved inside the container (links followed within it); the
  * entry itself is never followed.
  */
 export async function extractToPath(view: ContainerView, p: string, input: Readable, opts: { noOverwriteDirNonDir: boolean; copyUIDGID: boolean }): Promise<void> {
@@ -126,40 +123,14 @@ export async function extractToPath(view: ContainerView, p: string, input: Reada
   }
   if (!st.isDirectory()) throw invalidParameter(`extraction point is not a directory`);
   const { stages } = await decompressionStages(input);
-  // The entries are written on an extraction thread, a bounded number of bytes behind the
-  // request: this thread keeps reading the socket (and parsing HTTP) while that one creates files,
-  // so a client is not held up whenever a file takes long to create, and the two overlap on two
-  // cores instead of taking turns (the docker CLI's own socket buffer holds only ~200 KB).
-  const take = (chunks: Buffer[], cb: (err?: Error | null) => void): void => {
-    if (job.failure) {
-      cb(job.failure);
-      return;
-    }
-    job.write(chunks);
-    if (job.inFlight <= COPY_IN_AHEAD) cb();
-    else job.waitBelow(COPY_IN_AHEAD).then(() => cb(job.failure), cb);
-  };
-  const writer = new Writable({
-    highWaterMark: 1 << 20,
-    write(chunk: Buffer, _enc, cb) {
-      take([chunk], cb);
-    },
-    writev(chunks, cb) {
-      take(chunks.map((c) => c.chunk as Buffer), cb);
-    },
-    final(cb) {
-      job.end().then(() => cb(), cb);
-    },
-  });
+  // A compressed upload: the decompressor's output is what is read (a failure on either side
+  // destroys both).
+  const tar = stages.length === 1 ? stages[0] as Readable : (pipelineCb(stages as unknown as [Readable, Duplex], () => {}) as unknown as Readable);
   const idMap = view.idMap ? { uids: view.idMap.uids, gids: view.idMap.gids } : undefined;
-  const job = new ThreadedExtraction({ kind: 'copy-in', root: view.root, mounts: view.mounts, dest, idMap, opts }, (err) => writer.destroy(err));
   try {
-    await pipeline([...stages, writer] as unknown as [Readable, NodeJS.WritableStream]);
+    await extractCopy(tar, { kind: 'copy-in', root: view.root, mounts: view.mounts, dest, idMap, opts });
   } catch (err) {
     input.destroy();
-    // The thread may be in the middle of a file: the copy is over (and the container's root may
-    // be unmounted) only once it has closed what it had open.
-    await job.abort();
     throw err instanceof Error && !(err instanceof BerthError) && !(err as NodeJS.ErrnoException).syscall ? invalidParameter(`failed to extract archive: ${err.message}`) : err;
   }
 }

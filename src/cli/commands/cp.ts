@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { tarDirectoryProducer, tarPathProducer } from '../../archive/create';
-import { ThreadedExtraction } from '../../archive/extract-thread';
+import { extractCopy } from '../../archive/copy-stream';
 import type { Rebase } from '../../archive/copy-out';
 import { DaemonError, UsageError } from '../client';
 import type { CommandContext, CommandSpec } from '../command';
@@ -57,29 +57,13 @@ const isLinkMode = (mode: number): boolean => Math.floor(mode / MODE_SYMLINK) % 
 const endsWithDot = (p: string): boolean => p === '.' || p.endsWith('/.');
 const endsWithSep = (p: string): boolean => p.endsWith('/');
 
-/** Bytes of the response handed to the extraction thread and not yet written, before reading pauses. */
-const EXTRACT_AHEAD = 8 << 20;
-
 /**
  * Extracts a tar into root, renaming entries by rebase. Ownership is kept only with keepOwner.
- * The entries are written on an extraction thread (CopyOutSink), a bounded number of bytes
- * behind the input, so reading the response and creating the files overlap.
+ * A big tar is written on an extraction thread (CopyOutSink, archive/copy-stream.ts), a bounded
+ * number of bytes behind the input, so reading the response and creating the files overlap.
  */
 export async function extractTar(input: Readable, root: string, rebase: Rebase, keepOwner: boolean): Promise<void> {
-  const job = new ThreadedExtraction({ kind: 'copy-out', root, rebase, keepOwner }, (err) => input.destroy(err));
-  try {
-    for await (const chunk of input) {
-      if (job.failure) throw job.failure;
-      job.write([chunk as Buffer]);
-      if (job.inFlight > EXTRACT_AHEAD) await job.waitBelow(EXTRACT_AHEAD);
-    }
-    await job.end();
-  } catch (err) {
-    input.destroy();
-    // Nothing is written once abort() resolves (the thread closed the file it had open).
-    await job.abort();
-    throw job.failure ?? err;
-  }
+  await extractCopy(input, { kind: 'copy-out', root, rebase, keepOwner });
 }
 
 /**
