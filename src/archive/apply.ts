@@ -421,7 +421,7 @@ export class LayerExtractor extends Writable {
       const writer = new LayerWriter(root, opts);
       this.local = { writer, reader: new TarReader(writer) };
     } else {
-      this.thread = new ThreadedExtraction({ kind: 'layer', dir: root, opts: { ignoreOwnership: opts.ignoreOwnership } }, (err) => this.destroy(err));
+      this.thread = new ThreadedExtraction(root, opts, (err) => this.destroy(err));
     }
     this.hash = opts.digest === false ? undefined : createHash('sha256');
   }

@@ -1,7 +1,6 @@
 // The extraction of a docker cp upload (PUT /containers/{id}/archive) into a container's file
 // system: every entry's parent is resolved inside the container (links followed within it, a
-// path under a mount mapped to the mount's source), the entry itself is never followed. It runs
-// on an extraction thread (extract-thread.ts), so everything it needs comes as plain data.
+// path under a mount mapped to the mount's source), the entry itself is never followed.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { invalidParameter } from '../common/errors';
@@ -15,7 +14,7 @@ export interface CopyInOptions {
   copyUIDGID: boolean;
 }
 
-/** What a copy-in job needs, as data a thread can be sent. */
+/** Where and how a copy-in extracts. */
 export interface CopyInJob {
   /** The container's root on the host (mounted). */
   root: string;

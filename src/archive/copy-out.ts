@@ -1,7 +1,6 @@
 // The extraction of a tar from the daemon by `berth cp` (GET /containers/{id}/archive): docker's
 // naming rules (the root entry renamed or dropped), nothing outside the destination, no write
-// through a symlink. It runs on an extraction thread (archive/extract-thread.ts), so everything
-// it needs comes as plain data.
+// through a symlink.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeAllSync } from '../common/fsutil';

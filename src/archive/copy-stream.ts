@@ -1,70 +1,45 @@
-// The extraction of a cp tar stream (a docker cp upload in berthd, a download in `berth cp`):
-// on a pooled extraction thread (extract-thread.ts) when the tar is big, so the thread that reads
-// the socket keeps reading while the other one creates files; inline when the whole stream fits
-// in the first MiB, since starting a thread (~30 ms) would cost more than such a copy itself.
+// The extraction of a cp tar stream (a docker cp upload in berthd, a download in `berth cp`): the
+// tar is parsed and written synchronously in each 'data' event, straight from the stream's
+// buffers, by copy-in.ts' CopyInSink or copy-out.ts' CopyOutSink.
+//
+// An extraction thread (as image layers get, extract-thread.ts) was tried for both: it measured
+// no faster on the shared two-core machine (the client and berthd already keep both cores busy)
+// and cost berthd 0.3-0.5 CPU-s more per GB (the staging copy, the messages, a second JIT).
 import { finished, type Readable } from 'node:stream';
-import { CopyInSink } from './copy-in';
+import { CopyInSink, type CopyInJob } from './copy-in';
 import { CopyOutSink } from './copy-out';
-import { ThreadedExtraction, type ExtractionJob } from './extract-thread';
+import type { Rebase } from './copy-out';
 import { TarReader } from './reader';
 
-export type CopyJob = Extract<ExtractionJob, { kind: 'copy-in' | 'copy-out' }>;
-
-/** A stream that ends within this many bytes is extracted on the calling thread. */
-const INLINE_MAX = 1 << 20;
-/** Bytes handed to the thread and not yet written, before reading pauses. */
-const AHEAD = 8 << 20;
-
-/** The job's sink, made on this thread (as the extraction thread makes it for its jobs). */
-function sinkOf(job: CopyJob): CopyInSink | CopyOutSink {
-  return job.kind === 'copy-in' ? new CopyInSink(job) : new CopyOutSink(job.root, job.rebase, job.keepOwner);
-}
+export type CopyJob = ({ kind: 'copy-in' } & CopyInJob) | { kind: 'copy-out'; root: string; rebase: Rebase; keepOwner: boolean };
 
 /**
  * Extracts the tar read from input as job says. Resolves once every entry is on disk; on a
- * failure (of the input or of the extraction) input is destroyed, and the promise rejects only
- * once nothing writes any more (the file being written is closed): the caller may then report
- * the error, or unmount what it extracted into. The input is read by 'data' events (a docker CLI
- * upload comes as ~90 pieces per MiB: an async iterator's promise per piece was a tenth of the
- * reading thread's time).
+ * failure (of the input or of the extraction) reading stops and the file being written is closed
+ * before the promise rejects; the caller then destroys input. The input is read by 'data' events, without a Writable or
+ * an async iterator between: a docker CLI upload comes as ~90 pieces per MiB (its HTTP chunks).
  */
 export function extractCopy(input: Readable, job: CopyJob): Promise<void> {
   return new Promise((resolve, reject) => {
-    const head: Buffer[] = [];
-    let headBytes = 0;
-    let thread: ThreadedExtraction | undefined;
+    const sink = job.kind === 'copy-in' ? new CopyInSink(job) : new CopyOutSink(job.root, job.rebase, job.keepOwner);
+    const reader = new TarReader(sink);
     let settled = false;
     const fail = (err: Error): void => {
       if (settled) return;
       settled = true;
+      // Reading stops; the caller destroys the input once it has the error (not here, inside a
+      // 'data' event: an HTTP request destroyed before it is complete takes its socket with it,
+      // and the client would get no 400 for a bad upload it had already sent whole).
       input.off('data', onData);
-      input.destroy();
-      const t = thread;
-      if (t === undefined) {
-        reject(err);
-        return;
-      }
-      // Nothing is written once abort() resolves (the thread closed the file it had open).
-      const done = (): void => reject(t.failure ?? err);
-      t.abort().then(done, done);
+      input.pause();
+      try { sink.abort(); } catch { /* the first error is the one to report */ }
+      reject(err);
     };
     const onData = (chunk: Buffer): void => {
-      let t = thread;
-      if (t === undefined) {
-        head.push(chunk);
-        headBytes += chunk.length;
-        if (headBytes < INLINE_MAX) return;
-        t = thread = new ThreadedExtraction(job, fail);
-        t.write(head);
-        head.length = 0;
-      } else {
-        t.write([chunk]);
-      }
-      if (t.inFlight > AHEAD && !input.isPaused()) {
-        input.pause();
-        t.waitBelow(AHEAD).then(() => {
-          if (!settled) input.resume();
-        }, () => {});
+      try {
+        reader.write(chunk);
+      } catch (err) {
+        fail(err as Error);
       }
     };
     input.on('data', onData);
@@ -74,28 +49,15 @@ export function extractCopy(input: Readable, job: CopyJob): Promise<void> {
         fail(err);
         return;
       }
-      const t = thread;
-      if (t === undefined) {
-        // The whole tar came within the first MiB: extracted here.
-        settled = true;
-        const sink = sinkOf(job);
-        const reader = new TarReader(sink);
-        try {
-          for (const c of head) reader.write(c);
-          reader.finish();
-          sink.finish();
-        } catch (e) {
-          try { sink.abort(); } catch { /* the first error is the one to report */ }
-          reject(e as Error);
-          return;
-        }
-        resolve();
+      try {
+        reader.finish();
+        sink.finish();
+      } catch (e) {
+        fail(e as Error);
         return;
       }
-      t.end().then(() => {
-        settled = true;
-        resolve();
-      }, fail);
+      settled = true;
+      resolve();
     });
   });
 }

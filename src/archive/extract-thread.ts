@@ -10,18 +10,6 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { BerthError, type ErrorKind } from '../common/errors';
 import type { ApplyOptions } from './apply';
-import type { CopyInJob } from './copy-in';
-import type { Rebase } from './copy-out';
-
-/**
- * What a thread extracts: an image layer into a directory (apply.ts' LayerWriter), a docker cp
- * upload into a container's file system (copy-in.ts' CopyInSink, in berthd), or a tar from the
- * daemon into a local directory (copy-out.ts' CopyOutSink, in `berth cp`).
- */
-export type ExtractionJob =
-  | { kind: 'layer'; dir: string; opts: ApplyOptions }
-  | ({ kind: 'copy-in' } & CopyInJob)
-  | { kind: 'copy-out'; root: string; rebase: Rebase; keepOwner: boolean };
 
 export interface WireError {
   message: string;
@@ -33,7 +21,7 @@ export interface WireError {
 }
 
 export type ToWorker =
-  | { type: 'start'; id: number; job: ExtractionJob; cancel: SharedArrayBuffer }
+  | { type: 'start'; id: number; dir: string; opts: ApplyOptions; cancel: SharedArrayBuffer }
   | { type: 'data'; id: number; buf: ArrayBuffer; length: number }
   | { type: 'shared'; id: number; buf: SharedArrayBuffer; offset: number; length: number }
   | { type: 'end'; id: number }
@@ -133,10 +121,10 @@ export class ThreadedExtraction {
   private abortWaiter: (() => void) | undefined;
   private finished = false;
 
-  constructor(job: ExtractionJob, private readonly onFailure: (err: Error) => void) {
+  constructor(dir: string, opts: ApplyOptions, private readonly onFailure: (err: Error) => void) {
     this.pw = acquire();
     this.pw.job = this;
-    this.post({ type: 'start', id: this.id, job, cancel: this.cancelFlag.buffer as SharedArrayBuffer });
+    this.post({ type: 'start', id: this.id, dir, opts: { ignoreOwnership: opts.ignoreOwnership }, cancel: this.cancelFlag.buffer as SharedArrayBuffer });
   }
 
   private post(m: ToWorker, transfer?: ArrayBuffer[]): void {

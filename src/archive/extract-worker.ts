@@ -1,14 +1,11 @@
 // The body of an extraction thread (see extract-thread.ts): parses tar bytes posted by the main
-// thread and writes them to disk, one job at a time: an image layer with the same LayerWriter the
-// in-thread path uses, a docker cp upload with CopyInSink (berthd), a cp download with
-// CopyOutSink (`berth cp`). Every message is answered in order, so the main thread always knows how far the writes
+// thread and writes them to disk with the same LayerWriter the in-thread path uses, one job at a
+// time. Every message is answered in order, so the main thread always knows how far the writes
 // have got; after a failure the job is quiet (file closed, nothing more written) *before* the
 // error is posted, and an abort is confirmed only once the writer is closed.
 import { parentPort } from 'node:worker_threads';
 import { BerthError } from '../common/errors';
 import { LayerWriter } from './apply';
-import { CopyInSink } from './copy-in';
-import { CopyOutSink } from './copy-out';
 import { TarReader } from './reader';
 import type { ToWorker, FromWorker, WireError } from './extract-thread';
 
@@ -24,13 +21,7 @@ function toWire(err: unknown): WireError {
   };
 }
 
-/** What a job writes with: a TarSink that is finished at the end or aborted (its open file closed). */
-interface JobWriter {
-  finish(): void;
-  abort(): void;
-}
-
-let job: { id: number; writer: JobWriter; reader: TarReader; failed: boolean; cancel: Int32Array } | undefined;
+let job: { id: number; writer: LayerWriter; reader: TarReader; failed: boolean; cancel: Int32Array } | undefined;
 const port = parentPort!;
 const post = (m: FromWorker): void => port.postMessage(m);
 
@@ -48,8 +39,7 @@ function fail(err: unknown): void {
 port.on('message', (m: ToWorker) => {
   switch (m.type) {
     case 'start': {
-      const j = m.job;
-      const writer = j.kind === 'layer' ? new LayerWriter(j.dir, j.opts) : j.kind === 'copy-in' ? new CopyInSink(j) : new CopyOutSink(j.root, j.rebase, j.keepOwner);
+      const writer = new LayerWriter(m.dir, m.opts);
       job = { id: m.id, writer, reader: new TarReader(writer), failed: false, cancel: new Int32Array(m.cancel) };
       return;
     }

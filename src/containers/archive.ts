@@ -109,8 +109,8 @@ export function archivePath(view: ContainerView, p: string): { stat: PathStat; t
 }
 
 /**
- * Extracts a tar into the directory p of the container (copy-in.ts' CopyInSink, on an extraction
- * thread for a big tar: copy-stream.ts). Every entry's parent is resolved inside the container (links followed within it); the
+ * Extracts a tar into the directory p of the container (copy-in.ts' CopyInSink, through
+ * copy-stream.ts). Every entry's parent is resolved inside the container (links followed within it); the
  * entry itself is never followed.
  */
 export async function extractToPath(view: ContainerView, p: string, input: Readable, opts: { noOverwriteDirNonDir: boolean; copyUIDGID: boolean }): Promise<void> {
@@ -130,7 +130,12 @@ export async function extractToPath(view: ContainerView, p: string, input: Reada
   try {
     await extractCopy(tar, { kind: 'copy-in', root: view.root, mounts: view.mounts, dest, idMap, opts });
   } catch (err) {
-    input.destroy();
+    // An upload still arriving is cut (the client sees the connection go); one that came whole
+    // stays, so that the error goes back as the response (Node discards the rest of its body).
+    // The error may come from inside the parse of the request's last bytes: complete is known
+    // once that is over.
+    await new Promise((resolve) => setImmediate(resolve));
+    if (!(input as Readable & { complete?: boolean }).complete) input.destroy();
     throw err instanceof Error && !(err instanceof BerthError) && !(err as NodeJS.ErrnoException).syscall ? invalidParameter(`failed to extract archive: ${err.message}`) : err;
   }
 }

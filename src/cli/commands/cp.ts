@@ -5,9 +5,9 @@
 //
 // The tars are made and read by berth's own archive code, as the daemon's side does: the tar going
 // in is written by TarProducer (file bodies read straight into 1 MiB chunks, reused once sent), and the one
-// coming out is parsed by TarReader and written with synchronous calls (archive/copy-out.ts'
-// CopyOutSink) on an extraction thread, while this thread reads the response. On a tree of many
-// files that is a few syscalls per file and no stream per file.
+// coming out is parsed by TarReader and written with synchronous calls straight from the
+// response's buffers (archive/copy-out.ts' CopyOutSink, through archive/copy-stream.ts). On a tree
+// of many files that is a few syscalls per file and no stream per file.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -59,11 +59,14 @@ const endsWithSep = (p: string): boolean => p.endsWith('/');
 
 /**
  * Extracts a tar into root, renaming entries by rebase. Ownership is kept only with keepOwner.
- * A big tar is written on an extraction thread (CopyOutSink, archive/copy-stream.ts), a bounded
- * number of bytes behind the input, so reading the response and creating the files overlap.
  */
 export async function extractTar(input: Readable, root: string, rebase: Rebase, keepOwner: boolean): Promise<void> {
-  await extractCopy(input, { kind: 'copy-out', root, rebase, keepOwner });
+  try {
+    await extractCopy(input, { kind: 'copy-out', root, rebase, keepOwner });
+  } catch (err) {
+    input.destroy();
+    throw err;
+  }
 }
 
 /**
