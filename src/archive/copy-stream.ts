@@ -4,7 +4,7 @@
 //
 // An extraction thread (as image layers get, extract-thread.ts) was tried for both: it measured
 // no faster on the shared two-core machine (the client and berthd already keep both cores busy)
-// and cost berthd 0.3-0.5 CPU-s more per GB (the staging copy, the messages, a second JIT).
+// and cost berthd 0.3-0.7 CPU-s more per GB (the staging copy, the messages, a second JIT).
 import { finished, type Readable } from 'node:stream';
 import { CopyInSink, type CopyInJob } from './copy-in';
 import { CopyOutSink } from './copy-out';
