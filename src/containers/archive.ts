@@ -5,15 +5,13 @@
 // outside the container's root and its mounts.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Readable, Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { pipeline as pipelineCb, type Duplex, type Readable } from 'node:stream';
 import { BerthError, invalidParameter, notFound } from '../common/errors';
 import { tarDirectoryProducer, type TarProducer } from '../archive/create';
 import { decompressionStages } from '../archive/compression';
-import { mkdirAllOwned, type IdentityMapping } from '../security/userns';
+import type { IdentityMapping } from '../security/userns';
 import { resolveInRoot, resolveScoped, type ScopedMount, type ScopedPath } from '../common/scopedpath';
-import { TarReader, type TarHeader, type TarSink } from '../archive/reader';
-import { writeAllSync } from '../common/fsutil';
+import { extractCopy } from '../archive/copy-stream';
 import { dup, setSocketSendBuffer, socketFd } from '../native';
 import type { ServerResponse } from 'node:http';
 
@@ -22,6 +20,7 @@ import type { ServerResponse } from 'node:http';
  * while berthd reads the next files, instead of taking turns at the default ~200 KB.
  */
 export const TAR_SEND_BUFFER = 4 << 20;
+
 
 /** A mount seen from inside the container: its destination and the host directory behind it. */
 export type ViewMount = ScopedMount;
@@ -109,179 +108,10 @@ export function archivePath(view: ContainerView, p: string): { stat: PathStat; t
   return { stat, tar: tarDirectoryProducer(parent, { filter: (rel) => rel === base || rel.startsWith(`${base}/`), mapOwner }) };
 }
 
-/** Cleans a tar entry name to relative components; refuses one that would leave its root. */
-function entryParts(name: string): string[] {
-  const out: string[] = [];
-  for (const c of name.split('/')) {
-    if (c === '' || c === '.') continue;
-    if (c === '..') {
-      if (out.length === 0) throw invalidParameter(`refusing to extract ${JSON.stringify(name)}: it leaves the destination`);
-      out.pop();
-      continue;
-    }
-    out.push(c);
-  }
-  return out;
-}
-
-const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
-
 /**
- * Writes the entries of a docker cp upload below dest, inside the container. Runs synchronously
- * inside TarReader.write(): bodies go straight from the request's buffers to the files.
- *
- * Every entry's parent is resolved inside the container (links followed within it); the entry
- * itself is never followed. Directories resolved (or made) by this copy are remembered, so the
- * tens of thousands of entries of a big tree do not each lstat their whole path again; whatever
- * an entry replaces or turns into a non-directory is forgotten, with everything below it.
- */
-class CopyInSink implements TarSink {
-  /** Logical directory → host directory, for directories this copy resolved or made. */
-  private readonly dirs = new Map<string, string>();
-  private readonly dirTimes: { file: string; mtime: Date }[] = [];
-  private current: { fd: number; header: TarHeader; modeSet: boolean } | undefined;
-  /** open(2) applies the umask: a mode it leaves whole needs no fchmod afterwards. */
-  private readonly umask = process.umask();
-
-  constructor(
-    private readonly view: ContainerView,
-    private readonly dest: Resolved,
-    private readonly opts: { noOverwriteDirNonDir: boolean; copyUIDGID: boolean },
-  ) {}
-
-  private parentOf(logical: string): string {
-    const parentLogical = path.posix.dirname(logical);
-    const known = this.dirs.get(parentLogical);
-    if (known !== undefined) return known;
-    const parent = resolveInContainer(this.view.root, parentLogical, this.view.mounts, true);
-    mkdirAllOwned(parent.host, 0o755, this.view.idMap?.rootPair());
-    this.dirs.set(parentLogical, parent.host);
-    return parent.host;
-  }
-
-  /** Forgets what is known at or below logical (it is being replaced). */
-  private forget(logical: string): void {
-    if (this.dirs.size === 0) return;
-    const prefix = `${logical}/`;
-    for (const k of this.dirs.keys()) if (k === logical || k.startsWith(prefix)) this.dirs.delete(k);
-  }
-
-  /**
-   * Runs make(), which creates target exclusively. When something is there already (rare: the
-   * lstat is paid only then, and a new entry costs one syscall), docker's rules apply: with
-   * noOverwriteDirNonDir a directory and a non-directory never replace each other; an existing
-   * directory stays for a directory entry (undefined is returned); anything else is removed, with
-   * everything below it, and made again. Nothing existing is ever followed.
-   */
-  private place<T>(target: string, logical: string, h: TarHeader, make: () => T): T | undefined {
-    try {
-      return make();
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    const isDir = h.type === 'directory';
-    const existing = fs.lstatSync(target);
-    if (this.opts.noOverwriteDirNonDir && existing.isDirectory() !== isDir) {
-      throw invalidParameter(isDir
-        ? `cannot overwrite non-directory "${logical}" with directory "${h.name}"`
-        : `cannot overwrite directory "${logical}" with non-directory "${h.name}"`);
-    }
-    if (isDir && existing.isDirectory()) return undefined;
-    this.forget(logical);
-    fs.rmSync(target, { recursive: true, force: true });
-    return make();
-  }
-
-  /** The host owner of an entry: its container IDs (root's without copyUIDGID), remapped. */
-  private ownerOf(h: TarHeader): { uid: number; gid: number } {
-    const owner = { uid: this.opts.copyUIDGID ? h.uid : 0, gid: this.opts.copyUIDGID ? h.gid : 0 };
-    return this.view.idMap ? this.view.idMap.toHost(owner.uid, owner.gid) : owner;
-  }
-
-  entry(h: TarHeader): void {
-    const parts = entryParts(h.name);
-    if (parts.length === 0) return;
-    const logical = path.posix.join(this.dest.logical, ...parts);
-    const target = path.join(this.parentOf(logical), path.posix.basename(logical));
-    const mode = h.mode & 0o7777;
-    const { uid, gid } = this.ownerOf(h);
-    const mtime = new Date(h.mtime * 1000);
-    switch (h.type) {
-      case 'directory':
-        this.place(target, logical, h, () => fs.mkdirSync(target, { mode: 0o700 }));
-        fs.lchownSync(target, uid, gid);
-        fs.chmodSync(target, mode);
-        this.dirTimes.push({ file: target, mtime });
-        // A real directory (made now, or lstat'ed as one): entries below it go straight there.
-        this.dirs.set(logical, target);
-        return;
-      case 'file':
-      case 'contiguous-file': {
-        // Made with its final mode when nothing changes it afterwards (a chown would clear
-        // setuid bits; the umask would clear others): one syscall less per file. Otherwise it is
-        // made 0600 and chmod'ed once written.
-        const modeSet = uid === 0 && gid === 0 && mode <= 0o777 && (mode & this.umask) === 0;
-        const fd = this.place(target, logical, h, () => fs.openSync(target, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, modeSet ? mode : 0o600))!;
-        this.current = { fd, header: h, modeSet };
-        return;
-      }
-      case 'symlink':
-        this.place(target, logical, h, () => fs.symlinkSync(h.linkname, target));
-        fs.lchownSync(target, uid, gid);
-        return;
-      case 'link': {
-        const linkParts = entryParts(h.linkname);
-        const src = resolveInContainer(this.view.root, path.posix.join(this.dest.logical, ...linkParts), this.view.mounts, false);
-        this.place(target, logical, h, () => fs.linkSync(src.host, target));
-        fs.lchownSync(target, uid, gid);
-        fs.chmodSync(target, mode);
-        fs.utimesSync(target, mtime, mtime);
-        return;
-      }
-      default:
-        // Devices, fifos: not created by cp (an unprivileged request must not make devices).
-        return;
-    }
-  }
-
-  data(chunk: Buffer): void {
-    const cur = this.current;
-    if (cur === undefined) return;
-    writeAllSync(cur.fd, chunk);
-  }
-
-  end(): void {
-    const cur = this.current;
-    if (cur === undefined) return;
-    this.current = undefined;
-    const h = cur.header;
-    try {
-      // Files are created by root: only another owner needs the chown.
-      const { uid, gid } = this.ownerOf(h);
-      if (uid !== 0 || gid !== 0) fs.fchownSync(cur.fd, uid, gid);
-      if (!cur.modeSet) fs.fchmodSync(cur.fd, h.mode & 0o7777);
-      fs.futimesSync(cur.fd, h.mtime, h.mtime);
-    } finally {
-      fs.closeSync(cur.fd);
-    }
-  }
-
-  /** Closes the file being written, if any (the copy failed). */
-  abort(): void {
-    const cur = this.current;
-    this.current = undefined;
-    if (cur !== undefined) fs.closeSync(cur.fd);
-  }
-
-  /** Directory times last: entries written below a directory change its mtime. */
-  finish(): void {
-    for (const d of this.dirTimes.reverse()) fs.utimesSync(d.file, d.mtime, d.mtime);
-  }
-}
-
-/**
- * Extracts a tar into the directory p of the container. Every entry's parent is resolved inside
- * the container (links followed within it); the entry itself is never followed.
+ * Extracts a tar into the directory p of the container (copy-in.ts' CopyInSink, through
+ * copy-stream.ts). Every entry's parent is resolved inside the container (links followed within it); the
+ * entry itself is never followed.
  */
 export async function extractToPath(view: ContainerView, p: string, input: Readable, opts: { noOverwriteDirNonDir: boolean; copyUIDGID: boolean }): Promise<void> {
   const dest = resolveInContainer(view.root, p, view.mounts, true);
@@ -293,35 +123,19 @@ export async function extractToPath(view: ContainerView, p: string, input: Reada
   }
   if (!st.isDirectory()) throw invalidParameter(`extraction point is not a directory`);
   const { stages } = await decompressionStages(input);
-  const sink = new CopyInSink(view, dest, opts);
-  const reader = new TarReader(sink);
-  const writer = new Writable({
-    highWaterMark: 1 << 20,
-    write(chunk: Buffer, _enc, cb) {
-      try {
-        reader.write(chunk);
-      } catch (err) {
-        cb(err as Error);
-        return;
-      }
-      cb();
-    },
-    final(cb) {
-      try {
-        reader.finish();
-        sink.finish();
-      } catch (err) {
-        cb(err as Error);
-        return;
-      }
-      cb();
-    },
-  });
+  // A compressed upload: the decompressor's output is what is read (a failure on either side
+  // destroys both).
+  const tar = stages.length === 1 ? stages[0] as Readable : (pipelineCb(stages as unknown as [Readable, Duplex], () => {}) as unknown as Readable);
+  const idMap = view.idMap ? { uids: view.idMap.uids, gids: view.idMap.gids } : undefined;
   try {
-    await pipeline([...stages, writer] as unknown as [Readable, NodeJS.WritableStream]);
+    await extractCopy(tar, { kind: 'copy-in', root: view.root, mounts: view.mounts, dest, idMap, opts });
   } catch (err) {
-    input.destroy();
-    try { sink.abort(); } catch { /* the first error is the one to report */ }
+    // An upload still arriving is cut (the client sees the connection go); one that came whole
+    // stays, so that the error goes back as the response (Node discards the rest of its body).
+    // The error may come from inside the parse of the request's last bytes: complete is known
+    // once that is over.
+    await new Promise((resolve) => setImmediate(resolve));
+    if (!(input as Readable & { complete?: boolean }).complete) input.destroy();
     throw err instanceof Error && !(err instanceof BerthError) && !(err as NodeJS.ErrnoException).syscall ? invalidParameter(`failed to extract archive: ${err.message}`) : err;
   }
 }

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tar from 'tar-stream';
-import { Writable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { berth, destroyDaemon, docker, startDaemon, type TestDaemon } from '../helpers/daemon';
 import { computeStats, updateBody } from '../../src/cli/commands/stats';
 import { extractTar, packPath, rebaseName, safeTarget, splitCpArg } from '../../src/cli/commands/cp';
@@ -132,6 +132,30 @@ test("cp's own tar both ways: names, modes, times, links; what an existing desti
     // A link planted in the destination is not written through.
     fs.symlinkSync('/nonexistent-dir', path.join(dst2, 'planted'));
     await assert.rejects(extractTar(packPath(src, 'planted', false).stream, dst2, { kind: 'rename', to: 'planted/x' }, false), /symlink/);
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('cp out of a big tar stops at a member through a symlink, nothing written past it', async () => {
+  const root = fs.mkdtempSync('/tmp/berth-cli-cpbig-');
+  try {
+    const outside = path.join(root, 'outside');
+    fs.mkdirSync(outside);
+    const dst = path.join(root, 'dst');
+    fs.mkdirSync(dst);
+    const big = Buffer.alloc(3 << 20, 9);
+    const pack = tar.pack();
+    pack.entry({ name: 'c/big', size: big.length }, big);
+    pack.entry({ name: 'c/l', type: 'symlink', linkname: outside });
+    pack.entry({ name: 'c/l/planted' }, 'x');
+    pack.entry({ name: 'c/after' }, 'y');
+    pack.finalize();
+    await assert.rejects(extractTar(Readable.from(pack), dst, { kind: 'rename', to: 'copy' }, false), /passes through a symlink/);
+    assert.deepEqual(fs.readFileSync(path.join(dst, 'copy/big')), big);
+    assert.equal(fs.readlinkSync(path.join(dst, 'copy/l')), outside);
+    assert.deepEqual(fs.readdirSync(outside), []);
+    assert.equal(fs.existsSync(path.join(dst, 'copy/after')), false);
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
   }

@@ -6,6 +6,9 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { Readable } from 'node:stream';
+import * as tar from 'tar-stream';
+import { statusOf } from '../../src/common/errors';
 import { extractToPath, type ContainerView } from '../../src/containers/archive';
 
 function setup(t: { after: (fn: () => void) => void }): { dir: string; root: string; src: string; view: ContainerView } {
@@ -106,4 +109,45 @@ test('cp upload: modes and times whatever the umask leaves, setuid bits, owners 
   await extractToPath(view, '/dst', tarOf(src, 'suid'), { ...opts, copyUIDGID: true });
   const st = fs.statSync(path.join(root, 'dst', 'suid'));
   assert.deepEqual([st.uid, st.gid, st.mode & 0o7777], [1234, 5678, 0o4755], 'chown first, then the setuid bit');
+});
+
+test('cp upload of several MiB: gzip, planted links, owners, then a tar cut by a bad member', async (t) => {
+  const { dir, root, src, view } = setup(t);
+  const outside = path.join(dir, 'outside');
+  fs.mkdirSync(outside);
+  fs.symlinkSync(outside, path.join(root, 'dst/esc'));
+  fs.mkdirSync(path.join(src, 'esc'));
+  // Entries after megabytes of body, the upload's pieces cut through headers and bodies.
+  const big = Buffer.alloc(3 << 20, 7);
+  fs.writeFileSync(path.join(src, 'a-big'), big);
+  for (let i = 0; i < 50; i++) fs.writeFileSync(path.join(src, `b${i}`), `small ${i}\n`);
+  fs.writeFileSync(path.join(src, 'esc/f'), 'payload');
+  fs.writeFileSync(path.join(src, 'owned'), 'owned');
+  fs.chownSync(path.join(src, 'owned'), 1234, 5678);
+  fs.chmodSync(path.join(src, 'owned'), 0o4750);
+  const file = path.join(dir, 'big.tar.gz');
+  execFileSync('tar', ['-C', src, '-czf', file, '--sort=name', 'a-big', ...Array.from({ length: 50 }, (_, i) => `b${i}`), 'esc', 'owned']);
+  await extractToPath(view, '/dst', fs.createReadStream(file), { ...opts, copyUIDGID: true });
+  assert.deepEqual(fs.readFileSync(path.join(root, 'dst/a-big')), big);
+  assert.equal(fs.readFileSync(path.join(root, 'dst/b49'), 'utf8'), 'small 49\n');
+  // The upload's esc/ replaced the planted link: nothing reached the host directory.
+  assert.deepEqual(fs.readdirSync(outside), []);
+  assert.equal(fs.readFileSync(path.join(root, 'dst/esc/f'), 'utf8'), 'payload');
+  const st = fs.statSync(path.join(root, 'dst/owned'));
+  assert.deepEqual([st.uid, st.gid, st.mode & 0o7777], [1234, 5678, 0o4750]);
+
+  // A member leaving the destination after 3 MiB: the upload fails as a bad request; what came
+  // before it is on disk, nothing after it.
+  const pack = tar.pack();
+  pack.entry({ name: 'first', size: big.length }, big);
+  pack.entry({ name: '../../../escaped' }, 'x');
+  pack.entry({ name: 'after' }, 'y');
+  pack.finalize();
+  const err = await extractToPath(view, '/dst/esc', Readable.from(pack), opts).then(() => undefined, (e: unknown) => e);
+  assert.match(String(err), /refusing to extract "..\/..\/..\/escaped"/);
+  assert.equal(statusOf(err), 400);
+  assert.deepEqual(fs.readFileSync(path.join(root, 'dst/esc/first')), big);
+  assert.equal(fs.existsSync(path.join(root, 'dst/esc/after')), false);
+  assert.equal(fs.existsSync(path.join(dir, 'escaped')), false);
+  assert.equal(fs.existsSync(path.join(root, 'escaped')), false);
 });
