@@ -5,9 +5,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { invalidParameter } from '../common/errors';
 import { resolveScoped, type ScopedMount, type ScopedPath } from '../common/scopedpath';
-import { writeAllSync } from '../common/fsutil';
 import { IdentityMapping, mkdirAllOwned, type IdRange } from '../security/userns';
 import type { TarHeader, TarSink } from './reader';
+import { RegularFileSink, type OpenFile } from './file-sink';
 
 export interface CopyInOptions {
   noOverwriteDirNonDir: boolean;
@@ -52,11 +52,9 @@ const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
  * tens of thousands of entries of a big tree do not each lstat their whole path again; whatever
  * an entry replaces or turns into a non-directory is forgotten, with everything below it.
  */
-export class CopyInSink implements TarSink {
+export class CopyInSink extends RegularFileSink<{ modeSet: boolean }> implements TarSink {
   /** Logical directory → host directory, for directories this copy resolved or made. */
   private readonly dirs = new Map<string, string>();
-  private readonly dirTimes: { file: string; mtime: Date }[] = [];
-  private current: { fd: number; header: TarHeader; modeSet: boolean } | undefined;
   /** open(2) applies the umask: a mode it leaves whole needs no fchmod afterwards. */
   private readonly umask = process.umask();
 
@@ -65,6 +63,7 @@ export class CopyInSink implements TarSink {
   private readonly opts: CopyInOptions;
 
   constructor(job: CopyInJob) {
+    super();
     this.view = { root: job.root, mounts: job.mounts, idMap: job.idMap ? new IdentityMapping(job.idMap.uids, job.idMap.gids) : undefined };
     this.dest = job.dest;
     this.opts = job.opts;
@@ -165,37 +164,10 @@ export class CopyInSink implements TarSink {
     }
   }
 
-  data(chunk: Buffer): void {
-    const cur = this.current;
-    if (cur === undefined) return;
-    writeAllSync(cur.fd, chunk);
-  }
-
-  end(): void {
-    const cur = this.current;
-    if (cur === undefined) return;
-    this.current = undefined;
-    const h = cur.header;
-    try {
-      // Files are created by root: only another owner needs the chown.
-      const { uid, gid } = this.ownerOf(h);
-      if (uid !== 0 || gid !== 0) fs.fchownSync(cur.fd, uid, gid);
-      if (!cur.modeSet) fs.fchmodSync(cur.fd, h.mode & 0o7777);
-      fs.futimesSync(cur.fd, h.mtime, h.mtime);
-    } finally {
-      fs.closeSync(cur.fd);
-    }
-  }
-
-  /** Closes the file being written, if any (the copy failed). */
-  abort(): void {
-    const cur = this.current;
-    this.current = undefined;
-    if (cur !== undefined) fs.closeSync(cur.fd);
-  }
-
-  /** Directory times last: entries written below a directory change its mtime. */
-  finish(): void {
-    for (const d of this.dirTimes.reverse()) fs.utimesSync(d.file, d.mtime, d.mtime);
+  /** Files are created by root: only another owner needs the chown; the mode unless open set it. */
+  protected finishFile(cur: OpenFile<{ modeSet: boolean }>): void {
+    const { uid, gid } = this.ownerOf(cur.header);
+    if (uid !== 0 || gid !== 0) fs.fchownSync(cur.fd, uid, gid);
+    if (!cur.modeSet) fs.fchmodSync(cur.fd, cur.header.mode & 0o7777);
   }
 }

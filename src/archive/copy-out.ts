@@ -3,8 +3,8 @@
 // through a symlink.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { writeAllSync } from '../common/fsutil';
 import type { TarHeader, TarSink } from './reader';
+import { RegularFileSink, type OpenFile } from './file-sink';
 
 /** How tar entry names are rewritten on the way: the first path component renamed, or dropped. */
 export type Rebase = { kind: 'keep' } | { kind: 'rename'; to: string } | { kind: 'contents' };
@@ -53,15 +53,15 @@ const CREATE_FILE = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW;
  * file costs an open, its writes, the metadata calls and a close. Devices and fifos are skipped
  * (a client copy should not assume the privileges to make them).
  */
-export class CopyOutSink implements TarSink {
+export class CopyOutSink extends RegularFileSink implements TarSink {
   /** Paths below root (renamed, "a/b"; "" is root) known to be real directories. */
   private readonly dirs = new Set<string>(['']);
-  private readonly dirTimes: { file: string; mtime: number }[] = [];
-  private current: { fd: number; header: TarHeader } | undefined;
   /** open(2) and mkdir(2) apply the umask: a mode it leaves whole needs no chmod afterwards. */
   private readonly umask = process.umask();
 
-  constructor(private readonly root: string, private readonly rebase: Rebase, private readonly keepOwner: boolean) {}
+  constructor(private readonly root: string, private readonly rebase: Rebase, private readonly keepOwner: boolean) {
+    super();
+  }
 
   private umaskKeeps(mode: number): boolean {
     return mode <= 0o777 && (mode & this.umask) === 0;
@@ -157,38 +157,11 @@ export class CopyOutSink implements TarSink {
     }
   }
 
-  data(chunk: Buffer): void {
-    const cur = this.current;
-    if (cur === undefined) return;
-    writeAllSync(cur.fd, chunk);
-  }
-
-  end(): void {
-    const cur = this.current;
-    if (cur === undefined) return;
-    this.current = undefined;
-    const h = cur.header;
-    const mode = h.mode & 0o7777;
-    try {
-      // Owner first: chown clears setuid/setgid bits, which the chmod then sets.
-      if (this.keepOwner) fs.fchownSync(cur.fd, h.uid, h.gid);
-      if (this.keepOwner || !this.umaskKeeps(mode)) fs.fchmodSync(cur.fd, mode);
-      fs.futimesSync(cur.fd, h.mtime, h.mtime);
-    } finally {
-      fs.closeSync(cur.fd);
-    }
-  }
-
-  /** Closes the file being written, if any (the copy failed). */
-  abort(): void {
-    const cur = this.current;
-    this.current = undefined;
-    if (cur !== undefined) fs.closeSync(cur.fd);
-  }
-
-  /** Directory times last: entries written below a directory change its mtime. */
-  finish(): void {
-    for (const d of this.dirTimes.reverse()) fs.utimesSync(d.file, d.mtime, d.mtime);
+  protected finishFile(cur: OpenFile<object>): void {
+    const mode = cur.header.mode & 0o7777;
+    // Owner first: chown clears setuid/setgid bits, which the chmod then sets.
+    if (this.keepOwner) fs.fchownSync(cur.fd, cur.header.uid, cur.header.gid);
+    if (this.keepOwner || !this.umaskKeeps(mode)) fs.fchmodSync(cur.fd, mode);
   }
 }
 
