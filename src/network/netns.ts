@@ -3,11 +3,11 @@
 // to tear down exactly what it set up, and the OCI runtime joins it by path.
 import * as fs from 'node:fs';
 import { hasCode, systemError } from '../common/errors';
-import { MNT_DETACH, netnsCreate, umount2, umount2Async } from '../native';
+import { MNT_DETACH, netnsCreate, umount2Async } from '../native';
 
 const NSFS_MAGIC = 0x6e736673;
 
-/** Namespace files being removed by removeNetnsAsync (createNetns waits for them). */
+/** Namespace files being removed by removeNetns (createNetns waits for them). */
 const removals = new Map<string, Promise<void>>();
 
 /** True when `file` is a mounted network namespace (not a plain file left after a reboot). */
@@ -37,22 +37,12 @@ export async function createNetns(file: string): Promise<void> {
   }
 }
 
-/** Unmounts and removes a namespace file; the kernel frees the namespace with its last user. */
-export function removeNetns(file: string): void {
-  try {
-    if (isNetnsMounted(file)) umount2(file, MNT_DETACH);
-  } catch (err) {
-    if (!hasCode(err, 'EINVAL') && !hasCode(err, 'ENOENT')) throw err;
-  }
-  fs.rmSync(file, { force: true });
-}
-
 /**
- * removeNetns with the unmount on a thread of its own, for teardowns: an unmount waits for the
- * kernel (an RCU grace period), which on berthd's main thread held up every request for 1-5 ms
- * per container exit.
+ * Unmounts and removes a namespace file (the kernel frees the namespace with its last user). The
+ * unmount runs on a thread of its own: it waits for the kernel (an RCU grace period), which on
+ * berthd's main thread held up every request for 1-5 ms per container exit.
  */
-export function removeNetnsAsync(file: string): Promise<void> {
+export function removeNetns(file: string): Promise<void> {
   const running = removals.get(file);
   if (running) return running;
   const p = (async () => {

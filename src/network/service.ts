@@ -25,7 +25,7 @@ import { BridgeIsolation } from './isolation';
 import { chooseAddress, DEFAULT_ADDRESS_POOLS, pickSubnet, poolFromConfig, type AddressPool } from './ipam';
 import { formatIP, formatSubnet, hostRange, overlaps, parseCIDR, type Subnet } from './ipnet';
 import { AARDVARK_PATHS, findBinary, Netavark, NETAVARK_PATHS, type NvOptions, type NvStatus } from './netavark';
-import { createNetns, isNetnsMounted, removeNetns, removeNetnsAsync } from './netns';
+import { createNetns, isNetnsMounted, removeNetns } from './netns';
 import { PortReservations } from './ports';
 import { NetworkStore, type SandboxRecord } from './store';
 import type { EndpointRecord, EndpointRequest, EndpointSettings, IPAMPool, NetworkRecord, SandboxInfo, SandboxRequest } from './types';
@@ -470,13 +470,13 @@ export class NetworkService {
         allocate();
       }
     } catch (err) {
-      removeNetns(netnsPath);
+      await removeNetns(netnsPath);
       throw err;
     }
-    const undo = (): void => {
+    const undo = async (): Promise<void> => {
       this.ports.release(req.containerID);
       this.store.deleteSandbox(req.containerID);
-      removeNetns(netnsPath);
+      await removeNetns(netnsPath);
     };
     let nv: Netavark;
     try {
@@ -486,7 +486,7 @@ export class NetworkService {
       }
       nv = this.requireNetavark();
     } catch (err) {
-      undo();
+      await undo();
       throw err;
     }
     const sb = this.store.getSandbox(req.containerID)!;
@@ -517,8 +517,8 @@ export class NetworkService {
           if (mac && mac.toLowerCase() !== e.mac.toLowerCase()) this.store.setEndpointMac(e.networkID, e.containerID, mac);
         }
       },
-      (err: unknown) => {
-        undo();
+      async (err: unknown) => {
+        await undo();
         throw err;
       },
     );
@@ -691,7 +691,7 @@ export class NetworkService {
     }
     this.ports.release(containerID);
     this.store.deleteSandbox(containerID);
-    if (sb.netnsPath) await removeNetnsAsync(sb.netnsPath);
+    if (sb.netnsPath) await removeNetns(sb.netnsPath);
     if (sb.mode === 'bridge') await this.removeEmptyPortChains(eps.map((e) => e.networkID));
   }
 

@@ -54,7 +54,7 @@ async function open(t: { after(fn: () => unknown): void }, avoid: Set<number>, n
     } catch {}
     removeIsolationRules(path.join(root, 'data'));
     const nsDir = path.join(root, 'exec', 'netns');
-    if (fs.existsSync(nsDir)) for (const f of fs.readdirSync(nsDir)) removeNetns(path.join(nsDir, f));
+    if (fs.existsSync(nsDir)) for (const f of fs.readdirSync(nsDir)) await removeNetns(path.join(nsDir, f));
     if (fs.existsSync(`/sys/class/net/${bridge}`)) execFileSync('ip', ['link', 'del', bridge]);
     fs.rmSync(root, { recursive: true, force: true });
   });

@@ -67,7 +67,7 @@ function setup(t: { after(fn: () => unknown): void }, avoid: Set<number>): Env {
     }
     removeIsolationRules(path.join(root, 'data'));
     const nsDir = path.join(root, 'exec', 'netns');
-    if (fs.existsSync(nsDir)) for (const f of fs.readdirSync(nsDir)) removeNetns(path.join(nsDir, f));
+    if (fs.existsSync(nsDir)) for (const f of fs.readdirSync(nsDir)) await removeNetns(path.join(nsDir, f));
     fs.rmSync(root, { recursive: true, force: true });
   });
   return env;
