@@ -3,7 +3,7 @@
 // (--tlsverify) unless plain TCP is explicitly allowed (see tls.ts).
 import * as fs from 'node:fs';
 import * as http from 'node:http';
-import * as https from 'node:https';
+import type * as https from 'node:https';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import type { Logger } from '../common/logger';
@@ -40,7 +40,9 @@ export class ApiServer {
     const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
       void router.dispatch(req, res);
     };
-    const srv: http.Server = tlsOptions ? https.createServer({ ...opts, ...tlsOptions }, onRequest) : http.createServer(opts, onRequest);
+    // node:https (and with it TLS) is loaded only for a TLS listener: an idle daemon on its unix
+    // socket does not carry it (idle RSS is one of berth's targets).
+    const srv: http.Server = tlsOptions ? (require('node:https') as typeof https).createServer({ ...opts, ...tlsOptions }, onRequest) : http.createServer(opts, onRequest);
     if (tlsOptions) {
       // A client without a valid certificate never gets past the handshake; say so in the log.
       srv.on('tlsClientError', (err: Error) => this.log.debug(`TLS handshake refused: ${err.message}`));

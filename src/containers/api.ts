@@ -12,9 +12,6 @@ import { parseTimestamp } from '../images/service';
 import { parseReference, validateTag, type Reference } from '../images/reference';
 import { applyChanges } from '../images/changes';
 import type { ImageConfig, ImageRunConfig } from '../images/types';
-import { changes as fsChanges } from '../archive/changes';
-import { overlayUpperToLayer, tarDirectoryProducer } from '../archive/create';
-import { readContainerLog, readContainerLogRecords } from '../logs/reader';
 import { detailsPrefix, logAttributes } from '../logs/config';
 import type { AttachStream } from '../runtime/attach';
 import { ALL_STATES, checkAction } from './state';
@@ -25,8 +22,14 @@ import { statusString } from './format';
 import { HEALTH_FILTER_VALUES, healthFilterValue } from '../health/state';
 import { DEFAULT_DETACH_KEYS, DetachMatcher, hijack, OutputBatcher, parseDetachKeys, STDERR, STDOUT, type HijackedConn } from './streams';
 import { processTable } from './top';
-import { containerArchive, writeWholeOrCut } from './archive';
-import { parseStatsQuery, writeStats } from '../stats/stream';
+import { lazyModule } from '../common/lazy';
+
+// What only some requests need (diff, export, commit, cp, logs, stats) is loaded on first use.
+const fsChangesModule = lazyModule(() => require('../archive/changes') as typeof import('../archive/changes'));
+const tarCreate = lazyModule(() => require('../archive/create') as typeof import('../archive/create'));
+const logReader = lazyModule(() => require('../logs/reader') as typeof import('../logs/reader'));
+const containerCopy = lazyModule(() => require('./archive') as typeof import('./archive'));
+const statsStream = lazyModule(() => require('../stats/stream') as typeof import('../stats/stream'));
 
 const RAW_STREAM = 'application/vnd.docker.raw-stream';
 const MUX_STREAM = 'application/vnd.docker.multiplexed-stream';
@@ -384,26 +387,26 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
 
   /** GET /containers/{id}/stats: streamed every second, or one object (one-shot: at once). */
   async stats(ctx: RequestContext, ref: string): Promise<void> {
-    const req = parseStatsQuery(ctx.query);
+    const req = statsStream().parseStatsQuery(ctx.query);
     const rec = this.svc.record(ref);
-    await writeStats(ctx.res, () => this.svc.statsTarget(rec.id), req, { name: `/${rec.name}`, id: rec.id, machineMemory: os.totalmem() });
+    await statsStream().writeStats(ctx.res, () => this.svc.statsTarget(rec.id), req, { name: `/${rec.name}`, id: rec.id, machineMemory: os.totalmem() });
   }
 
   async changes(ref: string): Promise<object[]> {
     const { upper, lowers } = this.svc.layerDirs(ref);
-    return fsChanges(upper, lowers);
+    return fsChangesModule().changes(upper, lowers);
   }
 
   /** docker cp: HEAD (stat), GET (tar of a path) and PUT (extract into a path) of /archive. */
   async archive(ctx: RequestContext, ref: string, method: 'HEAD' | 'GET' | 'PUT'): Promise<void> {
-    await this.svc.withFrozen(ref, () => containerArchive(this.svc, ctx, ref, method));
+    await this.svc.withFrozen(ref, () => containerCopy().containerArchive(this.svc, ctx, ref, method));
   }
 
   async export(ctx: RequestContext, ref: string): Promise<void> {
     const { dir, release } = this.svc.mountForRead(ref);
     try {
       ctx.res.writeHead(200, { 'Content-Type': 'application/x-tar' });
-      await writeWholeOrCut(ctx.res, tarDirectoryProducer(dir, { mapOwner: this.svc.tarOwnerMap() }));
+      await containerCopy().writeWholeOrCut(ctx.res, tarCreate().tarDirectoryProducer(dir, { mapOwner: this.svc.tarOwnerMap() }));
     } finally {
       release();
     }
@@ -427,7 +430,7 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
     const runConfig = applyChanges(mergeRunConfig(containerRunConfig(rec), o.config as ImageRunConfig | undefined), o.changes);
     return this.svc.withPaused(ref, o.pause, async () => {
       const { upper } = this.svc.layerDirs(rec.id);
-      const layer = await this.images.ingestLayerStream(overlayUpperToLayer(upper, { mapOwner: this.svc.tarOwnerMap() }));
+      const layer = await this.images.ingestLayerStream(tarCreate().overlayUpperToLayer(upper, { mapOwner: this.svc.tarOwnerMap() }));
       const descs = [...base.record.layers, { ...layer, chainID: '' }].map((l) => ({ digest: l.blobDigest, diffID: l.diffID, mediaType: l.mediaType, size: l.blobSize, uncompressedSize: l.size }));
       const layers = await this.images.unpack(descs);
       const created = new Date().toISOString();
@@ -501,7 +504,7 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
     }, tty);
     try {
       // Records come in batches of one read of the file; r.output is the line with its newline.
-      for await (const records of readContainerLog(file, { follow: exited !== undefined, followUntil: exited, since, until, tail, signal: abort.signal, onRotate: (fn) => this.svc.logRotation.subscribe(file, fn), consistent: (fn, undo) => this.svc.logRotation.consistent(fn, undo) })) {
+      for await (const records of logReader().readContainerLog(file, { follow: exited !== undefined, followUntil: exited, since, until, tail, signal: abort.signal, onRotate: (fn) => this.svc.logRotation.subscribe(file, fn), consistent: (fn, undo) => this.svc.logRotation.consistent(fn, undo) })) {
         for (const r of records) {
           if (r.stream === 'stdout' ? !wantOut : !wantErr) continue;
           const stream = r.stream === 'stdout' ? STDOUT : STDERR;
@@ -554,7 +557,7 @@ export class ContainerApi implements ContainerBackend, ExecBackend {
       conn.end();
     };
     if (boolParam(q, 'logs')) {
-      for await (const r of readContainerLogRecords(this.paths.logPath(rec.id), { consistent: (fn, undo) => this.svc.logRotation.consistent(fn, undo) })) {
+      for await (const r of logReader().readContainerLogRecords(this.paths.logPath(rec.id), { consistent: (fn, undo) => this.svc.logRotation.consistent(fn, undo) })) {
         if (r.stream === 'stdout' ? !wantOut : !wantErr) continue;
         out(r.stream === 'stdout' ? STDOUT : STDERR, r.partial ? r.line : Buffer.concat([r.line, Buffer.from('\n')]));
       }

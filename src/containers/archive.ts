@@ -10,7 +10,7 @@ import { BerthError, invalidParameter, notFound } from '../common/errors';
 import { tarDirectoryProducer, type TarProducer } from '../archive/create';
 import { decompressionStages } from '../archive/compression';
 import type { IdentityMapping } from '../security/userns';
-import { resolveInRoot, resolveScoped, type ScopedMount, type ScopedPath } from '../common/scopedpath';
+import { resolveScoped, type ScopedMount, type ScopedPath } from '../common/scopedpath';
 import { extractCopy } from '../archive/copy-stream';
 import { dup, setSocketSendBuffer, socketFd } from '../native';
 import type { ServerResponse } from 'node:http';
@@ -33,8 +33,6 @@ export type Resolved = ScopedPath;
 export function resolveInContainer(root: string, p: string, mounts: ViewMount[] = [], followLast = true): Resolved {
   return resolveScoped(root, p, { mounts, followLast });
 }
-
-export { resolveInRoot };
 
 /** Go's os.FileMode bits, which the docker CLI decodes from the path-stat header. */
 function goFileMode(st: fs.Stats): number {

@@ -10,7 +10,7 @@ import type { Logger } from '../common/logger';
 import type { DB, MetadataDB } from '../metadata/db';
 import type { OciMount } from '../runtime/spec';
 import type { VolumeService, VolumeUsage } from '../volumes/service';
-import { resolveInRoot } from './archive';
+import { resolveInRoot } from '../common/scopedpath';
 
 /** One mount of a container, as docker's MountPoint plus what berth needs to set it up. */
 export interface MountPoint {

@@ -12,7 +12,7 @@
 // first use and referenced only while a digest is awaited, so it never keeps the process alive.
 // Should it die, its pending digests fail and the next job starts a new one.
 import * as path from 'node:path';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import type { Digest } from './digest';
 
 export type DigestRequest =
@@ -45,7 +45,8 @@ let nextSeq = 1;
 
 function theWorker(): Running {
   if (running?.alive) return running;
-  const w = new Worker(path.join(__dirname, 'digest-worker.js'));
+  // worker_threads is loaded with the first worker, not by an idle daemon.
+  const w: Worker = new (require('node:worker_threads') as typeof import('node:worker_threads')).Worker(path.join(__dirname, 'digest-worker.js'));
   const r: Running = { worker: w, alive: true };
   w.on('message', (m: DigestReply) => {
     if ('ack' in m) {

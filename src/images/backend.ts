@@ -2,13 +2,16 @@
 // (ImageSummary, ImageInspect, HistoryResponseItem) and applies the list filters.
 import type { Readable } from 'node:stream';
 import { invalidParameter } from '../common/errors';
+import { lazyModule } from '../common/lazy';
 import type { Filters } from '../api/httputil';
 import type { ImageBackend } from '../api/routes/images';
 import { compareVersions } from '../api/router';
 import { familiarName, parseReference } from './reference';
 import { parseTimestamp, type ImageService } from './service';
-import { loadImages, saveImages } from './archive';
 import type { ImageRecord } from './store';
+
+/** docker save/load archives (and tar-stream with them), loaded on first use (see common/lazy.ts). */
+const imageArchive = lazyModule(() => require('./archive') as typeof import('./archive'));
 
 /** docker's reference filter: shell-style globs matched against name and name:tag. */
 function globToRegExp(glob: string): RegExp {
@@ -168,11 +171,11 @@ export class ImageApi implements ImageBackend {
   }
 
   load(input: Readable, quiet: boolean, progress: (msg: object) => void): Promise<void> {
-    return loadImages(this.svc, input, quiet, progress);
+    return imageArchive().loadImages(this.svc, input, quiet, progress);
   }
 
   save(names: string[]): Promise<Readable> {
-    return saveImages(this.svc, names);
+    return imageArchive().saveImages(this.svc, names);
   }
 
   prune(filters: Filters): Promise<object> {

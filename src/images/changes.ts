@@ -3,8 +3,7 @@
 // and their words substituted as the builder does (against the config's own Env), so there is one
 // Dockerfile grammar in berth. Only instructions that change metadata are allowed, as in docker.
 import { invalidParameter } from '../common/errors';
-import { parseInstruction, type CommandLine } from '../build/dockerfile';
-import { envLookup, processWord, processWords } from '../build/shell';
+import type { CommandLine } from '../build/dockerfile';
 import type { ImageRunConfig } from './types';
 
 const ALLOWED = ['CMD', 'ENTRYPOINT', 'ENV', 'EXPOSE', 'HEALTHCHECK', 'LABEL', 'ONBUILD', 'STOPSIGNAL', 'USER', 'VOLUME', 'WORKDIR'];
@@ -22,6 +21,9 @@ function commandArgs(cmd: CommandLine, cfg: ImageRunConfig): string[] {
 
 /** Applies each change line (e.g. `CMD ["sh"]`, `ENV A=b`) to a copy of cfg. */
 export function applyChanges(cfg: ImageRunConfig, changes: string[]): ImageRunConfig {
+  // The Dockerfile parser is loaded on first use, not by an idle daemon.
+  const { parseInstruction } = require('../build/dockerfile') as typeof import('../build/dockerfile');
+  const { envLookup, processWord, processWords } = require('../build/shell') as typeof import('../build/shell');
   const out: ImageRunConfig = structuredClone(cfg);
   for (const line of changes) {
     const trimmed = line.trim();

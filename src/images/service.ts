@@ -8,7 +8,6 @@ import { conflict, invalidParameter, isKind, notFound } from '../common/errors';
 import type { Logger } from '../common/logger';
 import type { ContentStore } from '../content/store';
 import type { Snapshotter } from '../snapshots/types';
-import { teeLayer } from '../archive/tee';
 import { EXTRACT_KEY_PREFIX, initLayerKey } from '../snapshots/overlay';
 import { applyChanges } from './changes';
 import type { ImageRecord, ImageStore } from './store';
@@ -243,6 +242,8 @@ export class ImageService {
     // 0.15-0.6 s at the end of an import.
     const w = await this.content.writer(ref, {}, { hashInBackground: true, syncAhead: true });
     try {
+      // The tee and the extractor behind it are loaded with the first import, not by an idle daemon.
+      const { teeLayer } = require('../archive/tee') as typeof import('../archive/tee');
       const t = await teeLayer(input, (chunk) => w.write(chunk), { extractTo: opts.extractTo });
       if (t.rawSize === 0) throw invalidParameter('empty tar stream: nothing to import');
       const digest = await w.commit();

@@ -4,8 +4,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { extractionError, LayerExtractor } from '../archive/apply';
-import { decompressionStages } from '../archive/compression';
 import { BerthError, invalidParameter, isKind, systemError } from '../common/errors';
 import type { Provider } from '../content/store';
 import { validateDigest } from '../content/digest';
@@ -56,6 +54,9 @@ function committed(snapshotter: Snapshotter, key: string): boolean {
  * that digest when the blob was written. Compressed blobs are hashed as they are unpacked.
  */
 async function extractBlob(blob: Readable, dir: string, layer: LayerDescriptor): Promise<string> {
+  // The layer extractor (its thread, zlib) is loaded with the first layer, not by an idle daemon.
+  const { extractionError, LayerExtractor } = require('../archive/apply') as typeof import('../archive/apply');
+  const { decompressionStages } = require('../archive/compression') as typeof import('../archive/compression');
   const { compression, stages } = await decompressionStages(blob);
   const hashed = !(compression === 'none' && layer.digest === layer.diffID);
   const extractor = new LayerExtractor(dir, { digest: hashed });

@@ -27,14 +27,16 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import * as zlib from 'node:zlib';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { execFile } from 'node:child_process';
+import { lazyModule } from '../common/lazy';
 import type { Logger } from '../common/logger';
 import { logPolicy, type LogConfig, type LogPolicy } from './config';
 import { allGenerations, armedTarget, generationPath, generationsDir, GZ_TMP_SUFFIX, TMP_SUFFIX } from './files';
 
-const gzip = promisify(zlib.gzip);
+// zlib and worker_threads are loaded when a log first rotates or is watched, not by an idle daemon.
+const gzip = lazyModule(() => promisify((require('node:zlib') as typeof import('node:zlib')).gzip));
+const workerThreads = lazyModule(() => require('node:worker_threads') as typeof import('node:worker_threads'));
 const readFd = promisify((fd: number, cb: (err: NodeJS.ErrnoException | null, data: Buffer) => void) => fs.readFile(fd, cb));
 
 /** What conmon is started with for a container's log. */
@@ -328,7 +330,7 @@ export class LogFilesKeeper {
       } finally {
         fs.closeSync(fd);
       }
-      const gz = await gzip(data);
+      const gz = await gzip()(data);
       if (statOf(file)?.ino !== ino) return;
       const tmp = file + GZ_TMP_SUFFIX;
       fs.writeFileSync(tmp, gz, { mode: 0o600 });
@@ -378,7 +380,7 @@ export class LogRotation {
 
   private theWorker(): Worker {
     if (this.worker) return this.worker;
-    const worker = new Worker(path.join(__dirname, 'rotate-worker.js'), { workerData: { seq: this.seq } });
+    const worker = new (workerThreads().Worker)(path.join(__dirname, 'rotate-worker.js'), { workerData: { seq: this.seq } });
     this.worker = worker;
     worker.unref();
     worker.on('message', (m: WorkerMessage) => {

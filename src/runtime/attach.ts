@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EventEmitter } from 'node:events';
-import { SeqpacketSocket } from 'node-unix-socket';
+import type { SeqpacketSocket } from 'node-unix-socket';
 
 const STREAM_STDOUT = 2;
 const STREAM_STDERR = 3;
@@ -88,7 +88,8 @@ export class AttachStream extends EventEmitter<AttachEvents> {
 /** Connects to an attach socket. Paths longer than sun_path are reached through /proc/self/fd. */
 export function connectAttach(socketPath: string): Promise<AttachStream> {
   return new Promise((resolve, reject) => {
-    const sock = new SeqpacketSocket();
+    // node-unix-socket is loaded with the first attach, not by an idle daemon (see common/lazy.ts).
+    const sock = new (require('node-unix-socket') as typeof import('node-unix-socket')).SeqpacketSocket();
     sock.setInternalReadBufferSize(ATTACH_READ_BUFFER);
     let dirFd = -1;
     let target = socketPath;

@@ -37,6 +37,8 @@ export interface TestDaemonOptions {
   config?: Record<string, unknown>;
   /** Mode of the temp dir holding the roots (mkdtemp's 0700 by default; --userns-remap needs o+x). */
   dirMode?: number;
+  /** Extra node options, after bin/berthd's own (e.g. ['--require', file]). */
+  nodeArgs?: string[];
 }
 
 export async function startDaemon(opts: TestDaemonOptions): Promise<TestDaemon> {
@@ -74,7 +76,7 @@ export async function startDaemon(opts: TestDaemonOptions): Promise<TestDaemon> 
   };
 
   async function launch(): Promise<void> {
-    const p = spawn(process.execPath, [...BERTHD_NODE_FLAGS, BERTHD, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [...BERTHD_NODE_FLAGS, ...(opts.nodeArgs ?? []), BERTHD, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     d.proc = p;
     p.stdout!.on('data', (b: Buffer) => (output += b.toString()));
     p.stderr!.on('data', (b: Buffer) => (output += b.toString()));

@@ -3,7 +3,6 @@
 import { sendJSON } from '../httputil';
 import type { Route } from '../router';
 import type { LoginBackend } from '../../distribution/service';
-import { readLoginBody } from '../../distribution/service';
 
 export function authRoutes(b: LoginBackend): Route[] {
   return [
@@ -11,6 +10,8 @@ export function authRoutes(b: LoginBackend): Route[] {
       method: 'POST',
       path: '/auth',
       handler: async (ctx) => {
+        // The registry client is loaded on first use (see common/lazy.ts).
+        const { readLoginBody } = require('../../distribution/service') as typeof import('../../distribution/service');
         const cfg = await readLoginBody(ctx);
         sendJSON(ctx, 200, await b.login(cfg));
       },

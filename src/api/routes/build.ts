@@ -2,7 +2,7 @@
 // HTTP shapes only; the work is the Builder's.
 import type { Readable } from 'node:stream';
 import { messageOf, notFound } from '../../common/errors';
-import { parseBuildParams, type BuildParams } from '../../build/builder';
+import type { BuildParams } from '../../build/builder';
 import { sendJSON } from '../httputil';
 import type { Route } from '../router';
 import { startJSONStreamLazy } from './images';
@@ -24,6 +24,8 @@ export function buildRoutes(b: BuildBackend): Route[] {
       handler: async (ctx) => {
         // X-Registry-Config (credentials for FROM pulls) is accepted and ignored: berth's
         // builder does not pull.
+        // The builder is loaded on first use (see common/lazy.ts).
+        const { parseBuildParams } = require('../../build/builder') as typeof import('../../build/builder');
         const params = parseBuildParams(ctx.query);
         const buildId = ctx.query.get('buildid') ?? '';
         const cancel = new AbortController();
