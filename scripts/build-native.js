@@ -7,7 +7,7 @@ const path = require('node:path');
 const root = path.resolve(__dirname, '..');
 const dir = path.join(root, 'src', 'native');
 const out = path.join(dir, 'build', 'Release', 'berth_native.node');
-const sources = fs.readdirSync(dir).filter((f) => /\.(c|h|gyp)$/.test(f)).map((f) => path.join(dir, f));
+const sources = fs.readdirSync(dir).filter((f) => /\.(c|cc|h|gyp)$/.test(f)).map((f) => path.join(dir, f));
 
 const mtime = (f) => { try { return fs.statSync(f).mtimeMs; } catch { return -1; } };
 const built = mtime(out);

@@ -12,6 +12,7 @@ import { Router, API_VERSION, MIN_API_VERSION } from '../api/router';
 import { systemRoutes, type SystemBackend } from '../api/routes/system';
 import type { DaemonConfig } from './config';
 import { DataRootLock } from './lock';
+import { releaseMemory } from '../native';
 import { readHostInfo, type HostInfo } from './hostinfo';
 import { ContentStore } from '../content/store';
 import { OverlaySnapshotter } from '../snapshots/overlay';
@@ -145,6 +146,8 @@ export class Daemon implements SystemBackend {
     this.server = new ApiServer(router, log, apiSecurityFrom(cfg));
     for (const h of cfg.hosts) this.listeners.push(await this.server.listen(h));
     writeFileAtomic(cfg.pidfile, `${process.pid}`);
+    // Start-up's garbage goes back now, not when V8's memory reducer runs seconds later.
+    releaseMemory();
     log.info('Daemon has completed initialization', { version: BERTH_VERSION, dataRoot: cfg.dataRoot });
   }
 

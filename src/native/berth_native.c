@@ -39,6 +39,7 @@
 #include <node_api.h>
 #include <uv.h>
 #include "netns.h"
+#include "memory.h"
 
 #define CHECK(call)                                                        \
   do {                                                                     \
@@ -1288,6 +1289,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"layerFinish", NULL, js_layer_finish, NULL, NULL, NULL, napi_enumerable, NULL},
     {"layerCreate", NULL, js_layer_create, NULL, NULL, NULL, napi_enumerable, NULL},
     {"copyBytes", NULL, js_copy_bytes, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"releaseMemory", NULL, js_release_memory, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok) return NULL;
   return exports;

@@ -29,6 +29,7 @@ interface RawBinding {
   layerFinish(fd: number, uid: number, gid: number, chmod: number, atime: number, mtime: number): void;
   layerCreate(dirfd: number, rel: string, mode: number, data: Buffer, uid: number, gid: number, chmod: number, atime: number, mtime: number): void;
   copyBytes(target: Buffer, targetStart: number, source: Buffer): number;
+  releaseMemory(): void;
 }
 
 // This file compiles to dist/src/native/index.js; the addon is built in place under src/native.
@@ -350,4 +351,13 @@ export function layerCreate(dirfd: number, rel: string, mode: number, data: Buff
  */
 export function copyBytes(target: Buffer, targetStart: number, source: Buffer): number {
   return raw().copyBytes(target, targetStart, source);
+}
+
+/**
+ * Runs V8's memory-reducing full collection now and trims the C heap (memory.cc): for the main
+ * thread once start-up is done, so the idle daemon gives back start-up's garbage at once rather
+ * than when V8's memory reducer gets to it seconds later.
+ */
+export function releaseMemory(): void {
+  raw().releaseMemory();
 }
