@@ -5,13 +5,14 @@
 // (<id>/layer.tar, <id>.json) and plain OCI layouts.
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
-import { PassThrough, Readable } from 'node:stream';
+import { PassThrough, Readable, type Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
 import { invalidParameter, isKind } from '../common/errors';
 import { EXTRACT_KEY_PREFIX } from '../snapshots/overlay';
 import { chainIDs, writableDir } from './unpack';
 import { detectCompression, decompressionStages } from '../archive/compression';
+import { tarEntries } from '../archive/entry-stream';
 import { familiarString, parseReference, type Reference } from './reference';
 import { shortID, type ImageService } from './service';
 import { MediaTypes, type Descriptor, type ImageConfig, type Index, type Manifest } from './types';
@@ -173,54 +174,57 @@ async function loadArchive(svc: ImageService, input: Readable, quiet: boolean, p
   const links = new Map<string, string>();
   const staged: string[] = [];
   const chains = new ChainPlaces(svc);
-  const extract = tar.extract();
 
   // The archive may itself be compressed (docker load accepts gzip).
   const { stages } = await decompressionStages(input);
-  const consume = (async () => {
-    for await (const entry of extract) {
-      const h = entry.header;
-      const name = h.name.replace(/^\.\//, '').replace(/\/+$/, '');
-      if (h.type === 'symlink' || h.type === 'link') {
-        links.set(name, h.type === 'symlink' ? joinPath(dirOf(name), h.linkname ?? '') : (h.linkname ?? '').replace(/^\.\//, ''));
-        entry.resume();
-        continue;
-      }
-      if (h.type !== 'file') {
-        entry.resume();
-        continue;
-      }
-      const size = h.size ?? 0;
-      const blobMatch = /^blobs\/sha256\/([a-f0-9]{64})$/.exec(name);
-      if (size <= (blobMatch ? SMALL_BLOB_LIMIT : SMALL_FILE_LIMIT) && !name.endsWith('layer.tar')) {
-        const chunks: Buffer[] = [];
-        for await (const c of entry) chunks.push(c as Buffer);
-        const data = Buffer.concat(chunks);
-        files.set(name, { digest: sha256(data), size: data.length, data });
-        if (blobMatch) chains.learn(data);
-        continue;
-      }
-      const diffID = blobMatch ? `sha256:${blobMatch[1]}` : undefined;
-      const place = diffID !== undefined && size > 0 ? chains.extractable(diffID) : undefined;
-      if (place) {
-        const digest = await loadLayerInOnePass(svc, entry as unknown as AsyncIterable<Buffer>, diffID!, place, staged);
-        files.set(name, { digest, size });
-        continue;
-      }
-      if (!blobMatch && name.endsWith('/layer.tar')) {
-        // The legacy layout puts each layer before the config that places it: extract it now
-        // anyway (its content does not depend on the layers below), and give the tree its place
-        // once the config is in, instead of storing it now and reading it back to unpack it.
-        const loaded = await loadLayerAhead(svc, entry as unknown as AsyncIterable<Buffer>, staged, extractedAhead);
-        files.set(name, { ...loaded, size });
-        continue;
-      }
-      const digest = await svc.content.ingestStream(`load-${name}-${process.hrtime.bigint()}`, entry as AsyncIterable<Uint8Array>, blobMatch ? { digest: `sha256:${blobMatch[1]}`, size } : { size });
-      staged.push(digest);
-      files.set(name, { digest, size });
+  let outer: Readable = stages[0] as Readable;
+  let decompressing: Promise<void> | undefined;
+  if (stages.length > 1) {
+    outer = stages[stages.length - 1] as Readable;
+    decompressing = pipeline(stages as [Readable, Duplex]);
+    decompressing.catch(() => {}); // its failure reaches the entries as the last stage's error
+  }
+  for await (const { header: h, body: entry } of tarEntries(outer)) {
+    const name = h.name.replace(/^\.\//, '').replace(/\/+$/, '');
+    if (h.type === 'symlink' || h.type === 'link') {
+      links.set(name, h.type === 'symlink' ? joinPath(dirOf(name), h.linkname ?? '') : (h.linkname ?? '').replace(/^\.\//, ''));
+      entry.resume();
+      continue;
     }
-  })();
-  await Promise.all([pipeline(...(stages as [Readable]), extract), consume]);
+    if (h.type !== 'file') {
+      entry.resume();
+      continue;
+    }
+    const size = h.size ?? 0;
+    const blobMatch = /^blobs\/sha256\/([a-f0-9]{64})$/.exec(name);
+    if (size <= (blobMatch ? SMALL_BLOB_LIMIT : SMALL_FILE_LIMIT) && !name.endsWith('layer.tar')) {
+      const chunks: Buffer[] = [];
+      for await (const c of entry) chunks.push(c as Buffer);
+      const data = Buffer.concat(chunks);
+      files.set(name, { digest: sha256(data), size: data.length, data });
+      if (blobMatch) chains.learn(data);
+      continue;
+    }
+    const diffID = blobMatch ? `sha256:${blobMatch[1]}` : undefined;
+    const place = diffID !== undefined && size > 0 ? chains.extractable(diffID) : undefined;
+    if (place) {
+      const digest = await loadLayerInOnePass(svc, entry, diffID!, place, staged);
+      files.set(name, { digest, size });
+      continue;
+    }
+    if (!blobMatch && name.endsWith('/layer.tar')) {
+      // The legacy layout puts each layer before the config that places it: extract it now
+      // anyway (its content does not depend on the layers below), and give the tree its place
+      // once the config is in, instead of storing it now and reading it back to unpack it.
+      const loaded = await loadLayerAhead(svc, entry, staged, extractedAhead);
+      files.set(name, { ...loaded, size });
+      continue;
+    }
+    const digest = await svc.content.ingestStream(`load-${name}-${process.hrtime.bigint()}`, entry as AsyncIterable<Uint8Array>, blobMatch ? { digest: `sha256:${blobMatch[1]}`, size } : { size });
+    staged.push(digest);
+    files.set(name, { digest, size });
+  }
+  await decompressing;
 
   const resolveName = (p: string): LoadedFile | undefined => {
     let name = p.replace(/^\.\//, '');
@@ -346,11 +350,11 @@ async function loadArchive(svc: ImageService, input: Readable, quiet: boolean, p
  * snapshot (removed after a crash, and by the load when done); returns the blob's digest and
  * where the tree is.
  */
-async function loadLayerAhead(svc: ImageService, entry: AsyncIterable<Buffer>, staged: string[], extractedAhead: string[]): Promise<{ digest: string; extracted: { key: string; diffID: string } }> {
+async function loadLayerAhead(svc: ImageService, entry: Readable, staged: string[], extractedAhead: string[]): Promise<{ digest: string; extracted: { key: string; diffID: string } }> {
   const key = `${EXTRACT_KEY_PREFIX}${randomBytes(8).toString('hex')} ahead`;
   const dir = writableDir(svc.snapshotter.prepare(key));
   extractedAhead.push(key);
-  const layer = await svc.ingestLayerStream(Readable.from(entry), { extractTo: dir });
+  const layer = await svc.ingestLayerStream(entry, { extractTo: dir });
   staged.push(layer.blobDigest);
   return { digest: layer.blobDigest, extracted: { key, diffID: layer.diffID } };
 }
@@ -460,7 +464,7 @@ class ChainPlaces {
  * failure the snapshot goes (the blob is staged, so the load's cleanup removes it). Returns the
  * blob's digest.
  */
-async function loadLayerInOnePass(svc: ImageService, entry: AsyncIterable<Buffer>, diffID: string, place: ChainPlace, staged: string[]): Promise<string> {
+async function loadLayerInOnePass(svc: ImageService, entry: Readable, diffID: string, place: ChainPlace, staged: string[]): Promise<string> {
   const key = `${EXTRACT_KEY_PREFIX}${randomBytes(8).toString('hex')} ${place.chainID}`;
   const dir = writableDir(svc.snapshotter.prepare(key, place.parent));
   const removeSnapshot = (): void => {
@@ -471,7 +475,7 @@ async function loadLayerInOnePass(svc: ImageService, entry: AsyncIterable<Buffer
     }
   };
   try {
-    const layer = await svc.ingestLayerStream(Readable.from(entry), { extractTo: dir });
+    const layer = await svc.ingestLayerStream(entry, { extractTo: dir });
     staged.push(layer.blobDigest);
     if (layer.blobDigest !== diffID) throw invalidParameter(`invalid archive: blob ${diffID} has digest ${layer.blobDigest}`);
     if (layer.diffID !== diffID) throw invalidParameter(`invalid archive: layer ${diffID} unpacks to content with diffID ${layer.diffID}`);
