@@ -170,9 +170,22 @@ export async function loadImages(svc: ImageService, input: Readable, quiet: bool
 }
 
 async function loadArchive(svc: ImageService, input: Readable, quiet: boolean, progress: (msg: object) => void, extractedAhead: string[]): Promise<void> {
+  /** Blobs this load stored; those no image ended up using go at the end. */
+  const staged: string[] = [];
+  const keep = new Set<string>();
+  try {
+    await loadStaged(svc, input, quiet, progress, extractedAhead, staged, keep);
+  } finally {
+    // Blobs staged for this load that no image ended up using (manifests, stray files, or all of
+    // them after a failure, including one while the archive was still being read) are removed,
+    // so a failed load leaves nothing behind.
+    for (const d of staged) if (!keep.has(d) && !svc.store.blobInUse(d)) await svc.content.delete(d).catch(() => {});
+  }
+}
+
+async function loadStaged(svc: ImageService, input: Readable, quiet: boolean, progress: (msg: object) => void, extractedAhead: string[], staged: string[], keep: Set<string>): Promise<void> {
   const files = new Map<string, LoadedFile>();
   const links = new Map<string, string>();
-  const staged: string[] = [];
   const chains = new ChainPlaces(svc);
 
   // The archive may itself be compressed (docker load accepts gzip).
@@ -297,51 +310,45 @@ async function loadArchive(svc: ImageService, input: Readable, quiet: boolean, p
     throw invalidParameter('invalid archive: neither manifest.json nor index.json found (is this a docker save archive?)');
   }
 
-  const keep = new Set<string>();
-  try {
-    for (const plan of plans) {
-      let config: ImageConfig;
-      try {
-        config = JSON.parse(plan.configBytes.toString('utf8')) as ImageConfig;
-      } catch {
-        throw invalidParameter('invalid image config in the archive');
-      }
-      const diffIDs = config.rootfs?.diff_ids ?? [];
-      if (diffIDs.length !== plan.layers.length) throw invalidParameter(`invalid archive: the config lists ${diffIDs.length} layers, the manifest ${plan.layers.length}`);
-      const descs = [];
-      for (let i = 0; i < plan.layers.length; i++) {
-        const l = plan.layers[i];
-        // Small layers were buffered; move them to the content store too.
-        let digest = l.file.digest;
-        if (l.file.data) {
-          digest = await svc.content.writeBlob(l.file.data);
-          staged.push(digest);
-        }
-        let mediaType = l.mediaType;
-        if (!mediaType) {
-          const head = await readHead(svc, digest);
-          const c = detectCompression(head);
-          mediaType = c === 'gzip' ? MediaTypes.ociLayerGzip : c === 'zstd' ? MediaTypes.ociLayerZstd : MediaTypes.ociLayer;
-        }
-        keep.add(digest);
-        if (!quiet) progress({ status: 'Loading layer', progressDetail: { current: 0, total: l.file.size }, id: shortID(digest) });
-        descs.push({ digest, diffID: diffIDs[i], mediaType, size: l.file.size, uncompressedSize: isCompressed(mediaType) ? undefined : l.file.size });
-      }
-      adoptExtracted(svc, plan.layers.map((l) => l.file), diffIDs);
-      const layers = await svc.unpack(descs);
-      for (const d of descs) {
-        if (!quiet) progress({ status: 'Loading layer', progressDetail: { current: d.size, total: d.size }, id: shortID(d.digest) });
-      }
-      const id = await svc.addImage(plan.configBytes, layers, { tags: plan.tags.map((t) => (t.tag || t.digest ? t : { ...t, tag: 'latest' })) });
-      keep.add(id);
-      svc.events('load', id, {});
-      if (plan.tags.length === 0) progress({ stream: `Loaded image ID: ${id}\n` });
-      for (const t of plan.tags) progress({ stream: `Loaded image: ${familiarString(t.tag || t.digest ? t : { ...t, tag: 'latest' })}\n` });
+  for (const plan of plans) {
+    let config: ImageConfig;
+    try {
+      config = JSON.parse(plan.configBytes.toString('utf8')) as ImageConfig;
+    } catch {
+      throw invalidParameter('invalid image config in the archive');
     }
-  } finally {
-    // Blobs staged for this load that no image ended up using (manifests, stray files, or all of
-    // them after a failure) are removed, so a failed load leaves nothing behind.
-    for (const d of staged) if (!keep.has(d) && !svc.store.blobInUse(d)) await svc.content.delete(d).catch(() => {});
+    const diffIDs = config.rootfs?.diff_ids ?? [];
+    if (diffIDs.length !== plan.layers.length) throw invalidParameter(`invalid archive: the config lists ${diffIDs.length} layers, the manifest ${plan.layers.length}`);
+    const descs = [];
+    for (let i = 0; i < plan.layers.length; i++) {
+      const l = plan.layers[i];
+      // Small layers were buffered; move them to the content store too.
+      let digest = l.file.digest;
+      if (l.file.data) {
+        digest = await svc.content.writeBlob(l.file.data);
+        staged.push(digest);
+      }
+      let mediaType = l.mediaType;
+      if (!mediaType) {
+        const head = await readHead(svc, digest);
+        const c = detectCompression(head);
+        mediaType = c === 'gzip' ? MediaTypes.ociLayerGzip : c === 'zstd' ? MediaTypes.ociLayerZstd : MediaTypes.ociLayer;
+      }
+      if (!quiet) progress({ status: 'Loading layer', progressDetail: { current: 0, total: l.file.size }, id: shortID(digest) });
+      descs.push({ digest, diffID: diffIDs[i], mediaType, size: l.file.size, uncompressedSize: isCompressed(mediaType) ? undefined : l.file.size });
+    }
+    adoptExtracted(svc, plan.layers.map((l) => l.file), diffIDs);
+    const layers = await svc.unpack(descs);
+    for (const d of descs) {
+      if (!quiet) progress({ status: 'Loading layer', progressDetail: { current: d.size, total: d.size }, id: shortID(d.digest) });
+    }
+    const id = await svc.addImage(plan.configBytes, layers, { tags: plan.tags.map((t) => (t.tag || t.digest ? t : { ...t, tag: 'latest' })) });
+    // Kept only once an image uses them: a layer that fails to unpack goes with the rest.
+    for (const d of descs) keep.add(d.digest);
+    keep.add(id);
+    svc.events('load', id, {});
+    if (plan.tags.length === 0) progress({ stream: `Loaded image ID: ${id}\n` });
+    for (const t of plan.tags) progress({ stream: `Loaded image: ${familiarString(t.tag || t.digest ? t : { ...t, tag: 'latest' })}\n` });
   }
 }
 
