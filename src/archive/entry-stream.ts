@@ -28,6 +28,10 @@ const MAX_WAITING_ENTRIES = 64;
 class EntryBody extends ReadableStream {
   constructor(private readonly wanted: () => void) {
     super({ highWaterMark: BODY_HIGH_WATER });
+    // A body may fail (the archive is cut or corrupt) before its reader has attached a listener,
+    // or after its reader gave up: that must not be an uncaught 'error'. The failure stays on the
+    // stream (errored), and whoever reads it later sees it (async iteration, finished(), peek()).
+    this.on('error', () => {});
   }
 
   override _read(): void {
