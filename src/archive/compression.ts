@@ -29,6 +29,9 @@ export function detectCompression(head: Buffer): Compression {
  * yields the whole input, head included.
  */
 export function peek(input: Readable, n: number): Promise<{ head: Buffer; stream: Readable }> {
+  // A stream that failed (or was destroyed) before we got to it fires no event any more.
+  if (input.errored) return Promise.reject(input.errored);
+  if (input.destroyed) return Promise.reject(new Error('the input stream was destroyed before it was read'));
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let length = 0;

@@ -5,13 +5,14 @@
 // (<id>/layer.tar, <id>.json) and plain OCI layouts.
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
-import { PassThrough, Readable } from 'node:stream';
+import { PassThrough, Readable, type Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
 import { invalidParameter, isKind } from '../common/errors';
 import { EXTRACT_KEY_PREFIX } from '../snapshots/overlay';
 import { chainIDs, writableDir } from './unpack';
 import { detectCompression, decompressionStages } from '../archive/compression';
+import { tarEntries } from '../archive/entry-stream';
 import { familiarString, parseReference, type Reference } from './reference';
 import { shortID, type ImageService } from './service';
 import { MediaTypes, type Descriptor, type ImageConfig, type Index, type Manifest } from './types';
@@ -169,58 +170,74 @@ export async function loadImages(svc: ImageService, input: Readable, quiet: bool
 }
 
 async function loadArchive(svc: ImageService, input: Readable, quiet: boolean, progress: (msg: object) => void, extractedAhead: string[]): Promise<void> {
+  /** Blobs this load stored; those no image ended up using go at the end. */
+  const staged: string[] = [];
+  const keep = new Set<string>();
+  try {
+    await loadStaged(svc, input, quiet, progress, extractedAhead, staged, keep);
+  } finally {
+    // Blobs staged for this load that no image ended up using (manifests, stray files, or all of
+    // them after a failure, including one while the archive was still being read) are removed,
+    // so a failed load leaves nothing behind.
+    for (const d of staged) if (!keep.has(d) && !svc.store.blobInUse(d)) await svc.content.delete(d).catch(() => {});
+  }
+}
+
+async function loadStaged(svc: ImageService, input: Readable, quiet: boolean, progress: (msg: object) => void, extractedAhead: string[], staged: string[], keep: Set<string>): Promise<void> {
   const files = new Map<string, LoadedFile>();
   const links = new Map<string, string>();
-  const staged: string[] = [];
   const chains = new ChainPlaces(svc);
-  const extract = tar.extract();
 
   // The archive may itself be compressed (docker load accepts gzip).
   const { stages } = await decompressionStages(input);
-  const consume = (async () => {
-    for await (const entry of extract) {
-      const h = entry.header;
-      const name = h.name.replace(/^\.\//, '').replace(/\/+$/, '');
-      if (h.type === 'symlink' || h.type === 'link') {
-        links.set(name, h.type === 'symlink' ? joinPath(dirOf(name), h.linkname ?? '') : (h.linkname ?? '').replace(/^\.\//, ''));
-        entry.resume();
-        continue;
-      }
-      if (h.type !== 'file') {
-        entry.resume();
-        continue;
-      }
-      const size = h.size ?? 0;
-      const blobMatch = /^blobs\/sha256\/([a-f0-9]{64})$/.exec(name);
-      if (size <= (blobMatch ? SMALL_BLOB_LIMIT : SMALL_FILE_LIMIT) && !name.endsWith('layer.tar')) {
-        const chunks: Buffer[] = [];
-        for await (const c of entry) chunks.push(c as Buffer);
-        const data = Buffer.concat(chunks);
-        files.set(name, { digest: sha256(data), size: data.length, data });
-        if (blobMatch) chains.learn(data);
-        continue;
-      }
-      const diffID = blobMatch ? `sha256:${blobMatch[1]}` : undefined;
-      const place = diffID !== undefined && size > 0 ? chains.extractable(diffID) : undefined;
-      if (place) {
-        const digest = await loadLayerInOnePass(svc, entry as unknown as AsyncIterable<Buffer>, diffID!, place, staged);
-        files.set(name, { digest, size });
-        continue;
-      }
-      if (!blobMatch && name.endsWith('/layer.tar')) {
-        // The legacy layout puts each layer before the config that places it: extract it now
-        // anyway (its content does not depend on the layers below), and give the tree its place
-        // once the config is in, instead of storing it now and reading it back to unpack it.
-        const loaded = await loadLayerAhead(svc, entry as unknown as AsyncIterable<Buffer>, staged, extractedAhead);
-        files.set(name, { ...loaded, size });
-        continue;
-      }
-      const digest = await svc.content.ingestStream(`load-${name}-${process.hrtime.bigint()}`, entry as AsyncIterable<Uint8Array>, blobMatch ? { digest: `sha256:${blobMatch[1]}`, size } : { size });
-      staged.push(digest);
-      files.set(name, { digest, size });
+  let outer: Readable = stages[0] as Readable;
+  let decompressing: Promise<void> | undefined;
+  if (stages.length > 1) {
+    outer = stages[stages.length - 1] as Readable;
+    decompressing = pipeline(stages as [Readable, Duplex]);
+    decompressing.catch(() => {}); // its failure reaches the entries as the last stage's error
+  }
+  for await (const { header: h, body: entry } of tarEntries(outer)) {
+    const name = h.name.replace(/^\.\//, '').replace(/\/+$/, '');
+    if (h.type === 'symlink' || h.type === 'link') {
+      links.set(name, h.type === 'symlink' ? joinPath(dirOf(name), h.linkname ?? '') : (h.linkname ?? '').replace(/^\.\//, ''));
+      entry.resume();
+      continue;
     }
-  })();
-  await Promise.all([pipeline(...(stages as [Readable]), extract), consume]);
+    if (h.type !== 'file') {
+      entry.resume();
+      continue;
+    }
+    const size = h.size ?? 0;
+    const blobMatch = /^blobs\/sha256\/([a-f0-9]{64})$/.exec(name);
+    if (size <= (blobMatch ? SMALL_BLOB_LIMIT : SMALL_FILE_LIMIT) && !name.endsWith('layer.tar')) {
+      const chunks: Buffer[] = [];
+      for await (const c of entry) chunks.push(c as Buffer);
+      const data = Buffer.concat(chunks);
+      files.set(name, { digest: sha256(data), size: data.length, data });
+      if (blobMatch) chains.learn(data);
+      continue;
+    }
+    const diffID = blobMatch ? `sha256:${blobMatch[1]}` : undefined;
+    const place = diffID !== undefined && size > 0 ? chains.extractable(diffID) : undefined;
+    if (place) {
+      const digest = await loadLayerInOnePass(svc, entry, diffID!, place, staged);
+      files.set(name, { digest, size });
+      continue;
+    }
+    if (!blobMatch && name.endsWith('/layer.tar')) {
+      // The legacy layout puts each layer before the config that places it: extract it now
+      // anyway (its content does not depend on the layers below), and give the tree its place
+      // once the config is in, instead of storing it now and reading it back to unpack it.
+      const loaded = await loadLayerAhead(svc, entry, staged, extractedAhead);
+      files.set(name, { ...loaded, size });
+      continue;
+    }
+    const digest = await svc.content.ingestStream(`load-${name}-${process.hrtime.bigint()}`, entry as AsyncIterable<Uint8Array>, blobMatch ? { digest: `sha256:${blobMatch[1]}`, size } : { size });
+    staged.push(digest);
+    files.set(name, { digest, size });
+  }
+  await decompressing;
 
   const resolveName = (p: string): LoadedFile | undefined => {
     let name = p.replace(/^\.\//, '');
@@ -293,51 +310,45 @@ async function loadArchive(svc: ImageService, input: Readable, quiet: boolean, p
     throw invalidParameter('invalid archive: neither manifest.json nor index.json found (is this a docker save archive?)');
   }
 
-  const keep = new Set<string>();
-  try {
-    for (const plan of plans) {
-      let config: ImageConfig;
-      try {
-        config = JSON.parse(plan.configBytes.toString('utf8')) as ImageConfig;
-      } catch {
-        throw invalidParameter('invalid image config in the archive');
-      }
-      const diffIDs = config.rootfs?.diff_ids ?? [];
-      if (diffIDs.length !== plan.layers.length) throw invalidParameter(`invalid archive: the config lists ${diffIDs.length} layers, the manifest ${plan.layers.length}`);
-      const descs = [];
-      for (let i = 0; i < plan.layers.length; i++) {
-        const l = plan.layers[i];
-        // Small layers were buffered; move them to the content store too.
-        let digest = l.file.digest;
-        if (l.file.data) {
-          digest = await svc.content.writeBlob(l.file.data);
-          staged.push(digest);
-        }
-        let mediaType = l.mediaType;
-        if (!mediaType) {
-          const head = await readHead(svc, digest);
-          const c = detectCompression(head);
-          mediaType = c === 'gzip' ? MediaTypes.ociLayerGzip : c === 'zstd' ? MediaTypes.ociLayerZstd : MediaTypes.ociLayer;
-        }
-        keep.add(digest);
-        if (!quiet) progress({ status: 'Loading layer', progressDetail: { current: 0, total: l.file.size }, id: shortID(digest) });
-        descs.push({ digest, diffID: diffIDs[i], mediaType, size: l.file.size, uncompressedSize: isCompressed(mediaType) ? undefined : l.file.size });
-      }
-      adoptExtracted(svc, plan.layers.map((l) => l.file), diffIDs);
-      const layers = await svc.unpack(descs);
-      for (const d of descs) {
-        if (!quiet) progress({ status: 'Loading layer', progressDetail: { current: d.size, total: d.size }, id: shortID(d.digest) });
-      }
-      const id = await svc.addImage(plan.configBytes, layers, { tags: plan.tags.map((t) => (t.tag || t.digest ? t : { ...t, tag: 'latest' })) });
-      keep.add(id);
-      svc.events('load', id, {});
-      if (plan.tags.length === 0) progress({ stream: `Loaded image ID: ${id}\n` });
-      for (const t of plan.tags) progress({ stream: `Loaded image: ${familiarString(t.tag || t.digest ? t : { ...t, tag: 'latest' })}\n` });
+  for (const plan of plans) {
+    let config: ImageConfig;
+    try {
+      config = JSON.parse(plan.configBytes.toString('utf8')) as ImageConfig;
+    } catch {
+      throw invalidParameter('invalid image config in the archive');
     }
-  } finally {
-    // Blobs staged for this load that no image ended up using (manifests, stray files, or all of
-    // them after a failure) are removed, so a failed load leaves nothing behind.
-    for (const d of staged) if (!keep.has(d) && !svc.store.blobInUse(d)) await svc.content.delete(d).catch(() => {});
+    const diffIDs = config.rootfs?.diff_ids ?? [];
+    if (diffIDs.length !== plan.layers.length) throw invalidParameter(`invalid archive: the config lists ${diffIDs.length} layers, the manifest ${plan.layers.length}`);
+    const descs = [];
+    for (let i = 0; i < plan.layers.length; i++) {
+      const l = plan.layers[i];
+      // Small layers were buffered; move them to the content store too.
+      let digest = l.file.digest;
+      if (l.file.data) {
+        digest = await svc.content.writeBlob(l.file.data);
+        staged.push(digest);
+      }
+      let mediaType = l.mediaType;
+      if (!mediaType) {
+        const head = await readHead(svc, digest);
+        const c = detectCompression(head);
+        mediaType = c === 'gzip' ? MediaTypes.ociLayerGzip : c === 'zstd' ? MediaTypes.ociLayerZstd : MediaTypes.ociLayer;
+      }
+      if (!quiet) progress({ status: 'Loading layer', progressDetail: { current: 0, total: l.file.size }, id: shortID(digest) });
+      descs.push({ digest, diffID: diffIDs[i], mediaType, size: l.file.size, uncompressedSize: isCompressed(mediaType) ? undefined : l.file.size });
+    }
+    adoptExtracted(svc, plan.layers.map((l) => l.file), diffIDs);
+    const layers = await svc.unpack(descs);
+    for (const d of descs) {
+      if (!quiet) progress({ status: 'Loading layer', progressDetail: { current: d.size, total: d.size }, id: shortID(d.digest) });
+    }
+    const id = await svc.addImage(plan.configBytes, layers, { tags: plan.tags.map((t) => (t.tag || t.digest ? t : { ...t, tag: 'latest' })) });
+    // Kept only once an image uses them: a layer that fails to unpack goes with the rest.
+    for (const d of descs) keep.add(d.digest);
+    keep.add(id);
+    svc.events('load', id, {});
+    if (plan.tags.length === 0) progress({ stream: `Loaded image ID: ${id}\n` });
+    for (const t of plan.tags) progress({ stream: `Loaded image: ${familiarString(t.tag || t.digest ? t : { ...t, tag: 'latest' })}\n` });
   }
 }
 
@@ -346,11 +357,11 @@ async function loadArchive(svc: ImageService, input: Readable, quiet: boolean, p
  * snapshot (removed after a crash, and by the load when done); returns the blob's digest and
  * where the tree is.
  */
-async function loadLayerAhead(svc: ImageService, entry: AsyncIterable<Buffer>, staged: string[], extractedAhead: string[]): Promise<{ digest: string; extracted: { key: string; diffID: string } }> {
+async function loadLayerAhead(svc: ImageService, entry: Readable, staged: string[], extractedAhead: string[]): Promise<{ digest: string; extracted: { key: string; diffID: string } }> {
   const key = `${EXTRACT_KEY_PREFIX}${randomBytes(8).toString('hex')} ahead`;
   const dir = writableDir(svc.snapshotter.prepare(key));
   extractedAhead.push(key);
-  const layer = await svc.ingestLayerStream(Readable.from(entry), { extractTo: dir });
+  const layer = await svc.ingestLayerStream(entry, { extractTo: dir });
   staged.push(layer.blobDigest);
   return { digest: layer.blobDigest, extracted: { key, diffID: layer.diffID } };
 }
@@ -460,7 +471,7 @@ class ChainPlaces {
  * failure the snapshot goes (the blob is staged, so the load's cleanup removes it). Returns the
  * blob's digest.
  */
-async function loadLayerInOnePass(svc: ImageService, entry: AsyncIterable<Buffer>, diffID: string, place: ChainPlace, staged: string[]): Promise<string> {
+async function loadLayerInOnePass(svc: ImageService, entry: Readable, diffID: string, place: ChainPlace, staged: string[]): Promise<string> {
   const key = `${EXTRACT_KEY_PREFIX}${randomBytes(8).toString('hex')} ${place.chainID}`;
   const dir = writableDir(svc.snapshotter.prepare(key, place.parent));
   const removeSnapshot = (): void => {
@@ -471,7 +482,7 @@ async function loadLayerInOnePass(svc: ImageService, entry: AsyncIterable<Buffer
     }
   };
   try {
-    const layer = await svc.ingestLayerStream(Readable.from(entry), { extractTo: dir });
+    const layer = await svc.ingestLayerStream(entry, { extractTo: dir });
     staged.push(layer.blobDigest);
     if (layer.blobDigest !== diffID) throw invalidParameter(`invalid archive: blob ${diffID} has digest ${layer.blobDigest}`);
     if (layer.diffID !== diffID) throw invalidParameter(`invalid archive: layer ${diffID} unpacks to content with diffID ${layer.diffID}`);
