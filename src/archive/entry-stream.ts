@@ -10,8 +10,7 @@
 // or the input stays paused. The input is never destroyed: once the consumer stops iterating
 // (a failure, or the end), what is left of it is drained, as the tee does, so that an error
 // response can still go out on the same connection.
-import type { Readable } from 'node:stream';
-import { Readable as ReadableStream } from 'node:stream';
+import { Readable } from 'node:stream';
 import { invalidParameter } from '../common/errors';
 import { TarFormatError, TarReader, type TarHeader } from './reader';
 
@@ -25,7 +24,7 @@ const BODY_HIGH_WATER = 4 << 20;
 /** Entries parsed but not yet taken by the consumer before the input pauses. */
 const MAX_WAITING_ENTRIES = 64;
 
-class EntryBody extends ReadableStream {
+class EntryBody extends Readable {
   constructor(private readonly wanted: () => void) {
     super({ highWaterMark: BODY_HIGH_WATER });
     // A body may fail (the archive is cut or corrupt) before its reader has attached a listener,

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { api, destroyDaemon, startDaemon, type TestDaemon } from '../helpers/daemon';
+import { makeTar } from '../images/fixtures';
 
 interface Loaded {
   /** Files in require.cache. */
@@ -62,26 +63,6 @@ const ON_DEMAND: [string, (l: Loaded) => boolean][] = [
   ['the stats stream', (l) => l.files.some((f) => f.endsWith('/dist/src/stats/stream.js'))],
 ];
 
-/** A one-file tar (ustar), for an import. */
-function tinyTar(): Buffer {
-  const body = Buffer.from('idle\n');
-  const h = Buffer.alloc(512);
-  h.write('etc/hostname', 0);
-  h.write('0000644\0', 100);
-  h.write('0000000\0', 108);
-  h.write('0000000\0', 116);
-  h.write(body.length.toString(8).padStart(11, '0') + '\0', 124);
-  h.write('00000000000\0', 136);
-  h.write('        ', 148);
-  h.write('0', 156);
-  h.write('ustar\0' + '00', 257);
-  let sum = 0;
-  for (const b of h) sum += b;
-  h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148);
-  const pad = Buffer.alloc((512 - (body.length % 512)) % 512);
-  return Buffer.concat([h, body, pad, Buffer.alloc(1024)]);
-}
-
 test('an idle daemon has not loaded the code that only some requests need', async () => {
   const l = await loaded();
   // The dump works: the daemon's own core is there.
@@ -91,7 +72,7 @@ test('an idle daemon has not loaded the code that only some requests need', asyn
 });
 
 test('import, save and login load their code on first use, and work', async () => {
-  const imp = await api(d.socket, 'POST', '/images/create?fromSrc=-&repo=idle/imported&tag=v1', tinyTar(), { 'Content-Type': 'application/x-tar' });
+  const imp = await api(d.socket, 'POST', '/images/create?fromSrc=-&repo=idle/imported&tag=v1', await makeTar([{ name: 'etc/hostname', data: 'idle\n' }]), { 'Content-Type': 'application/x-tar' });
   assert.equal(imp.status, 200, imp.body.toString());
   assert.doesNotMatch(imp.body.toString(), /"error/);
   const saved = await api(d.socket, 'GET', '/images/idle/imported:v1/get');
