@@ -23,6 +23,7 @@ import { invalidParameter, notFound, hasCode } from '../common/errors';
 import { fsyncDir, mkdirp, writeFileAtomic } from '../common/fsutil';
 import { Digest, digestHex, validateDigest } from './digest';
 import { FileDigest } from './filedigest';
+import { BLOB_BOUNCE_BYTES, writeBlob } from '../native';
 
 export interface Info {
   digest: Digest;
@@ -92,6 +93,13 @@ export interface WriterOptions {
    * then overlaps that work instead of holding up the commit at the end.
    */
   syncAhead?: boolean;
+  /**
+   * Write the blob around the page cache (O_DIRECT for the aligned bulk, native/blobwrite.c),
+   * falling back to buffered writes where the file system refuses. For big blobs nobody reads
+   * soon (a layer unpacked while it is stored): their pages would only crowd out other data, and
+   * finding fresh pages for them costs more kernel time than the direct write.
+   */
+  uncached?: boolean;
 }
 
 /** How much a syncAhead writer writes between two early syncs. */
@@ -263,6 +271,7 @@ export class ContentStore implements Provider, Ingester {
       // Resume: re-hash what an earlier attempt left (the hash state itself cannot be saved).
       let hasher: Hasher;
       let offset = 0;
+      let direct: fsp.FileHandle | undefined;
       try {
         if (opts.hashInBackground) {
           offset = (await fh.stat()).size;
@@ -278,11 +287,12 @@ export class ContentStore implements Provider, Ingester {
           }
           hasher = new InlineHasher(hash);
         }
+        direct = opts.uncached ? await openDirect(dataFile) : undefined;
       } catch (err) {
         await fh.close();
         throw err;
       }
-      return new Writer(this, ref, dir, dataFile, fh, hasher, offset, expected, release, opts.syncAhead === true);
+      return new Writer(this, ref, dir, dataFile, fh, hasher, offset, expected, release, opts.syncAhead === true, direct);
     } catch (err) {
       release();
       throw err;
@@ -418,6 +428,19 @@ class BackgroundHasher implements Hasher {
   }
 }
 
+/**
+ * The data file opened a second time with O_DIRECT, for an uncached writer; undefined where the
+ * file system does not do direct I/O (tmpfs before Linux 6.6, some FUSE and network ones).
+ */
+async function openDirect(dataFile: string): Promise<fsp.FileHandle | undefined> {
+  try {
+    return await fsp.open(dataFile, fs.constants.O_WRONLY | fs.constants.O_DIRECT);
+  } catch (err) {
+    if (hasCode(err, 'EINVAL') || hasCode(err, 'EOPNOTSUPP')) return undefined;
+    throw err;
+  }
+}
+
 class Writer implements ContentWriter {
   private done = false;
 
@@ -432,7 +455,12 @@ class Writer implements ContentWriter {
     private readonly expected: Expected,
     private readonly release: () => void,
     private readonly syncAhead: boolean,
+    /** The data file opened with O_DIRECT (an uncached writer), until the file system refuses. */
+    private direct: fsp.FileHandle | undefined,
   ) {}
+
+  /** writeBlob's aligned staging buffer, made at the first direct write. */
+  private bounce: Buffer | undefined;
 
   /** The early sync in flight (syncAhead), and how far the last one started reached. */
   private syncing: Promise<void> | undefined;
@@ -450,6 +478,12 @@ class Writer implements ContentWriter {
         this.syncing = undefined;
       },
     );
+  }
+
+  private async closeDirect(): Promise<void> {
+    const direct = this.direct;
+    this.direct = undefined;
+    await direct?.close().catch(() => {});
   }
 
   /** Waits for an early sync in flight (the file is not closed under it); never rejects. */
@@ -470,10 +504,16 @@ class Writer implements ContentWriter {
     // A background hasher may hash a shared buffer while it is written (see filedigest.ts).
     const hashing = this.hasher.hashing?.(chunk, this.bytes);
     try {
-      let written = 0;
-      while (written < chunk.byteLength) {
-        const { bytesWritten } = await this.fh.write(chunk, written, chunk.byteLength - written, this.bytes + written);
-        written += bytesWritten;
+      if (this.direct !== undefined) {
+        const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+        this.bounce ??= Buffer.allocUnsafeSlow(BLOB_BOUNCE_BYTES);
+        if (!(await writeBlob(this.direct.fd, this.fh.fd, buf, this.bytes, this.bounce, this.dataFile))) await this.closeDirect();
+      } else {
+        let written = 0;
+        while (written < chunk.byteLength) {
+          const { bytesWritten } = await this.fh.write(chunk, written, chunk.byteLength - written, this.bytes + written);
+          written += bytesWritten;
+        }
       }
     } catch (err) {
       // The caller may reuse chunk once this settles: not while the worker still reads it.
@@ -522,6 +562,7 @@ class Writer implements ContentWriter {
         await this.close();
         throw err;
       }
+      await this.closeDirect();
       if (wantDigest !== undefined && digest !== wantDigest) problem = `unexpected commit digest ${digest}, expected ${wantDigest}`;
     }
     if (problem !== undefined || digest === undefined) {
@@ -545,6 +586,7 @@ class Writer implements ContentWriter {
     if (!this.done) {
       this.done = true;
       await this.syncSettled();
+      await this.closeDirect();
       await this.fh.close().catch(() => {});
     }
     try {
@@ -560,6 +602,7 @@ class Writer implements ContentWriter {
     this.done = true;
     try {
       await this.syncSettled();
+      await this.closeDirect();
       await this.fh.close();
     } finally {
       this.release();

@@ -239,8 +239,10 @@ export class ImageService {
     // The blob's sha256 is computed on the digest worker (the main thread hashing hundreds of
     // megabytes inline held up the request and the extraction it feeds), and the blob is written
     // back to disk as it goes: commit's fsync of a 512 MB layer, after the extraction, took
-    // 0.15-0.6 s at the end of an import.
-    const w = await this.content.writer(ref, {}, { hashInBackground: true, syncAhead: true });
+    // 0.15-0.6 s at the end of an import. It bypasses the page cache: the layer's bytes are in
+    // memory already as the extracted files, and a second copy that nobody reads soon cost more
+    // kernel time (finding fresh pages) than the extraction itself on some hosts.
+    const w = await this.content.writer(ref, {}, { hashInBackground: true, syncAhead: true, uncached: true });
     try {
       // The tee and the extractor behind it are loaded with the first import, not by an idle daemon.
       const { teeLayer } = require('../archive/tee') as typeof import('../archive/tee');

@@ -7,8 +7,8 @@
  *
  * Every function is synchronous (they are single fast syscalls) except umount2Async (unmounting
  * an overlay syncs the whole file system under it, which can take a second on a busy disk, so it
- * runs on a thread of its own), spawnWatched and the network namespace work of netns.c (on
- * libuv's thread pool). On failure a function throws a
+ * runs on a thread of its own), spawnWatched, the network namespace work of netns.c and the
+ * blob writes of blobwrite.c (on libuv's thread pool). On failure a function throws a
  * plain Error carrying `errno` (positive) and `syscall`; src/native/index.ts turns that into a
  * Node-style error (code, negative errno, path), so the C side stays small.
  */
@@ -40,6 +40,7 @@
 #include <uv.h>
 #include "netns.h"
 #include "memory.h"
+#include "blobwrite.h"
 
 #define CHECK(call)                                                        \
   do {                                                                     \
@@ -1290,6 +1291,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"layerCreate", NULL, js_layer_create, NULL, NULL, NULL, napi_enumerable, NULL},
     {"copyBytes", NULL, js_copy_bytes, NULL, NULL, NULL, napi_enumerable, NULL},
     {"releaseMemory", NULL, js_release_memory, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"writeBlob", NULL, js_write_blob, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok) return NULL;
   return exports;

@@ -30,6 +30,7 @@ interface RawBinding {
   layerCreate(dirfd: number, rel: string, mode: number, data: Buffer, uid: number, gid: number, chmod: number, atime: number, mtime: number): void;
   copyBytes(target: Buffer, targetStart: number, source: Buffer): number;
   releaseMemory(): void;
+  writeBlob(directFd: number, fd: number, data: Buffer, position: number, bounce: Buffer): Promise<boolean>;
 }
 
 // This file compiles to dist/src/native/index.js; the addon is built in place under src/native.
@@ -360,4 +361,18 @@ export function copyBytes(target: Buffer, targetStart: number, source: Buffer): 
  */
 export function releaseMemory(): void {
   raw().releaseMemory();
+}
+
+/** Size of the bounce buffer writeBlob needs: 1 MiB, plus room to align it to 4 KiB. */
+export const BLOB_BOUNCE_BYTES = (1 << 20) + 4096;
+
+/**
+ * Writes all of data at position in a blob being stored, its aligned middle through directFd
+ * (the same file opened with O_DIRECT: no page cache) and the rest through fd (blobwrite.c).
+ * Resolves false if the file system refused direct I/O (all is written anyway; stop passing
+ * directFd), true otherwise. directFd -1 writes everything through fd. bounce: the writer's own
+ * buffer of BLOB_BOUNCE_BYTES, used by one write at a time.
+ */
+export async function writeBlob(directFd: number, fd: number, data: Buffer, position: number, bounce: Buffer, file: string): Promise<boolean> {
+  try { return await raw().writeBlob(directFd, fd, data, position, bounce); } catch (err) { throw nodeError(err, 'write', file); }
 }

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { ContentStore } from '../../src/content/store';
 import { FileDigest } from '../../src/content/filedigest';
@@ -299,4 +300,72 @@ test('syncAhead: early syncs while writing; commit, abort and close wait for one
   assert.equal(resumed.offset, 32 << 20);
   await resumed.write(Buffer.from('tail'));
   assert.equal(await resumed.commit(), digestOf(Buffer.concat([...Array<Buffer>(32).fill(chunk), Buffer.from('tail')])));
+});
+
+/** Bytes of file that are in the page cache (util-linux fincore). */
+function cachedBytes(file: string): number {
+  return Number(execFileSync('fincore', ['--bytes', '--noheadings', '--output', 'RES', file], { encoding: 'utf8' }).trim());
+}
+
+const openFds = (): number => fs.readdirSync('/proc/self/fd').length;
+
+test('uncached writer: the blob goes around the page cache whatever the pieces\' sizes and offsets; resumes; leaves no fd open', async (t) => {
+  const root = tempDir(t);
+  const store = new ContentStore(root);
+  const fdsBefore = openFds();
+  const opts = { hashInBackground: true, syncAhead: true, uncached: true };
+  const batch = Buffer.from(new SharedArrayBuffer(1 << 20));
+  const parts: Buffer[] = [];
+  const write = async (w: Awaited<ReturnType<ContentStore['writer']>>, piece: Buffer): Promise<void> => {
+    parts.push(Buffer.from(piece));
+    await w.write(piece);
+  };
+  const w = await store.writer('uncached', {}, opts);
+  // Whole batches at aligned offsets, then a piece that puts every later one off the 4 KiB grid,
+  // then small and odd-sized ones, as short batches do.
+  for (let i = 0; i < 6; i++) {
+    batch.set(randomBytes(batch.length));
+    await write(w, batch);
+  }
+  await write(w, randomBytes(70_001));
+  for (let i = 0; i < 6; i++) {
+    batch.set(randomBytes(batch.length));
+    await write(w, batch);
+  }
+  await write(w, randomBytes(100));
+  await write(w, randomBytes(300_000));
+  // Only the pieces' unaligned heads and tails went through the cache, and the pieces that are
+  // not shared memory, which the digest worker reads back (a resumed ingest reads all).
+  const [ingest] = fs.readdirSync(path.join(root, 'ingest'));
+  const written = parts.reduce((n, p) => n + p.length, 0);
+  const resident = cachedBytes(path.join(root, 'ingest', ingest, 'data'));
+  await w.close();
+  // A resumed uncached ingest goes on at an offset off the grid.
+  const resumed = await store.writer('uncached', {}, opts);
+  assert.equal(resumed.offset, parts.reduce((n, p) => n + p.length, 0));
+  for (let i = 0; i < 3; i++) {
+    batch.set(randomBytes(batch.length));
+    await write(resumed, batch);
+  }
+  await write(resumed, randomBytes(12_345));
+  const all = Buffer.concat(parts);
+  const digest = await resumed.commit({ size: all.length });
+  assert.equal(digest, digestOf(all));
+  const blob = await store.blobPath(digest);
+  assert.deepEqual(fs.readFileSync(blob), all);
+
+  // The same bytes written buffered stay in the cache: the check above can tell them apart.
+  const buffered = await store.writer('buffered', {}, { hashInBackground: true, syncAhead: true });
+  const other = Buffer.concat([all, Buffer.from('x')]);
+  for (let off = 0; off < other.length; off += 1 << 20) await buffered.write(other.subarray(off, off + (1 << 20)));
+  const otherBlob = await store.blobPath(await buffered.commit());
+  assert.ok(cachedBytes(otherBlob) > other.length * 0.9, `a buffered blob is cached: ${cachedBytes(otherBlob)} of ${other.length}`);
+  assert.ok(resident < written * 0.1, `an uncached blob is not: ${resident} of ${written} bytes in the page cache`);
+
+  // Ended early, either way: nothing left open or behind.
+  const aborted = await store.writer('uncached-abort', {}, opts);
+  await aborted.write(batch);
+  await aborted.abort();
+  assert.deepEqual(await store.ingests(), []);
+  assert.equal(openFds(), fdsBefore);
 });
