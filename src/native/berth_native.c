@@ -41,6 +41,7 @@
 #include "netns.h"
 #include "memory.h"
 #include "blobwrite.h"
+#include "errno_error.h"
 
 #define CHECK(call)                                                        \
   do {                                                                     \
@@ -50,8 +51,7 @@
     }                                                                      \
   } while (0)
 
-/* Throws Error(strerror) with .errno and .syscall set; returns NULL for the caller to return. */
-static napi_value throw_errno(napi_env env, int err, const char *syscall) {
+napi_value errno_error(napi_env env, int err, const char *syscall) {
   napi_value msg, error, errno_v, syscall_v;
   if (napi_create_string_utf8(env, strerror(err), NAPI_AUTO_LENGTH, &msg) != napi_ok) return NULL;
   if (napi_create_error(env, NULL, msg, &error) != napi_ok) return NULL;
@@ -59,7 +59,13 @@ static napi_value throw_errno(napi_env env, int err, const char *syscall) {
   napi_set_named_property(env, error, "errno", errno_v);
   napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &syscall_v);
   napi_set_named_property(env, error, "syscall", syscall_v);
-  napi_throw(env, error);
+  return error;
+}
+
+/* Throws errno_error(); returns NULL for the caller to return. */
+static napi_value throw_errno(napi_env env, int err, const char *syscall) {
+  napi_value error = errno_error(env, err, syscall);
+  if (error != NULL) napi_throw(env, error);
   return NULL;
 }
 
@@ -553,14 +559,7 @@ static void umount_settle(napi_env env, napi_value js_cb, void *context, void *d
       napi_get_undefined(env, &result);
       napi_resolve_deferred(env, w->deferred, result);
     } else {
-      napi_value msg, errno_v, syscall_v;
-      napi_create_string_utf8(env, strerror(w->err), NAPI_AUTO_LENGTH, &msg);
-      napi_create_error(env, NULL, msg, &result);
-      napi_create_int32(env, w->err, &errno_v);
-      napi_set_named_property(env, result, "errno", errno_v);
-      napi_create_string_utf8(env, "umount2", NAPI_AUTO_LENGTH, &syscall_v);
-      napi_set_named_property(env, result, "syscall", syscall_v);
-      napi_reject_deferred(env, w->deferred, result);
+      napi_reject_deferred(env, w->deferred, errno_error(env, w->err, "umount2"));
     }
   }
   free(w->path);
@@ -867,14 +866,7 @@ static void spawn_work_free(napi_env env, spawn_work_t *w) {
 }
 
 static void spawn_reject(napi_env env, spawn_work_t *w, int err, const char *syscall) {
-  napi_value msg, error, errno_v, syscall_v;
-  napi_create_string_utf8(env, strerror(err), NAPI_AUTO_LENGTH, &msg);
-  napi_create_error(env, NULL, msg, &error);
-  napi_create_int32(env, err, &errno_v);
-  napi_set_named_property(env, error, "errno", errno_v);
-  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &syscall_v);
-  napi_set_named_property(env, error, "syscall", syscall_v);
-  napi_reject_deferred(env, w->deferred, error);
+  napi_reject_deferred(env, w->deferred, errno_error(env, err, syscall));
 }
 
 /* Loop thread: start watching the pidfd, resolve with the pid and the pipes' read ends. */

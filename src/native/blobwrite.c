@@ -32,6 +32,7 @@
 #include <unistd.h>
 #include <node_api.h>
 #include "blobwrite.h"
+#include "errno_error.h"
 
 /* Alignment of memory, offsets and lengths for O_DIRECT: the largest logical block size in use. */
 #define DIO_ALIGN 4096
@@ -130,15 +131,7 @@ static void blob_complete(napi_env env, napi_status status, void *arg) {
     napi_get_boolean(env, !w->direct_refused, &result);
     napi_resolve_deferred(env, w->deferred, result);
   } else {
-    napi_value msg, errno_v, syscall_v;
-    int err = w->err ? w->err : ECANCELED;
-    napi_create_string_utf8(env, strerror(err), NAPI_AUTO_LENGTH, &msg);
-    napi_create_error(env, NULL, msg, &result);
-    napi_create_int32(env, err, &errno_v);
-    napi_set_named_property(env, result, "errno", errno_v);
-    napi_create_string_utf8(env, "write", NAPI_AUTO_LENGTH, &syscall_v);
-    napi_set_named_property(env, result, "syscall", syscall_v);
-    napi_reject_deferred(env, w->deferred, result);
+    napi_reject_deferred(env, w->deferred, errno_error(env, w->err ? w->err : ECANCELED, "write"));
   }
   napi_delete_reference(env, w->data_ref);
   napi_delete_reference(env, w->bounce_ref);

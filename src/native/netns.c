@@ -40,6 +40,7 @@
 #include <sys/socket.h>
 #include <node_api.h>
 #include "netns.h"
+#include "errno_error.h"
 
 /* ---- netlink ---------------------------------------------------------------------------- */
 
@@ -387,15 +388,7 @@ static void net_complete(napi_env env, napi_status status, void *data) {
     else napi_get_undefined(env, &result);
     napi_resolve_deferred(env, w->deferred, result);
   } else {
-    napi_value msg, errno_v, syscall_v;
-    int err = w->err ? w->err : ECANCELED;
-    napi_create_string_utf8(env, strerror(err), NAPI_AUTO_LENGTH, &msg);
-    napi_create_error(env, NULL, msg, &result);
-    napi_create_int32(env, err, &errno_v);
-    napi_set_named_property(env, result, "errno", errno_v);
-    napi_create_string_utf8(env, w->step ? w->step : "netlink", NAPI_AUTO_LENGTH, &syscall_v);
-    napi_set_named_property(env, result, "syscall", syscall_v);
-    napi_reject_deferred(env, w->deferred, result);
+    napi_reject_deferred(env, w->deferred, errno_error(env, w->err ? w->err : ECANCELED, w->step ? w->step : "netlink"));
   }
   napi_delete_async_work(env, w->work);
   net_free(w);

@@ -338,3 +338,33 @@ test('copyBytes copies into SharedArrayBuffer-backed buffers, as much as fits', 
   assert.equal(target.toString('latin1'), '\0\0abcd\0\0xy');
   assert.throws(() => native.copyBytes(target, 11, Buffer.from('q')), RangeError);
 });
+
+test('writeBlob writes every byte at its offset, direct or not; a failed write rejects like fs', async (t) => {
+  const dir = tempDir(t);
+  const file = path.join(dir, 'blob');
+  const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
+  const direct = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_DIRECT);
+  const bounce = Buffer.alloc(native.BLOB_BOUNCE_BYTES);
+  const expected: Buffer[] = [];
+  let pos = 0;
+  try {
+    // Aligned and not, bigger than the bounce buffer, smaller than a block, and all buffered.
+    for (const [size, useDirect] of [[1 << 20, true], [5000, true], [(3 << 20) + 123, true], [10, true], [200_000, false], [70_000, true]] as const) {
+      const piece = Buffer.alloc(size, expected.length + 1);
+      assert.equal(await native.writeBlob(useDirect ? direct : -1, fd, piece, pos, bounce, file), true);
+      expected.push(piece);
+      pos += size;
+    }
+    assert.deepEqual(fs.readFileSync(file), Buffer.concat(expected));
+    const readOnly = fs.openSync(file, 'r');
+    try {
+      await assert.rejects(native.writeBlob(-1, readOnly, Buffer.from('x'), 0, bounce, file), { code: 'EBADF', syscall: 'write', path: file });
+    } finally {
+      fs.closeSync(readOnly);
+    }
+    await assert.rejects(native.writeBlob(direct, fd, Buffer.from('x'), 0, Buffer.alloc(10), file), /bounce must be a Buffer/);
+  } finally {
+    fs.closeSync(direct);
+    fs.closeSync(fd);
+  }
+});
