@@ -158,7 +158,8 @@ test('seccomp: a later container gets the very program crun compiled for the fir
 });
 
 test('the runtime gets HostConfig.Annotations (--annotation), not the labels', async () => {
-  const id = (await ok(['create', '--label', 'run.oci.keep_original_groups=1', '--label', 'team=a', '--annotation', 'org.example.note=hi', 'busybox', 'true'])).trim();
+  // A process that stays: the bundle (config.json) goes when the container exits.
+  const id = (await ok(['create', '--label', 'run.oci.keep_original_groups=1', '--label', 'team=a', '--annotation', 'org.example.note=hi', 'busybox', 'sleep', '30'])).trim();
   try {
     await ok(['start', id]);
     const cfg = JSON.parse(fs.readFileSync(path.join(e.d.execRoot, id, 'config.json'), 'utf8')) as { annotations?: Record<string, string> };
